@@ -1,0 +1,200 @@
+/* core.c — error messages, version, threads, the host caching allocator and
+ * the small checks every op uses. */
+#include "internal.h"
+#include <omp.h>
+#include <pthread.h>
+
+#ifndef GAM_VERSION
+#define GAM_VERSION "0.1.0"
+#endif
+
+/* ---- errors --------------------------------------------------------------- */
+static _Thread_local char err_buf[1024];
+
+int gam__err(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+const char *gam_last_error(void) { return err_buf[0] ? err_buf : "unknown error"; }
+const char *gam_version(void) { return GAM_VERSION; }
+
+/* ---- threads -------------------------------------------------------------- */
+extern void openblas_set_num_threads(int);
+
+int gam_set_num_threads(int n) {
+  GAM_CHECK(n >= 1 && n <= 4096, "set_num_threads: thread count must be in 1..4096, got %d", n);
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+  return 0;
+}
+
+int gam_get_num_threads(void) { return omp_get_max_threads(); }
+
+/* ---- memory ----------------------------------------------------------------
+ * Freed host blocks of 64 KiB and more are kept on a list and handed out again
+ * for a request of the same rounded size; small blocks go straight to libc.
+ * Every byte is counted, so tests can check that a loop returns to baseline. */
+typedef struct cached_block { void *p; size_t bytes; struct cached_block *next; } cached_block;
+static cached_block *cache_head;
+static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static gam_memory_stats stats;
+static const size_t cache_min = 65536;
+static const int64_t cache_limit = (int64_t)4 << 30;
+
+static size_t round_bytes(size_t b) {
+  if (b < cache_min) return (b + 63) & ~(size_t)63;
+  return (b + 4095) & ~(size_t)4095;
+}
+
+void *gam__host_alloc(size_t bytes) {
+  size_t rb = round_bytes(bytes ? bytes : 1);
+  void *p = NULL;
+  pthread_mutex_lock(&mem_lock);
+  if (rb >= cache_min) {
+    for (cached_block **pp = &cache_head; *pp; pp = &(*pp)->next) {
+      if ((*pp)->bytes == rb) {
+        cached_block *c = *pp;
+        *pp = c->next;
+        p = c->p;
+        free(c);
+        stats.cached_bytes -= (int64_t)rb;
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&mem_lock);
+  if (!p && posix_memalign(&p, 64, rb) != 0) p = NULL;
+  if (!p && stats.cached_bytes > 0) { /* give the cache back and try again */
+    gam_empty_cache();
+    if (posix_memalign(&p, 64, rb) != 0) p = NULL;
+  }
+  if (!p) {
+    gam__err("out of memory: could not allocate %zu bytes on the cpu", bytes);
+    return NULL;
+  }
+  pthread_mutex_lock(&mem_lock);
+  stats.live_bytes += (int64_t)rb;
+  if (stats.live_bytes > stats.peak_bytes) stats.peak_bytes = stats.live_bytes;
+  pthread_mutex_unlock(&mem_lock);
+  return p;
+}
+
+void gam__host_free(void *p, size_t bytes) {
+  if (!p) return;
+  size_t rb = round_bytes(bytes ? bytes : 1);
+  cached_block *c = NULL;
+  if (rb >= cache_min) c = malloc(sizeof *c);
+  pthread_mutex_lock(&mem_lock);
+  stats.live_bytes -= (int64_t)rb;
+  if (c && stats.cached_bytes + (int64_t)rb <= cache_limit) {
+    c->p = p;
+    c->bytes = rb;
+    c->next = cache_head;
+    cache_head = c;
+    stats.cached_bytes += (int64_t)rb;
+    p = NULL;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&mem_lock);
+  free(c);
+  free(p);
+}
+
+int gam_empty_cache(void) {
+  pthread_mutex_lock(&mem_lock);
+  cached_block *c = cache_head;
+  cache_head = NULL;
+  stats.cached_bytes = 0;
+  pthread_mutex_unlock(&mem_lock);
+  while (c) {
+    cached_block *next = c->next;
+    free(c->p);
+    free(c);
+    c = next;
+  }
+  return 0;
+}
+
+static int64_t live_tensors;
+void gam__count_tensor(int delta) {
+  __atomic_add_fetch(&live_tensors, delta, __ATOMIC_RELAXED);
+}
+
+void gam_memory(gam_memory_stats *s) {
+  if (!s) return;
+  pthread_mutex_lock(&mem_lock);
+  *s = stats;
+  pthread_mutex_unlock(&mem_lock);
+  s->live_tensors = __atomic_load_n(&live_tensors, __ATOMIC_RELAXED);
+}
+
+/* ---- dtype, shape and argument checks ------------------------------------- */
+size_t gam__dtype_size(int dtype) {
+  switch (dtype) {
+    case GAM_FLOAT32: return 4;
+    case GAM_INT64: return 8;
+    case GAM_UINT8: return 1;
+    default: return 0;
+  }
+}
+
+const char *gam__dtype_name(int dtype) {
+  switch (dtype) {
+    case GAM_FLOAT32: return "float32";
+    case GAM_INT64: return "int64";
+    case GAM_UINT8: return "uint8";
+    default: return "invalid dtype";
+  }
+}
+
+const char *gam__device_name(int device) {
+  return device == GAM_CPU ? "cpu" : device == GAM_CUDA ? "cuda" : "invalid device";
+}
+
+const char *gam__shape_str(const gam_tensor *t, char *buf) {
+  int n = 0;
+  buf[n++] = '[';
+  for (int d = 0; d < t->ndim && n < 140; d++)
+    n += snprintf(buf + n, 160 - (size_t)n, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+  buf[n++] = ']';
+  buf[n] = 0;
+  return buf;
+}
+
+int gam__check(const gam_tensor *t, const char *op, const char *arg) {
+  GAM_CHECK(t, "%s: %s is nil, expected a tensor", op, arg);
+  GAM_CHECK(t->refcount > 0 && t->storage, "%s: %s is a released tensor", op, arg);
+  return 0;
+}
+
+int gam__check_float(const gam_tensor *t, const char *op, const char *arg) {
+  GAM_TRY(gam__check(t, op, arg));
+  GAM_CHECK(t->dtype == GAM_FLOAT32, "%s: %s must be float32, got %s", op, arg,
+            gam__dtype_name(t->dtype));
+  return 0;
+}
+
+int gam__dim(const char *op, int dim, int ndim, int *out) {
+  int d = dim < 0 ? dim + ndim : dim;
+  GAM_CHECK(d >= 0 && d < ndim, "%s: dim %d is out of range for a tensor with %d dims", op,
+            dim + (dim >= 0), ndim);
+  *out = d;
+  return 0;
+}
+
+int gam__same_shape(const gam_tensor *a, const gam_tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->shape[d] != b->shape[d]) return 0;
+  return 1;
+}
+
+int64_t gam__numel(int ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) n *= shape[d];
+  return n;
+}

@@ -1,0 +1,95 @@
+/* internal.h — helpers shared by the engine's files; not installed. */
+#ifndef GAM_INTERNAL_H
+#define GAM_INTERNAL_H
+#include "gam.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors: gam__err sets the message and returns -1 -------------------- */
+int gam__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define GAM_TRY(x) do { if ((x) != 0) return -1; } while (0)
+#define GAM_CHECK(cond, ...) do { if (!(cond)) return gam__err(__VA_ARGS__); } while (0)
+
+/* ---- dtype and shape helpers ---------------------------------------------- */
+size_t gam__dtype_size(int dtype);
+const char *gam__dtype_name(int dtype);
+const char *gam__device_name(int device);
+/* "[2,3,4]" into buf (at least 160 bytes) */
+const char *gam__shape_str(const gam_tensor *t, char *buf);
+/* NULL or freed tensors, absurd fields: error naming op and argument */
+int gam__check(const gam_tensor *t, const char *op, const char *arg);
+int gam__check_float(const gam_tensor *t, const char *op, const char *arg);
+/* validates dim against ndim (negative counts from the end); writes 0-based */
+int gam__dim(const char *op, int dim, int ndim, int *out);
+int gam__same_shape(const gam_tensor *a, const gam_tensor *b);
+int64_t gam__numel(int ndim, const int64_t *shape);
+
+static inline void *gam__data(const gam_tensor *t) {
+  return (char *)t->storage->data + (size_t)t->offset * gam__dtype_size(t->dtype);
+}
+static inline float *gam__f32(const gam_tensor *t) { return (float *)gam__data(t); }
+static inline int64_t *gam__i64(const gam_tensor *t) { return (int64_t *)gam__data(t); }
+
+/* ---- allocation (counted; CPU blocks come from a caching allocator) ------- */
+void *gam__host_alloc(size_t bytes);            /* 64-byte aligned, NULL on failure */
+void gam__host_free(void *p, size_t bytes);
+void gam__count_tensor(int delta);              /* live tensor header count */
+/* New tensor with fresh storage (uninitialised). NULL + error set on failure. */
+gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape);
+gam_tensor *gam__new_like(const gam_tensor *t);
+gam_tensor *gam__new_zeros_like(const gam_tensor *t);
+/* New header over t's storage: shape given, element offset relative to t. */
+gam_tensor *gam__alias(gam_tensor *t, int ndim, const int64_t *shape, int64_t offset);
+/* Releases a list of tensors (NULLs skipped); always returns -1 for error paths. */
+int gam__fail(int n, ...);
+
+/* ---- autograd ------------------------------------------------------------- */
+typedef int (*gam_backward_fn)(gam_node *n, gam_tensor *grad_out);
+enum { GAM_NODE_SAVED = 4, GAM_NODE_PARAMS = 8 };
+struct gam_node {
+  int refcount;
+  const char *name;
+  gam_backward_fn backward;
+  int ninputs;
+  gam_tensor **inputs;                  /* owned refs, ninputs of them */
+  gam_tensor *saved[GAM_NODE_SAVED];    /* owned refs to what backward needs */
+  double f[GAM_NODE_PARAMS];            /* scalar arguments of the op */
+  int64_t i[GAM_NODE_PARAMS];
+  void *ctx;                             /* op-specific state, freed with ctx_free */
+  void (*ctx_free)(void *);
+  int64_t out_shape[GAM_MAX_DIMS];
+  int out_ndim;
+  /* backward bookkeeping */
+  gam_tensor *grad;                      /* gradient w.r.t. this node's output */
+  unsigned mark;
+  int freed;                             /* saved state released after backward */
+};
+
+/* 1 when grad mode is on and some input requires grad. */
+int gam__grad_needed(int n, gam_tensor *const *inputs);
+/* Makes the node for out = op(inputs) and links it; NULL + error on failure
+ * (out is left untouched, caller releases it). */
+gam_node *gam__record(gam_tensor *out, const char *name, gam_backward_fn fn, int n,
+                      gam_tensor *const *inputs);
+/* Keeps t alive for backward. For the op's own output pass it: the node saves
+ * an alias without grad_fn, so no reference cycle forms. */
+int gam__save(gam_node *n, int slot, gam_tensor *t);
+int gam__input_needs_grad(const gam_node *n, int i);
+/* Adds g (shape of input i) into the gradient of input i. g is borrowed. */
+int gam__accumulate(gam_node *n, int i, gam_tensor *g);
+/* Sums g over broadcast dims down to shape (ndim, shape). New reference. */
+int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_t *shape);
+void gam__node_release(gam_node *n);
+
+/* ---- random (random.c): the global generator ---------------------------- */
+uint64_t gam__rng_next(void);
+double gam__rng_uniform(void);          /* [0, 1) */
+uint64_t gam__rng_below(uint64_t n);    /* [0, n) */
+
+/* ---- threads -------------------------------------------------------------- */
+/* true where a loop of n elements is worth an OpenMP team */
+#define GAM_PAR_MIN 32768
+
+#endif

@@ -1,0 +1,223 @@
+/* ops_loss.c — softmax, log_softmax, gather and the per-sample losses.
+ * Softmax-like ops view the input as [outer, size, inner] around their dim. */
+#include "internal.h"
+#include <math.h>
+
+static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int k = 0; k < d; k++) *outer *= t->shape[k];
+  for (int k = d + 1; k < t->ndim; k++) *inner *= t->shape[k];
+  *size = t->shape[d];
+}
+
+/* y = softmax or log_softmax of each line of x along the middle axis */
+static void softmax_lines(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out) {
+#pragma omp parallel for collapse(2) if (outer * size * inner > GAM_PAR_MIN)
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      const float *xp = x + o * size * inner + i;
+      float *yp = y + o * size * inner + i;
+      float m = -INFINITY;
+      for (int64_t k = 0; k < size; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
+      double s = 0;
+      for (int64_t k = 0; k < size; k++) s += exp((double)xp[k * inner] - m);
+      if (log_out) {
+        float lse = m + (float)log(s);
+        for (int64_t k = 0; k < size; k++) yp[k * inner] = xp[k * inner] - lse;
+      } else {
+        for (int64_t k = 0; k < size; k++) yp[k * inner] = (float)(exp((double)xp[k * inner] - m) / s);
+      }
+    }
+}
+
+static int softmax_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *y = n->saved[0];
+  int log_out = (int)n->i[1];
+  int64_t outer, size, inner;
+  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam_tensor *gx = gam__new_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g), *yp = gam__f32(y);
+  float *p = gam__f32(gx);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t base = o * size * inner + i;
+      double s = 0;
+      if (log_out) { /* gx = g - softmax * sum(g) */
+        for (int64_t k = 0; k < size; k++) s += gp[base + k * inner];
+        for (int64_t k = 0; k < size; k++)
+          p[base + k * inner] = gp[base + k * inner] - expf(yp[base + k * inner]) * (float)s;
+      } else { /* gx = y * (g - sum(g*y)) */
+        for (int64_t k = 0; k < size; k++) s += (double)gp[base + k * inner] * yp[base + k * inner];
+        for (int64_t k = 0; k < size; k++)
+          p[base + k * inner] = yp[base + k * inner] * (gp[base + k * inner] - (float)s);
+      }
+    }
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
+  const char *name = log_out ? "log_softmax" : "softmax";
+  GAM_TRY(gam__check_float(a, name, "input"));
+  int d;
+  GAM_TRY(gam__dim(name, dim, a->ndim, &d));
+  int64_t outer, size, inner;
+  split_at(a, d, &outer, &size, &inner);
+  gam_tensor *r = gam__new_like(a);
+  if (!r) return -1;
+  softmax_lines(gam__f32(a), gam__f32(r), outer, size, inner, log_out);
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(r, name, softmax_backward, 1, &a);
+    if (!n || gam__save(n, 0, r) != 0) return gam__fail(1, r);
+    n->i[0] = d;
+    n->i[1] = log_out;
+  }
+  *out = r;
+  return 0;
+}
+
+int gam_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(out, a, dim, 0); }
+int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(out, a, dim, 1); }
+
+/* ---- gather: out[.., j, ..] = a[.., index[.., j, ..], ..] along dim ----- */
+static int gather_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *a = n->inputs[0], *index = n->inputs[1];
+  int64_t outer, size, inner, osize = index->shape[n->i[0]];
+  split_at(a, (int)n->i[0], &outer, &size, &inner);
+  gam_tensor *ga = gam__new_zeros_like(a);
+  if (!ga) return -1;
+  const float *gp = gam__f32(g);
+  const int64_t *ip = gam__i64(index);
+  float *p = gam__f32(ga);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < osize; j++)
+      for (int64_t i = 0; i < inner; i++) {
+        int64_t at = (o * osize + j) * inner + i;
+        p[(o * size + ip[at]) * inner + i] += gp[at];
+      }
+  int rc = gam__accumulate(n, 0, ga);
+  gam_release(ga);
+  return rc;
+}
+
+int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
+  GAM_TRY(gam__check_float(a, "gather", "input"));
+  GAM_TRY(gam__check(index, "gather", "index"));
+  GAM_CHECK(index->dtype == GAM_INT64, "gather: index must be int64, got %s",
+            gam__dtype_name(index->dtype));
+  int d;
+  GAM_TRY(gam__dim("gather", dim, a->ndim, &d));
+  char b1[160], b2[160];
+  GAM_CHECK(index->ndim == a->ndim, "gather: index %s and input %s differ in dims",
+            gam__shape_str(index, b1), gam__shape_str(a, b2));
+  for (int k = 0; k < a->ndim; k++)
+    GAM_CHECK(k == d || index->shape[k] == a->shape[k],
+              "gather: index %s must match input %s except along dim %d", gam__shape_str(index, b1),
+              gam__shape_str(a, b2), d + 1);
+  int64_t outer, size, inner, osize = index->shape[d];
+  split_at(a, d, &outer, &size, &inner);
+  const int64_t *ip = gam__i64(index);
+  for (int64_t k = 0; k < index->numel; k++)
+    GAM_CHECK(ip[k] >= 0 && ip[k] < size, "gather: index value %lld is outside [0, %lld)",
+              (long long)ip[k], (long long)size);
+  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, index->ndim, index->shape);
+  if (!r) return -1;
+  const float *p = gam__f32(a);
+  float *q = gam__f32(r);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < osize; j++)
+      for (int64_t i = 0; i < inner; i++) {
+        int64_t at = (o * osize + j) * inner + i;
+        q[at] = p[(o * size + ip[at]) * inner + i];
+      }
+  gam_tensor *in[2] = {a, index};
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(r, "gather", gather_backward, 2, in);
+    if (!n) return gam__fail(1, r);
+    n->i[0] = d;
+  }
+  *out = r;
+  return 0;
+}
+
+/* ---- per-sample losses over logits[n,k] and 0-based targets[n] ------------
+ * The target distribution q puts 1-s on the class and s/(k-1) on the others
+ * (s = 0: plain cross-entropy). The loss is KL(q || softmax) summed over
+ * classes, with 0 log 0 = 0; its gradient is softmax - q, as cross-entropy's. */
+static int check_targets(const char *name, gam_tensor *logits, gam_tensor *target) {
+  GAM_TRY(gam__check_float(logits, name, "logits"));
+  GAM_TRY(gam__check(target, name, "target"));
+  char b1[160], b2[160];
+  GAM_CHECK(logits->ndim == 2, "%s: logits must be [n, classes], got %s", name,
+            gam__shape_str(logits, b1));
+  GAM_CHECK(target->dtype == GAM_INT64, "%s: target must be int64 class ids, got %s", name,
+            gam__dtype_name(target->dtype));
+  GAM_CHECK(target->ndim == 1 && target->shape[0] == logits->shape[0],
+            "%s: target %s does not match logits %s (expected [%lld])", name,
+            gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
+  const int64_t *tp = gam__i64(target);
+  for (int64_t i = 0; i < target->numel; i++)
+    GAM_CHECK(tp[i] >= 0 && tp[i] < logits->shape[1],
+              "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
+              (long long)tp[i], (long long)i + 1, (long long)logits->shape[1]);
+  return 0;
+}
+
+static int ce_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *logits = n->inputs[0], *target = n->inputs[1], *logp = n->saved[0];
+  int64_t rows = logits->shape[0], k = logits->shape[1];
+  double s = n->f[0];
+  float on = (float)(1.0 - s), off = k > 1 ? (float)(s / (double)(k - 1)) : 0.f;
+  gam_tensor *gx = gam__new_like(logits);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g), *lp = gam__f32(logp);
+  const int64_t *tp = gam__i64(target);
+  float *p = gam__f32(gx);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < k; c++)
+      p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+static int cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target, double s,
+                         const char *name) {
+  GAM_TRY(check_targets(name, logits, target));
+  GAM_CHECK(s >= 0 && s < 1, "%s: smoothing must be in [0, 1), got %g", name, s);
+  int64_t rows = logits->shape[0], k = logits->shape[1];
+  GAM_CHECK(k >= 1 && (s == 0 || k >= 2), "%s: smoothing needs at least 2 classes", name);
+  gam_tensor *logp = gam__new_like(logits);
+  gam_tensor *r = gam__new(GAM_FLOAT32, logits->device, 1, &rows);
+  if (!logp || !r) return gam__fail(2, logp, r);
+  softmax_lines(gam__f32(logits), gam__f32(logp), rows, k, 1, 1);
+  const float *lp = gam__f32(logp);
+  const int64_t *tp = gam__i64(target);
+  double on = 1.0 - s, off = k > 1 ? s / (double)(k - 1) : 0.0;
+  double ent = (on > 0 ? on * log(on) : 0) + (off > 0 ? (double)(k - 1) * off * log(off) : 0);
+  for (int64_t i = 0; i < rows; i++) {
+    double cross = 0;
+    for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];
+    gam__f32(r)[i] = (float)(ent - cross);
+  }
+  gam_tensor *in[2] = {logits, target};
+  if (gam__grad_needed(1, &logits)) {
+    gam_node *n = gam__record(r, name, ce_backward, 2, in);
+    if (!n || gam__save(n, 0, logp) != 0) return gam__fail(2, logp, r);
+    n->f[0] = s;
+  }
+  gam_release(logp);
+  *out = r;
+  return 0;
+}
+
+int gam_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target) {
+  return cross_entropy(out, logits, target, 0.0, "cross_entropy");
+}
+
+int gam_smooth_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target, double s) {
+  return cross_entropy(out, logits, target, s, "smooth_cross_entropy");
+}

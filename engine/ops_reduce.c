@@ -1,0 +1,213 @@
+/* ops_reduce.c — sum, mean, max, argmax over everything or one dim.
+ * A reduction over dim d views the input as [outer, size, inner]. Sums
+ * accumulate in double. */
+#include "internal.h"
+#include <math.h>
+#include <float.h>
+
+static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int k = 0; k < d; k++) *outer *= t->shape[k];
+  for (int k = d + 1; k < t->ndim; k++) *inner *= t->shape[k];
+  *size = t->shape[d];
+}
+
+static void reduced_shape(const gam_tensor *t, int d, int keepdim, int *nd, int64_t *shape) {
+  int n = 0;
+  for (int k = 0; k < t->ndim; k++) {
+    if (k != d) shape[n++] = t->shape[k];
+    else if (keepdim) shape[n++] = 1;
+  }
+  *nd = n;
+}
+
+/* ---- sum / mean over everything ----------------------------------------- */
+static int sum_all_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  gam_tensor *gx = gam__new_like(x);
+  if (!gx) return -1;
+  float v = gam__f32(g)[0] * (float)n->f[0], *p = gam__f32(gx);
+  for (int64_t i = 0; i < gx->numel; i++) p[i] = v;
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+static int reduce_all(gam_tensor **out, gam_tensor *a, int mean) {
+  const char *name = mean ? "mean" : "sum";
+  GAM_TRY(gam__check_float(a, name, "input"));
+  GAM_CHECK(!mean || a->numel > 0, "mean: input is empty");
+  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
+  if (!r) return -1;
+  const float *p = gam__f32(a);
+  double s = 0;
+  int64_t n = a->numel;
+#pragma omp parallel for reduction(+ : s) if (n > GAM_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) s += p[i];
+  double scale = mean ? 1.0 / (double)n : 1.0;
+  gam__f32(r)[0] = (float)(s * scale);
+  if (gam__grad_needed(1, &a)) {
+    gam_node *nd = gam__record(r, name, sum_all_backward, 1, &a);
+    if (!nd) return gam__fail(1, r);
+    nd->f[0] = scale;
+  }
+  *out = r;
+  return 0;
+}
+
+int gam_sum(gam_tensor **out, gam_tensor *a) { return reduce_all(out, a, 0); }
+int gam_mean(gam_tensor **out, gam_tensor *a) { return reduce_all(out, a, 1); }
+
+/* ---- sum / mean over one dim ---------------------------------------------- */
+static int sum_dim_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  int64_t outer, size, inner;
+  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam_tensor *gx = gam__new_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g);
+  float *p = gam__f32(gx), scale = (float)n->f[0];
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t k = 0; k < size; k++)
+      for (int64_t i = 0; i < inner; i++) p[(o * size + k) * inner + i] = gp[o * inner + i] * scale;
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int mean) {
+  const char *name = mean ? "mean" : "sum";
+  GAM_TRY(gam__check_float(a, name, "input"));
+  int d;
+  GAM_TRY(gam__dim(name, dim, a->ndim, &d));
+  int64_t outer, size, inner, shape[GAM_MAX_DIMS];
+  split_at(a, d, &outer, &size, &inner);
+  GAM_CHECK(!mean || size > 0, "mean: dim %d is empty", d + 1);
+  int nd;
+  reduced_shape(a, d, keepdim, &nd, shape);
+  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
+  if (!r) return -1;
+  const float *p = gam__f32(a);
+  float *q = gam__f32(r);
+  double scale = mean ? 1.0 / (double)size : 1.0;
+#pragma omp parallel for if (a->numel > GAM_PAR_MIN)
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      double s = 0;
+      for (int64_t k = 0; k < size; k++) s += p[(o * size + k) * inner + i];
+      q[o * inner + i] = (float)(s * scale);
+    }
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
+    if (!n) return gam__fail(1, r);
+    n->i[0] = d;
+    n->f[0] = scale;
+  }
+  *out = r;
+  return 0;
+}
+
+int gam_sum_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
+  return reduce_dim(out, a, dim, keepdim, 0);
+}
+int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
+  return reduce_dim(out, a, dim, keepdim, 1);
+}
+
+/* ---- max ------------------------------------------------------------------ */
+/* gradient flows to the first maximal element of each reduced line */
+static int max_dim_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *idx = n->saved[0];
+  int64_t outer, size, inner;
+  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam_tensor *gx = gam__new_zeros_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g);
+  const int64_t *ip = gam__i64(idx);
+  float *p = gam__f32(gx);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) p[(o * size + ip[o * inner + i]) * inner + i] = gp[o * inner + i];
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam_tensor **indices,
+                     const char *name) {
+  int64_t outer, size, inner, shape[GAM_MAX_DIMS];
+  split_at(a, d, &outer, &size, &inner);
+  GAM_CHECK(size > 0, "%s: dim %d is empty", name, d + 1);
+  int nd;
+  reduced_shape(a, d, keepdim, &nd, shape);
+  gam_tensor *v = values ? gam__new(GAM_FLOAT32, a->device, nd, shape) : NULL;
+  gam_tensor *ix = gam__new(GAM_INT64, a->device, nd, shape);
+  if ((values && !v) || !ix) return gam__fail(2, v, ix);
+  const float *p = gam__f32(a);
+  int64_t *ip = gam__i64(ix);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      int64_t best = 0;
+      float bv = p[o * size * inner + i];
+      for (int64_t k = 1; k < size; k++) {
+        float x = p[(o * size + k) * inner + i];
+        if (x > bv || (x != x && bv == bv)) { bv = x; best = k; } /* NaN wins, as in PyTorch */
+      }
+      ip[o * inner + i] = best;
+      if (v) gam__f32(v)[o * inner + i] = bv;
+    }
+  if (values) *values = v;
+  *indices = ix;
+  return 0;
+}
+
+int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int dim, int keepdim) {
+  GAM_TRY(gam__check_float(a, "max", "input"));
+  int d;
+  GAM_TRY(gam__dim("max", dim, a->ndim, &d));
+  gam_tensor *v, *ix;
+  GAM_TRY(max_lines(a, d, keepdim, &v, &ix, "max"));
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(v, "max", max_dim_backward, 1, &a);
+    if (!n || gam__save(n, 0, ix) != 0) return gam__fail(2, v, ix);
+    n->i[0] = d;
+  }
+  *values = v;
+  *indices = ix;
+  return 0;
+}
+
+int gam_argmax(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
+  GAM_TRY(gam__check_float(a, "argmax", "input"));
+  int d;
+  GAM_TRY(gam__dim("argmax", dim, a->ndim, &d));
+  return max_lines(a, d, keepdim, NULL, out, "argmax");
+}
+
+static int max_all_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *gx = gam__new_zeros_like(n->inputs[0]);
+  if (!gx) return -1;
+  gam__f32(gx)[n->i[0]] = gam__f32(g)[0];
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+int gam_max(gam_tensor **out, gam_tensor *a) {
+  GAM_TRY(gam__check_float(a, "max", "input"));
+  GAM_CHECK(a->numel > 0, "max: input is empty");
+  const float *p = gam__f32(a);
+  int64_t best = 0;
+  for (int64_t i = 1; i < a->numel; i++)
+    if (p[i] > p[best] || (p[i] != p[i] && p[best] == p[best])) best = i;
+  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
+  if (!r) return -1;
+  gam__f32(r)[0] = p[best];
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(r, "max", max_all_backward, 1, &a);
+    if (!n) return gam__fail(1, r);
+    n->i[0] = best;
+  }
+  *out = r;
+  return 0;
+}

@@ -1,0 +1,31 @@
+-- gam — the gamlua package: tensors with autograd over the C engine, nn
+-- modules, models, optimisers (SGD, Adam, AdamW, SAM, ASAM, GSAM, GAM), data.
+--
+--   local gam = require 'gam'
+--   local x = gam.randn({4, 3})
+--   local loss = (x * 2):sum()
+local tensor = require 'gam.tensor'
+
+local gam = {}
+for _, k in ipairs {'tensor', 'zeros', 'ones', 'full', 'empty', 'rand', 'randn', 'randint', 'randperm',
+                    'arange', 'cat', 'manual_seed', 'rng_state', 'set_rng_state', 'from_buffer',
+                    'memory', 'empty_cache', 'set_num_threads', 'get_num_threads', 'scope', 'keep',
+                    'release', 'no_grad', 'enable_grad', 'is_grad_enabled', 'is_tensor', 'Tensor'} do
+  gam[k] = tensor[k]
+end
+gam.version = _GAMLUA and _GAMLUA.version or '0.1.0'
+gam.F = require 'gam.functional'
+
+-- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data
+local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data',
+              checkpoint = 'gam.checkpoint'}
+setmetatable(gam, {__index = function(t, k)
+  local name = lazy[k]
+  if name then
+    local m = require(name)
+    rawset(t, k, m)
+    return m
+  end
+end})
+
+return gam

@@ -1,0 +1,47 @@
+-- gam.lib — loads libgam and declares its API to the FFI.
+--
+-- The declarations are not written here: libgam carries the FFI region of
+-- engine/gam.h as a string (gam_cdef), so the header and the binding cannot
+-- drift apart. The library is looked for, in order, at $GAMLUA_LIB, where the
+-- gamlua host says it is, beside this package in the build tree, where
+-- `make install` puts it, and on the system library path.
+local ffi = require 'ffi'
+
+local function exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function candidates()
+  local list = {}
+  local env = os.getenv('GAMLUA_LIB')
+  if env and env ~= '' then list[#list + 1] = env end
+  if rawget(_G, '_GAMLUA') and _GAMLUA.lib then list[#list + 1] = _GAMLUA.lib end
+  local src = debug.getinfo(1, 'S').source:sub(2)
+  local root = src:match('^(.*)/gam/lib%.lua$') or '.'
+  list[#list + 1] = root .. '/../build/libgam.so'            -- lua/ beside build/
+  list[#list + 1] = root .. '/../../../lib/gamlua/libgam.so' -- share/gamlua/lua -> lib/gamlua
+  return list
+end
+
+local C
+for _, path in ipairs(candidates()) do
+  if exists(path) then
+    C = ffi.load(path)
+    break
+  end
+end
+if not C then
+  local ok, lib = pcall(ffi.load, 'gam')
+  if not ok then
+    error('gam: cannot find libgam.so (looked at ' .. table.concat(candidates(), ', ') ..
+          '); build it with `make` or set GAMLUA_LIB', 0)
+  end
+  C = lib
+end
+
+ffi.cdef 'const char *gam_cdef(void);'
+ffi.cdef(ffi.string(C.gam_cdef()))
+
+return C

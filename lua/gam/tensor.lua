@@ -1,0 +1,752 @@
+-- gam.tensor — the Tensor type: FFI cdata over an engine tensor, its methods,
+-- operators, printing, and the scopes that free intermediates deterministically.
+--
+-- A Lua tensor is a small `gam_handle` cdata holding one reference to an
+-- engine tensor. Inside gam.scope(fn) every tensor made is released when fn
+-- returns, except those it returns (and those passed to gam.keep); outside any
+-- scope a tensor is released when Lua collects its handle. A released handle
+-- raises a clear error when used.
+local ffi = require 'ffi'
+local C = require 'gam.lib'
+
+ffi.cdef 'typedef struct gam_handle { gam_tensor *t; } gam_handle;'
+
+local M = {}
+local Tensor = {}          -- methods
+local Handle               -- the ctype
+local scopes = {}          -- stack of {handle = true} sets
+
+local DTYPES = {float32 = C.GAM_FLOAT32, int64 = C.GAM_INT64, uint8 = C.GAM_UINT8,
+                float = C.GAM_FLOAT32, long = C.GAM_INT64, byte = C.GAM_UINT8}
+local DTYPE_NAMES = {[C.GAM_FLOAT32] = 'float32', [C.GAM_INT64] = 'int64', [C.GAM_UINT8] = 'uint8'}
+local DEVICES = {cpu = C.GAM_CPU, cuda = C.GAM_CUDA}
+local DEVICE_NAMES = {[C.GAM_CPU] = 'cpu', [C.GAM_CUDA] = 'cuda'}
+M.DTYPES, M.DEVICES = DTYPES, DEVICES
+
+-- ---- errors and argument checks -------------------------------------------
+local function engine_error()
+  error(ffi.string(C.gam_last_error()), 0)
+end
+local function check(rc)
+  if rc ~= 0 then engine_error() end
+end
+M.check = check
+
+local function is_tensor(x)
+  return type(x) == 'cdata' and ffi.istype(Handle, x)
+end
+M.is_tensor = is_tensor
+
+-- The engine tensor of x, or a Lua error naming the op and the argument.
+local function T(x, op, what)
+  if not is_tensor(x) then
+    error(string.format('%s: %s must be a tensor, got %s', op, what or 'argument',
+                        type(x) == 'cdata' and tostring(ffi.typeof(x)) or type(x)), 0)
+  end
+  local t = x.t
+  if t == nil then
+    error(string.format('%s: %s is a released tensor (freed when its gam.scope ended; '
+                        .. 'return it from the scope or gam.keep it)', op, what or 'argument'), 0)
+  end
+  return t
+end
+M.T = T
+
+local function int_arg(v, op, what, lo, hi)
+  if type(v) ~= 'number' or v ~= math.floor(v) or v ~= v then
+    error(string.format('%s: %s must be an integer, got %s', op, what, tostring(v)), 0)
+  end
+  if (lo and v < lo) or (hi and v > hi) then
+    error(string.format('%s: %s = %d is out of range%s', op, what, v,
+          hi and string.format(' [%d, %d]', lo, hi) or string.format(' (at least %d)', lo)), 0)
+  end
+  return v
+end
+M.int_arg = int_arg
+
+local function num_arg(v, op, what)
+  if type(v) ~= 'number' then
+    error(string.format('%s: %s must be a number, got %s', op, what, type(v)), 0)
+  end
+  return v
+end
+M.num_arg = num_arg
+
+-- 1-based Lua dim (negative counts from the end) -> 0-based engine dim
+local function dim_arg(d, ndim, op)
+  if type(d) ~= 'number' or d ~= math.floor(d) then
+    error(string.format('%s: dim must be an integer, got %s', op, tostring(d)), 0)
+  end
+  if d == 0 or d > ndim or d < -ndim then
+    error(string.format('%s: dim %d is out of range for a tensor with %d dims (dims are 1-based)',
+                        op, d, ndim), 0)
+  end
+  return d > 0 and d - 1 or ndim + d
+end
+M.dim_arg = dim_arg
+
+-- {2,3} or 2,3 -> int64_t[n], n
+local shape_buf = ffi.new('int64_t[8]')
+local function shape_arg(op, s, ...)
+  if type(s) ~= 'table' then s = {s, ...} end
+  if #s > 8 then error(string.format('%s: a tensor has at most 8 dims, got %d', op, #s), 0) end
+  for i = 1, #s do
+    local v = s[i]
+    if type(v) ~= 'number' or v ~= math.floor(v) then
+      error(string.format('%s: size of dim %d must be an integer, got %s', op, i, tostring(v)), 0)
+    end
+    shape_buf[i - 1] = v
+  end
+  return shape_buf, #s
+end
+M.shape_arg = shape_arg
+
+local function dtype_arg(d, op)
+  if d == nil then return C.GAM_FLOAT32 end
+  local v = DTYPES[d]
+  if not v then error(string.format("%s: unknown dtype '%s' (float32, int64 or uint8)", op, tostring(d)), 0) end
+  return v
+end
+local function device_arg(d, op)
+  if d == nil then return C.GAM_CPU end
+  local v = DEVICES[d]
+  if not v then error(string.format("%s: unknown device '%s' (cpu or cuda)", op, tostring(d)), 0) end
+  return v
+end
+M.dtype_arg, M.device_arg = dtype_arg, device_arg
+
+-- ---- handles and scopes -----------------------------------------------------
+local function finalize(h)
+  if h.t ~= nil then
+    C.gam_release(h.t)
+    h.t = nil
+  end
+end
+
+-- Wraps an owned engine reference (from an out-pointer) in a Lua tensor.
+local function wrap(t)
+  if t == nil then return nil end
+  local h = ffi.gc(Handle(t), finalize)
+  local s = scopes[#scopes]
+  if s then s[h] = true end
+  return h
+end
+M.wrap = wrap
+
+local outp = ffi.new('gam_tensor*[1]')
+local outp2 = ffi.new('gam_tensor*[1]')
+-- op(C.gam_fn, args...) calls fn(out, args...) and wraps the result
+local function op(fn, ...)
+  check(fn(outp, ...))
+  return wrap(outp[0])
+end
+M.op = op
+M.outp, M.outp2 = outp, outp2
+
+local function release(h)
+  if h.t ~= nil then
+    C.gam_release(h.t)
+    h.t = nil
+  end
+end
+
+local function mark_kept(v, kept, depth)
+  if is_tensor(v) then
+    kept[v] = true
+  elseif type(v) == 'table' and depth < 4 and not kept[v] then
+    kept[v] = true
+    for _, x in pairs(v) do mark_kept(x, kept, depth + 1) end
+  end
+end
+
+local function close_scope(list, ok, ...)
+  local kept = {}
+  if ok then
+    for i = 1, select('#', ...) do mark_kept((select(i, ...)), kept, 0) end
+  end
+  local parent = scopes[#scopes]
+  for h in pairs(list) do
+    if kept[h] then
+      if parent then parent[h] = true end
+    else
+      release(h)
+    end
+  end
+  if not ok then error((...), 0) end
+  return ...
+end
+
+--- gam.scope(fn, ...) runs fn(...) and releases every tensor made inside it
+-- that fn does not return (tensors inside returned tables are kept too).
+function M.scope(fn, ...)
+  local list = {}
+  scopes[#scopes + 1] = list
+  local function finish(...)
+    scopes[#scopes] = nil
+    return close_scope(list, ...)
+  end
+  return finish(xpcall(fn, debug.traceback, ...))
+end
+
+--- gam.keep(t): t (or every tensor in a table) outlives the scopes it was made in.
+function M.keep(v)
+  if is_tensor(v) then
+    for i = #scopes, 1, -1 do scopes[i][v] = nil end
+  elseif type(v) == 'table' then
+    for _, x in pairs(v) do M.keep(x) end
+  end
+  return v
+end
+
+--- gam.release(t): frees t now; later use of t is an error.
+function M.release(v)
+  if is_tensor(v) then
+    for i = #scopes, 1, -1 do scopes[i][v] = nil end
+    release(v)
+  end
+end
+
+function M.scope_depth() return #scopes end
+
+-- ---- grad mode ---------------------------------------------------------------
+local function with_grad_mode(flag, fn, ...)
+  local prev = C.gam_set_grad_enabled(flag)
+  local function finish(ok, ...)
+    C.gam_set_grad_enabled(prev)
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return finish(xpcall(fn, debug.traceback, ...))
+end
+function M.no_grad(fn, ...) return with_grad_mode(0, fn, ...) end
+function M.enable_grad(fn, ...) return with_grad_mode(1, fn, ...) end
+function M.is_grad_enabled() return C.gam_is_grad_enabled() ~= 0 end
+
+-- ---- creation -------------------------------------------------------------------
+local function opts_of(o, op)
+  if o ~= nil and type(o) ~= 'table' then
+    error(string.format('%s: options must be a table like {dtype = ..., device = ...}', op), 0)
+  end
+  return o or {}
+end
+
+-- split (shape..., opts) where shape may be a table or numbers
+local function shape_and_opts(op, ...)
+  local n = select('#', ...)
+  local first = ...
+  if type(first) == 'table' then return first, (select(2, ...)) end
+  local shape, opts = {}, nil
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) == 'table' then opts = v else shape[#shape + 1] = v end
+  end
+  return shape, opts
+end
+
+local function finish_creation(h, o)
+  if o.requires_grad then h:requires_grad_(true) end
+  if o.device and o.device ~= 'cpu' then return h:to(o.device) end
+  return h
+end
+
+function M.empty(...)
+  local s, o = shape_and_opts('empty', ...)
+  o = opts_of(o, 'empty')
+  local buf, n = shape_arg('empty', s)
+  return finish_creation(op(C.gam_empty, dtype_arg(o.dtype, 'empty'), C.GAM_CPU, n, buf), o)
+end
+
+function M.full(s, value, o)
+  o = opts_of(o, 'full')
+  local buf, n = shape_arg('full', s)
+  num_arg(value, 'full', 'value')
+  return finish_creation(op(C.gam_full, dtype_arg(o.dtype, 'full'), C.GAM_CPU, n, buf, value), o)
+end
+function M.zeros(...)
+  local s, o = shape_and_opts('zeros', ...)
+  return M.full(s, 0, o)
+end
+function M.ones(...)
+  local s, o = shape_and_opts('ones', ...)
+  return M.full(s, 1, o)
+end
+
+function M.rand(...)
+  local s, o = shape_and_opts('rand', ...)
+  o = opts_of(o, 'rand')
+  local buf, n = shape_arg('rand', s)
+  return finish_creation(op(C.gam_rand, n, buf, o.low or 0, o.high or 1), o)
+end
+
+function M.randn(...)
+  local s, o = shape_and_opts('randn', ...)
+  o = opts_of(o, 'randn')
+  local buf, n = shape_arg('randn', s)
+  return finish_creation(op(C.gam_randn, n, buf, o.mean or 0, o.std or 1), o)
+end
+
+--- gam.randint(lo, hi, shape, opts): integers in [lo, hi), int64
+function M.randint(lo, hi, s, o)
+  int_arg(lo, 'randint', 'low')
+  int_arg(hi, 'randint', 'high')
+  local buf, n = shape_arg('randint', s)
+  return finish_creation(op(C.gam_randint, n, buf, lo, hi), opts_of(o, 'randint'))
+end
+
+--- gam.randperm(n): a permutation of 0..n-1, int64
+function M.randperm(n, o)
+  int_arg(n, 'randperm', 'n', 0)
+  return finish_creation(op(C.gam_randperm, n), opts_of(o, 'randperm'))
+end
+
+function M.arange(a, b, step, o)
+  if type(step) == 'table' then o, step = step, nil end
+  if type(b) == 'table' then o, b = b, nil end
+  if b == nil then a, b = 0, a end
+  num_arg(a, 'arange', 'start'); num_arg(b, 'arange', 'stop')
+  o = opts_of(o, 'arange')
+  return finish_creation(op(C.gam_arange, dtype_arg(o.dtype, 'arange'), a, b, step or 1), o)
+end
+
+function M.manual_seed(seed)
+  int_arg(seed, 'manual_seed', 'seed', 0)
+  check(C.gam_manual_seed(seed))
+end
+
+function M.rng_state()
+  local s = ffi.new('uint64_t[2]')
+  check(C.gam_rng_get_state(s))
+  return {tonumber(bit.rshift(s[0], 32)), tonumber(bit.band(s[0], 0xffffffffULL)),
+          tonumber(bit.rshift(s[1], 32)), tonumber(bit.band(s[1], 0xffffffffULL))}
+end
+
+function M.set_rng_state(st)
+  if type(st) ~= 'table' or #st ~= 4 then error('set_rng_state: expected the table from gam.rng_state()', 0) end
+  local s = ffi.new('uint64_t[2]')
+  s[0] = bit.bor(bit.lshift(ffi.cast('uint64_t', st[1]), 32), ffi.cast('uint64_t', st[2]))
+  s[1] = bit.bor(bit.lshift(ffi.cast('uint64_t', st[3]), 32), ffi.cast('uint64_t', st[4]))
+  check(C.gam_rng_set_state(s))
+end
+
+-- nested Lua table -> tensor
+local function flatten_data(data, shape, depth, out, op)
+  if type(data) == 'number' or type(data) == 'boolean' then
+    if depth ~= #shape + 1 and #shape > 0 then error(op .. ': ragged nested table (rows of different depth)', 0) end
+    out[#out + 1] = type(data) == 'boolean' and (data and 1 or 0) or data
+    return
+  end
+  if type(data) ~= 'table' then
+    error(string.format('%s: expected numbers in nested tables, found a %s', op, type(data)), 0)
+  end
+  local n = #data
+  if shape[depth] == nil then
+    shape[depth] = n
+  elseif shape[depth] ~= n then
+    error(string.format('%s: ragged nested table: dim %d has sizes %d and %d', op, depth, shape[depth], n), 0)
+  end
+  for i = 1, n do flatten_data(data[i], shape, depth + 1, out, op) end
+end
+
+local CTYPES = {[C.GAM_FLOAT32] = 'float[?]', [C.GAM_INT64] = 'int64_t[?]', [C.GAM_UINT8] = 'uint8_t[?]'}
+M.CTYPES = CTYPES
+
+function M.tensor(data, o)
+  o = opts_of(o, 'tensor')
+  if is_tensor(data) then return finish_creation(data:clone(), o) end
+  local dt = dtype_arg(o.dtype, 'tensor')
+  local shape, flat = {}, {}
+  if type(data) == 'number' then
+    flat[1] = data
+  else
+    flatten_data(data, shape, 1, flat, 'tensor')
+    if #shape == 0 then shape = {0} end
+  end
+  local buf = ffi.new(CTYPES[dt], math.max(#flat, 1))
+  for i = 1, #flat do buf[i - 1] = flat[i] end
+  local sb, n = shape_arg('tensor', shape)
+  return finish_creation(op(C.gam_from_data, dt, n, sb, buf), o)
+end
+
+--- gam.from_buffer(ptr, shape, dtype): a tensor copied from a C buffer
+function M.from_buffer(ptr, shape, dtype)
+  local sb, n = shape_arg('from_buffer', shape)
+  return op(C.gam_from_data, dtype_arg(dtype, 'from_buffer'), n, sb, ptr)
+end
+
+function M.memory()
+  local s = ffi.new('gam_memory_stats')
+  C.gam_memory(s)
+  return {live_tensors = tonumber(s.live_tensors), live_bytes = tonumber(s.live_bytes),
+          peak_bytes = tonumber(s.peak_bytes), cached_bytes = tonumber(s.cached_bytes),
+          device_live_bytes = tonumber(s.device_live_bytes),
+          device_cached_bytes = tonumber(s.device_cached_bytes)}
+end
+function M.empty_cache() check(C.gam_empty_cache()) end
+
+function M.set_num_threads(n)
+  int_arg(n, 'set_num_threads', 'n', 1, 4096)
+  check(C.gam_set_num_threads(n))
+end
+function M.get_num_threads() return C.gam_get_num_threads() end
+
+-- ---- Tensor methods ----------------------------------------------------------------
+function Tensor:dim() return T(self, 'dim', 'tensor').ndim end
+Tensor.ndim = Tensor.dim
+function Tensor:numel() return tonumber(T(self, 'numel', 'tensor').numel) end
+function Tensor:dtype() return DTYPE_NAMES[T(self, 'dtype', 'tensor').dtype] end
+function Tensor:device() return DEVICE_NAMES[T(self, 'device', 'tensor').device] end
+function Tensor:is_alive() return self.t ~= nil end
+
+function Tensor:size(d)
+  local t = T(self, 'size', 'tensor')
+  if d == nil then return self:shape() end
+  return tonumber(t.shape[dim_arg(d, t.ndim, 'size')])
+end
+
+function Tensor:shape()
+  local t = T(self, 'shape', 'tensor')
+  local s = {}
+  for i = 0, t.ndim - 1 do s[i + 1] = tonumber(t.shape[i]) end
+  return s
+end
+
+function Tensor:item()
+  local v = ffi.new('double[1]')
+  check(C.gam_item(T(self, 'item', 'tensor'), v))
+  return v[0]
+end
+
+-- contiguous data as a ctype array (a copy)
+function Tensor:data_copy()
+  local t = T(self, 'data', 'tensor')
+  local n = tonumber(t.numel)
+  local buf = ffi.new(CTYPES[t.dtype], math.max(n, 1))
+  check(C.gam_copy_to_host(t, buf, ffi.sizeof(buf)))
+  return buf, n
+end
+
+function Tensor:totable()
+  local t = T(self, 'totable', 'tensor')
+  local buf, n = self:data_copy()
+  local shape = self:shape()
+  local isint = t.dtype ~= C.GAM_FLOAT32
+  local pos = 0
+  local function build(d)
+    if d > #shape then
+      local v = buf[pos]; pos = pos + 1
+      return isint and tonumber(v) or v
+    end
+    local r = {}
+    for i = 1, shape[d] do r[i] = build(d + 1) end
+    return r
+  end
+  if #shape == 0 then return n > 0 and (isint and tonumber(buf[0]) or buf[0]) or nil end
+  return build(1)
+end
+
+-- flat Lua array of the values
+function Tensor:tolist()
+  local buf, n = self:data_copy()
+  local r = {}
+  for i = 1, n do r[i] = tonumber(buf[i - 1]) end
+  return r
+end
+
+function Tensor:requires_grad_(flag)
+  if flag == nil then flag = true end
+  check(C.gam_set_requires_grad(T(self, 'requires_grad_', 'tensor'), flag and 1 or 0))
+  return self
+end
+
+function Tensor:backward(grad)
+  local g = grad ~= nil and T(grad, 'backward', 'gradient') or nil
+  check(C.gam_backward(T(self, 'backward', 'tensor'), g))
+end
+
+function Tensor:detach() return op(C.gam_detach, T(self, 'detach', 'tensor')) end
+function Tensor:grad_fn()
+  local n = C.gam_grad_fn_name(T(self, 'grad_fn', 'tensor'))
+  return n ~= nil and ffi.string(n) or nil
+end
+
+function Tensor:keep() return M.keep(self) end
+
+-- properties read as fields: t.grad, t.requires_grad
+local properties = {
+  grad = function(self)
+    check(C.gam_get_grad(outp, T(self, 'grad', 'tensor')))
+    return wrap(outp[0])
+  end,
+  requires_grad = function(self) return T(self, 'requires_grad', 'tensor').requires_grad ~= 0 end,
+}
+
+-- ---- views and copies ----------------------------------------------------------------
+function Tensor:reshape(...)
+  local buf, n = shape_arg('reshape', ...)
+  return op(C.gam_reshape, T(self, 'reshape', 'tensor'), n, buf)
+end
+Tensor.view = Tensor.reshape
+
+function Tensor:flatten(s, e)
+  local t = T(self, 'flatten', 'tensor')
+  if t.ndim == 0 then return self:reshape(1) end
+  s = dim_arg(s or 1, t.ndim, 'flatten')
+  e = dim_arg(e or -1, t.ndim, 'flatten')
+  return op(C.gam_flatten, t, s, e)
+end
+
+--- t:narrow(1, start, length): rows start..start+length-1 (1-based), sharing storage
+function Tensor:narrow(d, start, length)
+  local t = T(self, 'narrow', 'tensor')
+  if d ~= 1 then error('narrow: only dim 1 can be sliced (it shares storage), got dim ' .. tostring(d), 0) end
+  int_arg(start, 'narrow', 'start', 1)
+  int_arg(length, 'narrow', 'length', 0)
+  return op(C.gam_narrow, t, start - 1, length)
+end
+
+--- t:select(i) / t[i]: row i (1-based) of dim 1, sharing storage
+function Tensor:select(i)
+  int_arg(i, 'select', 'index')
+  return op(C.gam_select, T(self, 'select', 'tensor'), i - 1)
+end
+
+function Tensor:clone() return op(C.gam_clone, T(self, 'clone', 'tensor')) end
+function Tensor:copy_(src)
+  check(C.gam_copy_(T(self, 'copy_', 'destination'), T(src, 'copy_', 'source')))
+  return self
+end
+function Tensor:fill_(v)
+  num_arg(v, 'fill_', 'value')
+  check(C.gam_fill_(T(self, 'fill_', 'tensor'), v))
+  return self
+end
+function Tensor:zero_() return self:fill_(0) end
+function Tensor:add_(other, alpha)
+  check(C.gam_add_(T(self, 'add_', 'destination'), T(other, 'add_', 'source'), alpha or 1))
+  return self
+end
+
+function Tensor:t() return op(C.gam_transpose, T(self, 'transpose', 'tensor')) end
+Tensor.transpose = Tensor.t
+
+function Tensor:to(what)
+  local t = T(self, 'to', 'tensor')
+  if DEVICES[what] then return op(C.gam_to_device, t, DEVICES[what]) end
+  if DTYPES[what] then return op(C.gam_to_dtype, t, DTYPES[what]) end
+  error(string.format("to: expected a device ('cpu', 'cuda') or a dtype, got %s", tostring(what)), 0)
+end
+function Tensor:float() return op(C.gam_to_dtype, T(self, 'float', 'tensor'), C.GAM_FLOAT32) end
+function Tensor:long() return op(C.gam_to_dtype, T(self, 'long', 'tensor'), C.GAM_INT64) end
+function Tensor:byte() return op(C.gam_to_dtype, T(self, 'byte', 'tensor'), C.GAM_UINT8) end
+function Tensor:cpu() return self:to('cpu') end
+function Tensor:cuda() return self:to('cuda') end
+
+function Tensor:allclose(other, rtol, atol)
+  local r = ffi.new('int[1]')
+  check(C.gam_allclose(T(self, 'allclose', 'tensor'), T(other, 'allclose', 'other'), rtol or 1e-5,
+                       atol or 1e-8, r))
+  return r[0] ~= 0
+end
+
+function M.cat(list, d)
+  if type(list) ~= 'table' or #list == 0 then error('cat: expected a non-empty table of tensors', 0) end
+  local arr = ffi.new('gam_tensor*[?]', #list)
+  for i = 1, #list do arr[i - 1] = T(list[i], 'cat', 'tensor ' .. i) end
+  local nd = arr[0].ndim
+  return op(C.gam_cat, arr, #list, dim_arg(d or 1, nd, 'cat'))
+end
+
+-- ---- elementwise ---------------------------------------------------------------------
+-- a op b where either side may be a number
+local function binary(name, fn, scalar_fn, rscalar_fn)
+  return function(a, b)
+    if type(b) == 'number' then return scalar_fn(T(a, name, 'first operand'), b) end
+    if type(a) == 'number' then return rscalar_fn(T(b, name, 'second operand'), a) end
+    return op(fn, T(a, name, 'first operand'), T(b, name, 'second operand'))
+  end
+end
+
+local function S(fn) return function(t, s) return op(fn, t, s) end end
+Tensor.add = binary('add', C.gam_add, S(C.gam_add_scalar), S(C.gam_add_scalar))
+Tensor.sub = binary('sub', C.gam_sub, function(t, s) return op(C.gam_add_scalar, t, -s) end,
+                    S(C.gam_rsub_scalar))
+Tensor.mul = binary('mul', C.gam_mul, S(C.gam_mul_scalar), S(C.gam_mul_scalar))
+Tensor.div = binary('div', C.gam_div, function(t, s) return op(C.gam_mul_scalar, t, 1 / s) end,
+                    S(C.gam_rdiv_scalar))
+
+function Tensor:pow(p)
+  num_arg(p, 'pow', 'exponent')
+  return op(C.gam_pow_scalar, T(self, 'pow', 'tensor'), p)
+end
+
+for _, name in ipairs {'neg', 'exp', 'log', 'sqrt', 'abs', 'relu'} do
+  local fn = C['gam_' .. name]
+  Tensor[name] = function(self) return op(fn, T(self, name, 'input')) end
+end
+
+-- ---- reductions -----------------------------------------------------------------------
+function Tensor:sum(d, keepdim)
+  local t = T(self, 'sum', 'tensor')
+  if d == nil then return op(C.gam_sum, t) end
+  return op(C.gam_sum_dim, t, dim_arg(d, t.ndim, 'sum'), keepdim and 1 or 0)
+end
+
+function Tensor:mean(d, keepdim)
+  local t = T(self, 'mean', 'tensor')
+  if d == nil then return op(C.gam_mean, t) end
+  return op(C.gam_mean_dim, t, dim_arg(d, t.ndim, 'mean'), keepdim and 1 or 0)
+end
+
+--- t:max() -> scalar tensor; t:max(d, keepdim) -> values, indices (0-based int64)
+function Tensor:max(d, keepdim)
+  local t = T(self, 'max', 'tensor')
+  if d == nil then return op(C.gam_max, t) end
+  check(C.gam_max_dim(outp, outp2, t, dim_arg(d, t.ndim, 'max'), keepdim and 1 or 0))
+  local v, i = outp[0], outp2[0]
+  return wrap(v), wrap(i)
+end
+
+function Tensor:argmax(d, keepdim)
+  local t = T(self, 'argmax', 'tensor')
+  return op(C.gam_argmax, t, dim_arg(d or -1, t.ndim, 'argmax'), keepdim and 1 or 0)
+end
+
+function Tensor:softmax(d)
+  local t = T(self, 'softmax', 'input')
+  return op(C.gam_softmax, t, dim_arg(d or -1, t.ndim, 'softmax'))
+end
+function Tensor:log_softmax(d)
+  local t = T(self, 'log_softmax', 'input')
+  return op(C.gam_log_softmax, t, dim_arg(d or -1, t.ndim, 'log_softmax'))
+end
+
+function Tensor:gather(d, index)
+  local t = T(self, 'gather', 'input')
+  return op(C.gam_gather, t, dim_arg(d, t.ndim, 'gather'), T(index, 'gather', 'index'))
+end
+
+function Tensor:matmul(b) return op(C.gam_matmul, T(self, 'matmul', 'first operand'), T(b, 'matmul', 'second operand')) end
+
+-- ---- printing -------------------------------------------------------------------------
+local function fmt_values(vals, isint)
+  if isint then
+    return function(v) return string.format('%d', v) end
+  end
+  local maxabs, minabs, allint = 0, math.huge, true
+  for _, v in ipairs(vals) do
+    if v == v and v ~= math.huge and v ~= -math.huge then
+      local a = math.abs(v)
+      if a > maxabs then maxabs = a end
+      if a > 0 and a < minabs then minabs = a end
+      if v ~= math.floor(v) then allint = false end
+    end
+  end
+  local f
+  if allint and maxabs < 1e8 then
+    f = function(v) return string.format('%.0f.', v) end
+  elseif maxabs >= 1e8 or (minabs < 1e-4) or (maxabs / minabs > 1e6 and minabs ~= math.huge) then
+    f = function(v) return string.format('%.4e', v) end
+  else
+    f = function(v) return string.format('%.4f', v) end
+  end
+  return function(v)
+    if v ~= v then return 'nan' end
+    if v == math.huge then return 'inf' end
+    if v == -math.huge then return '-inf' end
+    return f(v)
+  end
+end
+
+local EDGE = 3
+function Tensor:__tostring_impl()
+  if self.t == nil then return 'tensor(<released>)' end
+  local t = self.t
+  local shape = self:shape()
+  local isint = t.dtype ~= C.GAM_FLOAT32
+  local buf, n = self:data_copy()
+  local abbrev = n > 1000
+  local strides, s = {}, 1
+  for d = #shape, 1, -1 do strides[d] = s; s = s * shape[d] end
+  -- indices shown along each dim
+  local function shown(d)
+    local sz = shape[d]
+    if abbrev and sz > 2 * EDGE then
+      local r = {}
+      for i = 1, EDGE do r[#r + 1] = i end
+      r[#r + 1] = false
+      for i = sz - EDGE + 1, sz do r[#r + 1] = i end
+      return r
+    end
+    local r = {}
+    for i = 1, sz do r[i] = i end
+    return r
+  end
+  -- collect visible values to choose one format and width
+  local vals = {}
+  local function collect(d, off)
+    if d > #shape then vals[#vals + 1] = tonumber(buf[off]); return end
+    for _, i in ipairs(shown(d)) do if i then collect(d + 1, off + (i - 1) * strides[d]) end end
+  end
+  if n > 0 then collect(1, 0) end
+  local fmt = fmt_values(vals, isint)
+  local width = 0
+  for _, v in ipairs(vals) do width = math.max(width, #fmt(v)) end
+  local function cell(v) local x = fmt(v); return string.rep(' ', width - #x) .. x end
+  local indent = 'tensor('
+  local function render(d, off)
+    if d > #shape then return cell(tonumber(buf[off])) end
+    local parts = {}
+    for _, i in ipairs(shown(d)) do
+      parts[#parts + 1] = i and render(d + 1, off + (i - 1) * strides[d]) or '...'
+    end
+    local sep = d == #shape and ', ' or (',' .. string.rep('\n', #shape - d) .. string.rep(' ', #indent + d))
+    return '[' .. table.concat(parts, sep) .. ']'
+  end
+  local body
+  if #shape == 0 then body = n > 0 and fmt(tonumber(buf[0])) or '[]' else body = render(1, 0) end
+  local shp = '[' .. table.concat(shape, ', ') .. ']'
+  local extra = string.format('shape=%s, dtype=%s, device=%s', shp, DTYPE_NAMES[t.dtype], DEVICE_NAMES[t.device])
+  if t.requires_grad ~= 0 then
+    local gf = C.gam_grad_fn_name(t)
+    extra = extra .. (gf ~= nil and (', grad_fn=' .. ffi.string(gf)) or ', requires_grad=true')
+  end
+  return indent .. body .. ',\n' .. string.rep(' ', #indent) .. extra .. ')'
+end
+
+-- ---- the metatype -----------------------------------------------------------------------
+local mt = {
+  __index = function(self, k)
+    local m = Tensor[k]
+    if m ~= nil then return m end
+    local p = properties[k]
+    if p then return p(self) end
+    if type(k) == 'number' then return self:select(k) end
+    return nil
+  end,
+  __newindex = function(self, k, v)
+    if k == 'grad' then
+      check(C.gam_set_grad(T(self, 'grad', 'tensor'), v ~= nil and T(v, 'grad', 'gradient') or nil))
+    elseif k == 'requires_grad' then
+      self:requires_grad_(v)
+    else
+      error("tensor: cannot set field '" .. tostring(k) .. "'", 2)
+    end
+  end,
+  __add = function(a, b) return Tensor.add(a, b) end,
+  __sub = function(a, b) return Tensor.sub(a, b) end,
+  __mul = function(a, b) return Tensor.mul(a, b) end,
+  __div = function(a, b) return Tensor.div(a, b) end,
+  __unm = function(a) return Tensor.neg(a) end,
+  __pow = function(a, p)
+    if type(a) == 'number' then error('pow: number ^ tensor is not supported', 0) end
+    return Tensor.pow(a, p)
+  end,
+  __len = function(self) return self:size(1) end,
+  __tostring = function(self) return Tensor.__tostring_impl(self) end,
+}
+Handle = ffi.metatype('gam_handle', mt)
+
+M.Tensor = Tensor
+M.Handle = Handle
+M.DTYPE_NAMES, M.DEVICE_NAMES = DTYPE_NAMES, DEVICE_NAMES
+return M
