@@ -148,6 +148,24 @@ int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim);
 int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index);
 int gam_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target);          /* per sample [n] */
 int gam_smooth_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target, double smoothing); /* per sample [n] */
+
+/* ---- flat parameter arena (arena.c) ---------------------------------------- */
+/* Moves params into one buffer *flat and their grads into *flat_grad (both 1-D,
+ * new references); each param (and its .grad) becomes a view of its slice. */
+int gam_flatten_params(gam_tensor **params, int n, gam_tensor **flat, gam_tensor **flat_grad);
+int gam_same_storage(const gam_tensor *a, const gam_tensor *b);
+
+/* ---- layers: conv, batch norm, pooling, dropout (ops_conv.c, ops_norm.c, ops_pool.c) */
+/* (section owned by the layers work) */
+
+/* ---- optimiser kernels on flat vectors (optim.c) ----------------------------- */
+/* (section owned by the optimiser work) */
+
+/* ---- data: readers, augmentation, loader (data.c) ----------------------------- */
+/* (section owned by the data work) */
+
+/* ---- checkpoints (checkpoint.c) ------------------------------------------------ */
+/* (section owned by the checkpoint work) */
 /* GAM_FFI_END */
 
 #endif
