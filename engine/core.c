@@ -35,11 +35,14 @@ int gam_set_num_threads(int n) {
 int gam_get_num_threads(void) { return omp_get_max_threads(); }
 
 /* ---- memory ----------------------------------------------------------------
- * Freed host blocks of 64 KiB and more are kept on a list and handed out again
- * for a request of the same rounded size; small blocks go straight to libc.
- * Every byte is counted, so tests can check that a loop returns to baseline. */
+ * Freed host blocks of 64 KiB and more are kept, hashed by their rounded size,
+ * and handed out again for a request of the same rounded size (a training
+ * loop asks for the same few sizes every step); small blocks go straight to
+ * libc. Every byte is counted, so tests can check that a loop returns to its
+ * baseline. */
 typedef struct cached_block { void *p; size_t bytes; struct cached_block *next; } cached_block;
-static cached_block *cache_head;
+enum { CACHE_BUCKETS = 256 };
+static cached_block *cache[CACHE_BUCKETS];
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
 static gam_memory_stats stats;
 static const size_t cache_min = 65536;
@@ -50,25 +53,33 @@ static size_t round_bytes(size_t b) {
   return (b + 4095) & ~(size_t)4095;
 }
 
+static unsigned bucket_of(size_t rb) { return (unsigned)((rb >> 12) * 0x9e3779b1u >> 24) % CACHE_BUCKETS; }
+
+/* a cached block of exactly rb bytes, or NULL; caller holds mem_lock */
+static void *cache_take(size_t rb) {
+  for (cached_block **pp = &cache[bucket_of(rb)]; *pp; pp = &(*pp)->next) {
+    if ((*pp)->bytes == rb) {
+      cached_block *c = *pp;
+      void *p = c->p;
+      *pp = c->next;
+      free(c);
+      stats.cached_bytes -= (int64_t)rb;
+      return p;
+    }
+  }
+  return NULL;
+}
+
 void *gam__host_alloc(size_t bytes) {
   size_t rb = round_bytes(bytes ? bytes : 1);
   void *p = NULL;
-  pthread_mutex_lock(&mem_lock);
   if (rb >= cache_min) {
-    for (cached_block **pp = &cache_head; *pp; pp = &(*pp)->next) {
-      if ((*pp)->bytes == rb) {
-        cached_block *c = *pp;
-        *pp = c->next;
-        p = c->p;
-        free(c);
-        stats.cached_bytes -= (int64_t)rb;
-        break;
-      }
-    }
+    pthread_mutex_lock(&mem_lock);
+    p = cache_take(rb);
+    pthread_mutex_unlock(&mem_lock);
   }
-  pthread_mutex_unlock(&mem_lock);
   if (!p && posix_memalign(&p, 64, rb) != 0) p = NULL;
-  if (!p && stats.cached_bytes > 0) { /* give the cache back and try again */
+  if (!p) { /* give the cache back and try again */
     gam_empty_cache();
     if (posix_memalign(&p, 64, rb) != 0) p = NULL;
   }
@@ -91,10 +102,11 @@ void gam__host_free(void *p, size_t bytes) {
   pthread_mutex_lock(&mem_lock);
   stats.live_bytes -= (int64_t)rb;
   if (c && stats.cached_bytes + (int64_t)rb <= cache_limit) {
+    unsigned h = bucket_of(rb);
     c->p = p;
     c->bytes = rb;
-    c->next = cache_head;
-    cache_head = c;
+    c->next = cache[h];
+    cache[h] = c;
     stats.cached_bytes += (int64_t)rb;
     p = NULL;
     c = NULL;
@@ -105,16 +117,18 @@ void gam__host_free(void *p, size_t bytes) {
 }
 
 int gam_empty_cache(void) {
+  cached_block *lists[CACHE_BUCKETS];
   pthread_mutex_lock(&mem_lock);
-  cached_block *c = cache_head;
-  cache_head = NULL;
+  memcpy(lists, cache, sizeof lists);
+  memset(cache, 0, sizeof cache);
   stats.cached_bytes = 0;
   pthread_mutex_unlock(&mem_lock);
-  while (c) {
-    cached_block *next = c->next;
-    free(c->p);
-    free(c);
-    c = next;
+  for (int h = 0; h < CACHE_BUCKETS; h++) {
+    for (cached_block *c = lists[h], *next; c; c = next) {
+      next = c->next;
+      free(c->p);
+      free(c);
+    }
   }
   return 0;
 }

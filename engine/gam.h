@@ -157,15 +157,121 @@ int gam_same_storage(const gam_tensor *a, const gam_tensor *b);
 
 /* ---- layers: conv, batch norm, pooling, dropout (ops_conv.c, ops_norm.c, ops_pool.c) */
 /* (section owned by the layers work) */
+/* All NCHW float32. Pairs are (height, width). Outputs are new references. */
+/* y = conv2d(x[N,C,H,W], w[O,C,KH,KW], b[O] or NULL) -> [N,O,OH,OW], groups = 1 */
+int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h,
+               int stride_w, int pad_h, int pad_w, int dil_h, int dil_w);
+/* 0: direct kernels (default, PyTorch's choice); 1: Winograd for 3x3 stride-1 convs (faster, ~1e-5 rel. error) */
+int gam_conv2d_set_algorithm(int algorithm);
+int gam_conv2d_get_algorithm(void);
+/* Batch norm over (N, H, W) per channel; x may also be [N,C]. running_mean/var
+ * (both or neither) are updated in place when training: (1-m) r + m stat, with
+ * the unbiased batch variance; momentum 0 leaves them untouched. weight/bias may
+ * be NULL (no affine). Evaluation uses the running statistics. */
+int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
+                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
+                   double momentum, double eps);
+int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode);
+int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode, int count_include_pad);
+int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow);
+/* training: zero each element with probability p (engine RNG), scale the rest
+ * by 1/(1-p); otherwise (or p = 0) *out is x itself (a new reference). */
+int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training);
 
 /* ---- optimiser kernels on flat vectors (optim.c) ----------------------------- */
 /* (section owned by the optimiser work) */
+/* Fused passes over flat float32 vectors of one size (the parameter arena, its
+ * gradient, optimiser buffers); reductions accumulate in double. "src" is the
+ * point a base step starts from (NULL: the parameter itself), so restoring the
+ * weights and updating them is one pass. adaptive (ASAM) scales perturbations
+ * by θ² and measures norms as ‖g⊙|θ|‖. */
+/* *out = a 1-D view over ts[0..n) when they are consecutive slices of one storage
+ * in order (the flat arena); *out = NULL (and 0 returned) when they are not. */
+int gam_opt_span(gam_tensor **out, gam_tensor **ts, int n);
+int gam_opt_copy(gam_tensor *dst, const gam_tensor *src);                     /* dst = src, one pass */
+int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
+                 const gam_tensor *src, double lr, double momentum, double dampening,
+                 double weight_decay, int nesterov, int first);
+int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
+                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step);
+int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w);       /* ‖g⊙|w|‖, w may be NULL */
+int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
+                   gam_tensor *g_save, double scale, int adaptive);            /* saves may be NULL */
+int gam_opt_dot3(double *out, const gam_tensor *a, const gam_tensor *b);        /* ‖a‖², ⟨a,b⟩, ‖b‖² */
+int gam_opt_decompose(gam_tensor *h, const gam_tensor *v, double weight, double c); /* h -= weight (v − c h) */
+int gam_gam_pass1(double *norm, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
+                  const gam_tensor *theta0, double alpha, int adaptive);
+int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
+                      const gam_tensor *g0, double scale, int adaptive);
+int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g,
+                  const gam_tensor *theta, double c0, double c1, int adaptive);
+int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
+                  double c);
 
 /* ---- data: readers, augmentation, loader (data.c) ----------------------------- */
 /* (section owned by the data work) */
+/* Datasets are uint8 images [N,C,H,W] and int64 labels [N]. Readers check every
+ * file completely (size, header, label range) and name the file in errors. */
+/* CIFAR binary batches, concatenated in the order given. classes 10: records of
+ * 1 label byte + 3072 image bytes; classes 100: coarse byte, fine byte, 3072
+ * bytes (fine labels, or coarse ones when coarse = 1). -> [N,3,32,32], [N] */
+int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *paths,
+                   int npaths, int classes, int coarse);
+/* One IDX file of unsigned bytes, gzip-compressed or plain: uint8, the file's dims. */
+int gam_read_idx(gam_tensor **out, const char *path);
+/* IDX images [N,H,W] + IDX labels [N] -> images [N,1,H,W], labels int64 [N] < classes */
+int gam_read_idx_dataset(gam_tensor **images, gam_tensor **labels, const char *images_path,
+                         const char *labels_path, int classes);
+
+typedef struct gam_augment {
+  int pad;          /* random crop: zero-pad by pad pixels, crop H x W at a random offset; 0 = off */
+  int flip;         /* random horizontal flip with probability 1/2 */
+  int cutout;       /* zero a cutout x cutout square (clipped) at a random centre; 0 = off */
+  int normalize;    /* x = (v/255 - mean[c]) / std[c]; otherwise x = v/255 */
+  float mean[4];
+  float std[4];
+} gam_augment;
+
+/* One batch: x[b] = augment(images[idx[b]]), y[b] = labels[idx[b]], b < n.
+ * x float32 [n,C,H,W] and y int64 [n] are written in place. rng is a 2-word
+ * xoroshiro128++ state, advanced (draws per sample: crop dy, dx, flip, cutout cy, cx). */
+int gam_augment_batch(gam_tensor *x, gam_tensor *y, const gam_tensor *images,
+                      const gam_tensor *labels, const int64_t *idx, int64_t n,
+                      const gam_augment *aug, uint64_t *rng);
+/* 2-word generator state from (seed, a, b): the loader uses (seed, epoch, batch) */
+void gam_rng_derive(uint64_t *state2, uint64_t seed, uint64_t a, uint64_t b);
+
+/* The loader: a background thread assembles and augments batch k+1 (up to
+ * prefetch batches ahead) while batch k trains. The order of epoch e is a
+ * permutation drawn from (seed, e) and the augmentation of batch k from
+ * (seed, e, k), so the batches do not depend on thread timing. */
+typedef struct gam_loader gam_loader;
+int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int64_t batch_size,
+                   int shuffle, int drop_last, const gam_augment *aug, uint64_t seed, int prefetch);
+int64_t gam_loader_num_batches(const gam_loader *l);
+/* begins epoch `epoch` (stopping a pass in progress) and starts the thread */
+int gam_loader_start(gam_loader *l, int64_t epoch);
+/* next batch of the pass as new tensors; *x = *y = NULL when the pass is over */
+int gam_loader_next(gam_loader *l, gam_tensor **x, gam_tensor **y);
+/* stops the pass in progress and joins its thread (no-op when none) */
+int gam_loader_stop(gam_loader *l);
+void gam_loader_free(gam_loader *l);
+/* worker threads started and not yet joined, over all loaders */
+int gam_loader_threads(void);
 
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------ */
 /* (section owned by the checkpoint work) */
+/* zlib CRC-32 of n bytes continuing from crc (start with 0) */
+uint32_t gam_crc32(uint32_t crc, const void *data, size_t n);
+/* Writes the n parts to path atomically: a temporary file in the same folder,
+ * fsync, rename over path, fsync of the folder. Nothing is left on failure. */
+int gam_write_file_atomic(const char *path, int n, const void *const *parts, const size_t *sizes);
+/* Reads a whole file into a new buffer (*data, *size), freed with gam_free_buffer. */
+int gam_read_file(const char *path, void **data, size_t *size);
+void gam_free_buffer(void *data);
 /* GAM_FFI_END */
 
 #endif

@@ -4,16 +4,20 @@
  *   gamlua script.lua a b      run a script; global arg as the lua program sets it
  *   gamlua -e 'code'           run a string
  *   gamlua -i script.lua       run, then open the REPL
+ *   gamlua -l name             require name into the global name first
  *
  * The host finds its Lua package and libgam next to itself: in the build tree
  * (build/gamlua, build/libgam.so, lua/) or installed (bin/gamlua,
  * lib/gamlua/libgam.so, share/gamlua/lua/). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/select.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -35,7 +39,10 @@ static const char *usage =
     "  -            run standard input\n"
     "With no script and no -e, gamlua opens an interactive REPL:\n"
     "expressions print their value, unfinished statements continue on the next\n"
-    "line, Ctrl-D exits; history is kept in $GAMLUA_HISTORY or ~/.gamlua_history.\n";
+    "line, Tab completes names, Ctrl-C drops the line or interrupts running code,\n"
+    "Ctrl-D exits; history is kept in $GAMLUA_HISTORY or ~/.gamlua_history.\n"
+    "The script's arguments are in the global table arg (arg[0] is the script).\n"
+    "Environment: GAMLUA_LIB overrides the libgam.so to load.\n";
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
 
@@ -78,14 +85,53 @@ static void setup_paths(lua_State *L) {
   lua_setglobal(L, "_GAMLUA");
 }
 
+/* Message handler: appends a traceback, unless the message already carries
+ * one (an error rethrown by gam.scope keeps the trace of where it happened). */
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (!msg) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
+  if (strstr(msg, "\nstack traceback:")) {
+    lua_pushstring(L, msg);
+    return 1;
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
+}
+
+/* ---- Ctrl-C ----------------------------------------------------------------
+ * In the REPL, Ctrl-C while Lua runs raises "interrupted!" at the next
+ * interpreted Lua instruction (as the lua program does; a second Ctrl-C ends
+ * the program); at the prompt it drops the line being typed. */
+static lua_State *interrupt_L; /* set while the REPL runs */
+static volatile sig_atomic_t lua_running, sigint_at_prompt;
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  if (lua_running && interrupt_L) {
+    /* Compiled loops do not run hooks: a second Ctrl-C ends the program. */
+    static const char hint[] = "\n(interrupting at the next Lua instruction; Ctrl-C again to quit)\n";
+    signal(sig, SIG_DFL);
+    if (write(STDERR_FILENO, hint, sizeof hint - 1) < 0) { /* nothing to do */ }
+    lua_sethook(interrupt_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  } else {
+    sigint_at_prompt = 1;
+  }
+}
+
+static void catch_sigint(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: select() returns on Ctrl-C */
 }
 
 /* Runs the function on top of the stack with nargs arguments below it. */
@@ -93,7 +139,11 @@ static int docall(lua_State *L, int nargs, int nresults) {
   int base = lua_gettop(L) - nargs;
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
+  lua_running = 1;
   int status = lua_pcall(L, nargs, nresults, base);
+  lua_running = 0;
+  lua_sethook(L, NULL, 0, 0);
+  if (interrupt_L) catch_sigint(); /* the REPL's handler, again after a Ctrl-C */
   lua_remove(L, base);
   return status;
 }
@@ -124,25 +174,43 @@ static int require_lib(lua_State *L, const char *name) {
 /* ---- REPL ----------------------------------------------------------------- */
 static char history_path[PATH_MAX];
 
+/* A syntax error at the end of the input: the statement continues. */
 static int incomplete(lua_State *L, int status) {
   if (status == LUA_ERRSYNTAX) {
     size_t len;
     const char *msg = lua_tolstring(L, -1, &len);
-    if (msg && len >= 5 && strcmp(msg + len - 5, "<eof>") == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
+    const char *mark = "'<eof>'";
+    size_t ml = strlen(mark);
+    if (msg && len >= ml && strcmp(msg + len - ml, mark) == 0) return 1;
   }
   return 0;
 }
 
-/* Prints the values left on the stack from index base+1 through the REPL
- * printer (gam's pretty printer when loaded, tostring otherwise). */
+/* Loads chunk as an expression whose values are printed, else as a
+ * statement. The expression form is `return v(<chunk>\n)` with v the identity
+ * (passed as the chunk's vararg), so that a call in chunk is no tail call and
+ * errors keep their position ("stdin:1: boom"). Leaves the function, or the
+ * error message, on the stack. */
+static int identity(lua_State *L) { return lua_gettop(L); }
+
+static int load_line(lua_State *L, const char *chunk, int *is_expr) {
+  lua_pushfstring(L, "local __gamlua_values = ...; return __gamlua_values(%s\n)", chunk);
+  int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
+  lua_remove(L, -2);
+  *is_expr = status == 0;
+  if (status == 0) return 0;
+  lua_pop(L, 1);
+  return luaL_loadbuffer(L, chunk, strlen(chunk), "=stdin");
+}
+
+/* Prints the values on the stack above base through _GAMLUA.repl_print when
+ * set, else print (tensors print themselves through __tostring). */
 static void print_results(lua_State *L, int base) {
   int n = lua_gettop(L) - base;
   if (n <= 0) return;
   lua_getglobal(L, "_GAMLUA");
-  lua_getfield(L, -1, "repl_print");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "repl_print");
+  else lua_pushnil(L);
   lua_remove(L, -2);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -152,54 +220,200 @@ static void print_results(lua_State *L, int base) {
   report(L, docall(L, n, 0));
 }
 
+/* One line from readline's callback interface, so that Ctrl-C can drop the
+ * line being edited. NULL at end of input; *interrupted on Ctrl-C. */
+static char *line_read;
+static int line_done;
+static void on_line(char *line) {
+  line_read = line;
+  line_done = 1;
+  rl_callback_handler_remove();
+}
+
+static char *read_line(const char *prompt, int *interrupted) {
+  *interrupted = 0;
+  line_read = NULL;
+  line_done = 0;
+  sigint_at_prompt = 0;
+  rl_callback_handler_install(prompt, on_line);
+  while (!line_done) {
+    int fd = fileno(rl_instream);
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(fd, &fds);
+    int r = select(fd + 1, &fds, NULL, NULL, NULL);
+    if (sigint_at_prompt) {
+      sigint_at_prompt = 0;
+      rl_point = rl_end; /* show ^C after the dropped text, then a fresh line */
+      rl_redisplay();
+      fputs("^C\n", rl_outstream ? rl_outstream : stdout);
+      fflush(rl_outstream ? rl_outstream : stdout);
+      rl_free_line_state();
+      rl_callback_sigcleanup();
+      rl_callback_handler_remove();
+      *interrupted = 1;
+      return NULL;
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      rl_callback_handler_remove();
+      return NULL;
+    }
+    rl_callback_read_char();
+  }
+  return line_read;
+}
+
+/* ---- completion: globals, keywords, fields of tables (a.b.c, a:b) and the
+ * methods of tensors; written in Lua, run protected. */
+static const char *complete_lua =
+    "local text = ...\n"
+    "local path, sep, part = text:match('^(.-)([.:]?)([%w_]*)$')\n"
+    "if not path or (sep == '' and path ~= '') then return {} end\n"
+    "local out, seen = {}, {}\n"
+    "local function add(k, prefix)\n"
+    "  if type(k) == 'string' and k:match('^[%a_][%w_]*$') and k:sub(1, #part) == part and not seen[k] then\n"
+    "    seen[k] = true; out[#out + 1] = prefix .. k\n"
+    "  end\n"
+    "end\n"
+    "local function fields(v, prefix)\n"
+    "  for _ = 1, 8 do\n"
+    "    if type(v) == 'table' then for k in pairs(v) do add(k, prefix) end end\n"
+    "    if type(v) == 'string' then v = string end\n"
+    "    if type(v) == 'cdata' and package.loaded['gam.tensor'] then\n"
+    "      for k in pairs(package.loaded['gam.tensor'].Tensor) do add(k, prefix) end\n"
+    "      add('grad', prefix); add('requires_grad', prefix); return\n"
+    "    end\n"
+    "    local mt = (type(v) == 'table' or type(v) == 'string') and getmetatable(v)\n"
+    "    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return end\n"
+    "    v = mt.__index\n"
+    "  end\n"
+    "end\n"
+    "if sep == '' then\n"
+    "  for _, k in ipairs{'and','break','do','else','elseif','end','false','for','function','if',\n"
+    "                     'in','local','nil','not','or','repeat','return','then','true','until','while'} do\n"
+    "    add(k, '')\n"
+    "  end\n"
+    "  fields(_G, '')\n"
+    "else\n"
+    "  local v = _G\n"
+    "  for name in (path .. '.'):gmatch('(.-)%.') do\n"
+    "    if not name:match('^[%a_][%w_]*$') then return {} end\n"
+    "    if type(v) ~= 'table' then return {} end\n"
+    "    v = v[name]\n"
+    "  end\n"
+    "  fields(v, path .. sep)\n"
+    "end\n"
+    "table.sort(out)\n"
+    "return out\n";
+
+static lua_State *complete_L;
+static char **completions;
+static int completion_count, completion_next;
+
+static char *completion_generator(const char *text, int state) {
+  (void)text;
+  if (state == 0) completion_next = 0;
+  if (completion_next < completion_count) return strdup(completions[completion_next++]);
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1; /* never fall back to file names */
+  rl_completion_append_character = '\0';
+  for (int k = 0; k < completion_count; k++) free(completions[k]);
+  free(completions);
+  completions = NULL;
+  completion_count = 0;
+  lua_State *L = complete_L;
+  int top = lua_gettop(L);
+  if (luaL_loadbuffer(L, complete_lua, strlen(complete_lua), "=completion") == 0) {
+    lua_pushstring(L, text);
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+      int n = (int)lua_objlen(L, -1);
+      completions = calloc((size_t)(n ? n : 1), sizeof *completions);
+      for (int k = 1; completions && k <= n; k++) {
+        lua_rawgeti(L, -1, k);
+        const char *c = lua_tostring(L, -1);
+        if (c) completions[completion_count++] = strdup(c);
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_settop(L, top);
+  if (completion_count == 0) return NULL;
+  return rl_completion_matches(text, completion_generator);
+}
+
 static void repl(lua_State *L) {
   const char *home = getenv("HOME");
   const char *hist = getenv("GAMLUA_HISTORY");
   if (hist && *hist) snprintf(history_path, sizeof history_path, "%s", hist);
   else snprintf(history_path, sizeof history_path, "%s/.gamlua_history", home ? home : ".");
+  rl_readline_name = "gamlua";
+  rl_catch_signals = 0; /* Ctrl-C is ours (on_sigint) */
+  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],";
+  rl_attempted_completion_function = complete;
+  complete_L = L;
   using_history();
+  stifle_history(1000);
   read_history(history_path);
-  printf("gamlua %s (LuaJIT) -- Ctrl-D to exit; tensors, models and optimisers in require 'gam'\n",
-         GAM_VERSION);
+  interrupt_L = L;
+  catch_sigint();
+
+  printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt; try  gam = require 'gam'\n",
+         GAM_VERSION, LUAJIT_VERSION);
   fflush(stdout);
-  char *line;
   for (;;) {
-    line = readline("> ");
-    if (!line) break;
-    size_t cap = strlen(line) + 1;
-    char *chunk = malloc(cap);
-    strcpy(chunk, line);
+    int interrupted;
+    char *line = read_line("> ", &interrupted);
+    if (interrupted) continue;
+    if (!line) break; /* Ctrl-D */
+    char *chunk = strdup(line);
     free(line);
-    int base = lua_gettop(L), status;
-    for (;;) {
-      /* an expression first ("return <line>"), then a statement */
-      lua_pushfstring(L, "return %s", chunk);
-      status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
-      lua_remove(L, -2);
-      if (status == 0) break;
-      lua_pop(L, 1);
-      status = luaL_loadbuffer(L, chunk, strlen(chunk), "=stdin");
+    if (!chunk) break;
+    int base = lua_gettop(L), status, is_expr = 0;
+    for (;;) { /* read lines until the chunk is complete */
+      status = load_line(L, chunk, &is_expr);
       if (!incomplete(L, status)) break;
-      char *more = readline(">> ");
-      if (!more) break;
-      cap += strlen(more) + 1;
-      chunk = realloc(chunk, cap);
-      strcat(chunk, "\n");
-      strcat(chunk, more);
+      char *more = read_line(">> ", &interrupted);
+      if (!more) break; /* Ctrl-C or Ctrl-D drop the unfinished chunk */
+      lua_pop(L, 1);
+      char *grown = malloc(strlen(chunk) + strlen(more) + 2);
+      if (!grown) { free(more); break; }
+      sprintf(grown, "%s\n%s", chunk, more);
+      free(chunk);
       free(more);
+      chunk = grown;
+    }
+    if (interrupted) { /* Ctrl-C in a continuation line: drop the chunk */
+      free(chunk);
+      lua_settop(L, base);
+      continue;
     }
     if (*chunk) {
       add_history(chunk);
       write_history(history_path);
     }
     free(chunk);
-    if (status == 0) status = docall(L, 0, LUA_MULTRET);
+    if (status == 0) {
+      if (is_expr) {
+        lua_pushcfunction(L, identity);
+        status = docall(L, 1, LUA_MULTRET);
+      } else {
+        status = docall(L, 0, LUA_MULTRET);
+      }
+    }
     if (status == 0) print_results(L, base);
     else report(L, status);
     lua_settop(L, base);
   }
   printf("\n");
   fflush(stdout);
+  interrupt_L = NULL;
+  signal(SIGINT, SIG_DFL);
 }
 
 int main(int argc, char **argv) {

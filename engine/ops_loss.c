@@ -11,7 +11,9 @@ static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, 
   *size = t->shape[d];
 }
 
-/* y = softmax or log_softmax of each line of x along the middle axis */
+/* y = softmax or log_softmax of each line of x along the middle axis:
+ * m = max x, s = sum exp(x - m) (in double); softmax = exp(x - m) / s,
+ * log_softmax = (x - m) - log s. One exp per element. */
 static void softmax_lines(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out) {
 #pragma omp parallel for collapse(2) if (outer * size * inner > GAM_PAR_MIN)
   for (int64_t o = 0; o < outer; o++)
@@ -21,12 +23,18 @@ static void softmax_lines(const float *x, float *y, int64_t outer, int64_t size,
       float m = -INFINITY;
       for (int64_t k = 0; k < size; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
       double s = 0;
-      for (int64_t k = 0; k < size; k++) s += exp((double)xp[k * inner] - m);
       if (log_out) {
-        float lse = m + (float)log(s);
-        for (int64_t k = 0; k < size; k++) yp[k * inner] = xp[k * inner] - lse;
+        for (int64_t k = 0; k < size; k++) s += expf(xp[k * inner] - m);
+        double ls = log(s); /* (x - m) - log s in double: m + log s would round at large m */
+        for (int64_t k = 0; k < size; k++) yp[k * inner] = (float)(((double)xp[k * inner] - m) - ls);
       } else {
-        for (int64_t k = 0; k < size; k++) yp[k * inner] = (float)(exp((double)xp[k * inner] - m) / s);
+        for (int64_t k = 0; k < size; k++) {
+          float e = expf(xp[k * inner] - m);
+          yp[k * inner] = e;
+          s += e;
+        }
+        float inv = (float)(1.0 / s);
+        for (int64_t k = 0; k < size; k++) yp[k * inner] *= inv;
       }
     }
 }

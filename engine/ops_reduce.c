@@ -28,7 +28,9 @@ static int sum_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
   float v = gam__f32(g)[0] * (float)n->f[0], *p = gam__f32(gx);
-  for (int64_t i = 0; i < gx->numel; i++) p[i] = v;
+  int64_t count = gx->numel;
+#pragma omp parallel for simd if (count > GAM_PAR_MIN)
+  for (int64_t i = 0; i < count; i++) p[i] = v;
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
@@ -68,12 +70,51 @@ static int sum_dim_backward(gam_node *n, gam_tensor *g) {
   if (!gx) return -1;
   const float *gp = gam__f32(g);
   float *p = gam__f32(gx), scale = (float)n->f[0];
+#pragma omp parallel for collapse(2) if (x->numel > GAM_PAR_MIN)
   for (int64_t o = 0; o < outer; o++)
     for (int64_t k = 0; k < size; k++)
       for (int64_t i = 0; i < inner; i++) p[(o * size + k) * inner + i] = gp[o * inner + i] * scale;
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
+}
+
+/* q[o,i] = scale * sum_k p[o,k,i] for p viewed as [outer, size, inner].
+ * Lines along k are strided by inner, so for inner > 1 a block of up to 256
+ * columns is accumulated row by row (contiguous reads) in doubles. */
+static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
+                      double scale) {
+  int64_t total = outer * size * inner;
+  if (inner == 1) {
+    if (outer == 1) {
+      double s = 0;
+#pragma omp parallel for reduction(+ : s) if (size > GAM_PAR_MIN)
+      for (int64_t k = 0; k < size; k++) s += p[k];
+      q[0] = (float)(s * scale);
+      return;
+    }
+#pragma omp parallel for if (total > GAM_PAR_MIN)
+    for (int64_t o = 0; o < outer; o++) {
+      double s = 0;
+      for (int64_t k = 0; k < size; k++) s += p[o * size + k];
+      q[o] = (float)(s * scale);
+    }
+    return;
+  }
+  enum { BLOCK = 256 };
+  int64_t nblk = (inner + BLOCK - 1) / BLOCK;
+#pragma omp parallel for collapse(2) if (total > GAM_PAR_MIN)
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t b = 0; b < nblk; b++) {
+      double acc[BLOCK];
+      int64_t i0 = b * BLOCK, m = inner - i0 < BLOCK ? inner - i0 : BLOCK;
+      for (int64_t i = 0; i < m; i++) acc[i] = 0;
+      for (int64_t k = 0; k < size; k++) {
+        const float *row = p + (o * size + k) * inner + i0;
+        for (int64_t i = 0; i < m; i++) acc[i] += row[i];
+      }
+      for (int64_t i = 0; i < m; i++) q[o * inner + i0 + i] = (float)(acc[i] * scale);
+    }
 }
 
 static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int mean) {
@@ -88,16 +129,8 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
   reduced_shape(a, d, keepdim, &nd, shape);
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
-  const float *p = gam__f32(a);
-  float *q = gam__f32(r);
   double scale = mean ? 1.0 / (double)size : 1.0;
-#pragma omp parallel for if (a->numel > GAM_PAR_MIN)
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < inner; i++) {
-      double s = 0;
-      for (int64_t k = 0; k < size; k++) s += p[(o * size + k) * inner + i];
-      q[o * inner + i] = (float)(s * scale);
-    }
+  sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
     if (!n) return gam__fail(1, r);

@@ -84,14 +84,43 @@ void gam_retain(gam_tensor *t) {
   if (t) t->refcount++;
 }
 
-void gam_release(gam_tensor *t) {
-  if (!t || --t->refcount > 0) return;
+/* Freeing a tensor frees its graph node, which releases the node's inputs,
+ * which may free their nodes in turn: done recursively, a chain of a million
+ * ops would need a million stack frames. So the outermost gam_release drains
+ * a queue of the tensors whose count reached zero meanwhile. */
+static _Thread_local struct { gam_tensor **v; size_t n, cap; int draining; } dead;
+
+static void free_tensor(gam_tensor *t) {
   storage_release(t->storage);
   t->storage = NULL;
   gam_release(t->grad);
   gam__node_release(t->grad_fn);
   gam__count_tensor(-1);
   free(t);
+}
+
+static int queue_dead(gam_tensor *t) {
+  if (dead.n == dead.cap) {
+    size_t cap = dead.cap ? dead.cap * 2 : 256;
+    gam_tensor **v = realloc(dead.v, cap * sizeof *v);
+    if (!v) return 0;
+    dead.v = v;
+    dead.cap = cap;
+  }
+  dead.v[dead.n++] = t;
+  return 1;
+}
+
+void gam_release(gam_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  if (dead.draining) {
+    if (!queue_dead(t)) free_tensor(t); /* out of memory: recurse instead */
+    return;
+  }
+  dead.draining = 1;
+  free_tensor(t);
+  while (dead.n) free_tensor(dead.v[--dead.n]);
+  dead.draining = 0;
 }
 
 int gam__fail(int n, ...) {
@@ -226,6 +255,7 @@ int gam_reshape(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape)
   GAM_TRY(gam__check(t, "reshape", "tensor"));
   GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "reshape: a tensor has 0 to %d dims, got %d",
             GAM_MAX_DIMS, ndim);
+  GAM_CHECK(ndim == 0 || shape, "reshape: shape is missing");
   int64_t s[GAM_MAX_DIMS], known = 1;
   int infer = -1;
   for (int d = 0; d < ndim; d++) {
@@ -235,6 +265,7 @@ int gam_reshape(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape)
       infer = d;
     } else {
       GAM_CHECK(s[d] >= 0, "reshape: size %lld of dim %d is invalid", (long long)s[d], d + 1);
+      GAM_CHECK(s[d] == 0 || known <= ((int64_t)1 << 40) / s[d], "reshape: shape is absurdly large");
       known *= s[d];
     }
   }
@@ -340,7 +371,8 @@ int gam_fill_(gam_tensor *t, double value) {
 #pragma omp parallel for if (n > GAM_PAR_MIN)
     for (int64_t i = 0; i < n; i++) p[i] = v;
   } else if (t->dtype == GAM_INT64) {
-    GAM_CHECK(isfinite(value), "fill: %g cannot be stored in an int64 tensor", value);
+    GAM_CHECK(isfinite(value) && fabs(value) < 9.2e18, "fill: %g cannot be stored in an int64 tensor",
+              value);
     int64_t *p = gam__i64(t), v = (int64_t)value;
     for (int64_t i = 0; i < n; i++) p[i] = v;
   } else {

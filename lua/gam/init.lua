@@ -15,6 +15,8 @@ for _, k in ipairs {'tensor', 'zeros', 'ones', 'full', 'empty', 'rand', 'randn',
 end
 gam.version = _GAMLUA and _GAMLUA.version or '0.1.0'
 gam.F = require 'gam.functional'
+gam.save = function(...) return require('gam.checkpoint').save(...) end
+gam.load = function(...) return require('gam.checkpoint').load(...) end
 
 -- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data
 local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data',

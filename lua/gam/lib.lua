@@ -7,6 +7,11 @@
 -- `make install` puts it, and on the system library path.
 local ffi = require 'ffi'
 
+-- FFI declarations can be made once per process: a second load (a runner that
+-- clears package.loaded between files) gets the first binding back.
+local registry = debug.getregistry()
+if registry['gam.lib'] then return registry['gam.lib'] end
+
 local function exists(path)
   local f = io.open(path, 'rb')
   if f then f:close() end
@@ -44,4 +49,5 @@ end
 ffi.cdef 'const char *gam_cdef(void);'
 ffi.cdef(ffi.string(C.gam_cdef()))
 
+registry['gam.lib'] = C
 return C

@@ -1,5 +1,6 @@
--- gam.tensor — the Tensor type: FFI cdata over an engine tensor, its methods,
--- operators, printing, and the scopes that free intermediates deterministically.
+-- gam.tensor — the Tensor type: FFI cdata over an engine tensor, its methods
+-- and operators (printing is in gam.printing), and the scopes that free
+-- intermediates deterministically.
 --
 -- A Lua tensor is a small `gam_handle` cdata holding one reference to an
 -- engine tensor. Inside gam.scope(fn) every tensor made is released when fn
@@ -7,7 +8,14 @@
 -- scope a tensor is released when Lua collects its handle. A released handle
 -- raises a clear error when used.
 local ffi = require 'ffi'
+
+-- The handle's FFI type and metatype can be defined once per process: a
+-- second load of this file (package.loaded cleared) gets the first module.
+local registry = debug.getregistry()
+if registry['gam.tensor'] then return registry['gam.tensor'] end
+
 local C = require 'gam.lib'
+local printing = require 'gam.printing'
 
 ffi.cdef 'typedef struct gam_handle { gam_tensor *t; } gam_handle;'
 
@@ -52,12 +60,14 @@ local function T(x, op, what)
 end
 M.T = T
 
+local MAX_INT = 2 ^ 53
 local function int_arg(v, op, what, lo, hi)
-  if type(v) ~= 'number' or v ~= math.floor(v) or v ~= v then
-    error(string.format('%s: %s must be an integer, got %s', op, what, tostring(v)), 0)
+  if type(v) ~= 'number' or v ~= math.floor(v) or math.abs(v) > MAX_INT then
+    error(string.format('%s: %s must be an integer, got %s', op, what,
+                        type(v) == 'number' and tostring(v) or type(v)), 0)
   end
   if (lo and v < lo) or (hi and v > hi) then
-    error(string.format('%s: %s = %d is out of range%s', op, what, v,
+    error(string.format('%s: %s = %s is out of range%s', op, what, tostring(v),
           hi and string.format(' [%d, %d]', lo, hi) or string.format(' (at least %d)', lo)), 0)
   end
   return v
@@ -70,34 +80,52 @@ local function num_arg(v, op, what)
   end
   return v
 end
+-- an optional number: default when nil
+local function opt_num(v, default, op, what)
+  if v == nil then return default end
+  return num_arg(v, op, what)
+end
+M.opt_num = opt_num
 M.num_arg = num_arg
 
 -- 1-based Lua dim (negative counts from the end) -> 0-based engine dim
 local function dim_arg(d, ndim, op)
   if type(d) ~= 'number' or d ~= math.floor(d) then
-    error(string.format('%s: dim must be an integer, got %s', op, tostring(d)), 0)
+    error(string.format('%s: dim must be an integer, got %s', op,
+                        type(d) == 'number' and tostring(d) or type(d)), 0)
   end
   if d == 0 or d > ndim or d < -ndim then
-    error(string.format('%s: dim %d is out of range for a tensor with %d dims (dims are 1-based)',
-                        op, d, ndim), 0)
+    error(string.format('%s: dim %s is out of range for a tensor with %d dims (dims are 1-based)',
+                        op, tostring(d), ndim), 0)
   end
   return d > 0 and d - 1 or ndim + d
 end
 M.dim_arg = dim_arg
 
--- {2,3} or 2,3 -> int64_t[n], n
+-- {2,3} or 2,3 -> int64_t[n], n. Sizes are integers >= 0 (reshape: or -1).
 local shape_buf = ffi.new('int64_t[8]')
 local function shape_arg(op, s, ...)
+  if s == nil then
+    error(string.format('%s: expected a shape (a table like {2, 3} or sizes 2, 3), got nil', op), 0)
+  end
   if type(s) ~= 'table' then s = {s, ...} end
-  if #s > 8 then error(string.format('%s: a tensor has at most 8 dims, got %d', op, #s), 0) end
-  for i = 1, #s do
+  local n = #s
+  if n > 8 then error(string.format('%s: a tensor has at most 8 dims, got %d', op, n), 0) end
+  for k in pairs(s) do
+    if type(k) ~= 'number' or k < 1 or k > n or k ~= math.floor(k) then
+      error(string.format('%s: shape must be a list of sizes, found key %s', op, tostring(k)), 0)
+    end
+  end
+  local lo = op == 'reshape' and -1 or 0
+  for i = 1, n do
     local v = s[i]
-    if type(v) ~= 'number' or v ~= math.floor(v) then
-      error(string.format('%s: size of dim %d must be an integer, got %s', op, i, tostring(v)), 0)
+    if type(v) ~= 'number' or v ~= math.floor(v) or v < lo or v > MAX_INT then
+      error(string.format('%s: size of dim %d must be an integer >= %d, got %s', op, i, lo,
+                          type(v) == 'number' and tostring(v) or type(v)), 0)
     end
     shape_buf[i - 1] = v
   end
-  return shape_buf, #s
+  return shape_buf, n
 end
 M.shape_arg = shape_arg
 
@@ -143,30 +171,51 @@ end
 M.op = op
 M.outp, M.outp2 = outp, outp2
 
+-- Releases the engine reference now; the handle stays, marked released.
 local function release(h)
   if h.t ~= nil then
     C.gam_release(h.t)
     h.t = nil
+    ffi.gc(h, nil)
   end
 end
 
-local function mark_kept(v, kept, depth)
+-- Walks the values a scope returns (tables to any depth, each once) and moves
+-- the scope's tensors found there into kept; stops once all are found.
+local function find_kept(v, list, state)
+  if state.left == 0 then return end
   if is_tensor(v) then
-    kept[v] = true
-  elseif type(v) == 'table' and depth < 4 and not kept[v] then
-    kept[v] = true
-    for _, x in pairs(v) do mark_kept(x, kept, depth + 1) end
+    if list[v] and not state.kept[v] then
+      state.kept[v] = true
+      state.left = state.left - 1
+    end
+  elseif type(v) == 'table' and not state.seen[v] then
+    state.seen[v] = true
+    for k, x in pairs(v) do
+      find_kept(k, list, state)
+      find_kept(x, list, state)
+    end
   end
+end
+
+-- An error raised inside a scope keeps the traceback of where it happened.
+local function add_traceback(e)
+  if type(e) == 'string' and not e:find('\nstack traceback:', 1, true) then
+    return debug.traceback(e, 2)
+  end
+  return e
 end
 
 local function close_scope(list, ok, ...)
-  local kept = {}
-  if ok then
-    for i = 1, select('#', ...) do mark_kept((select(i, ...)), kept, 0) end
+  local count = 0
+  for _ in pairs(list) do count = count + 1 end
+  local state = {kept = {}, seen = {}, left = count}
+  if ok and count > 0 then
+    for i = 1, select('#', ...) do find_kept((select(i, ...)), list, state) end
   end
   local parent = scopes[#scopes]
   for h in pairs(list) do
-    if kept[h] then
+    if state.kept[h] then
       if parent then parent[h] = true end
     else
       release(h)
@@ -177,24 +226,35 @@ local function close_scope(list, ok, ...)
 end
 
 --- gam.scope(fn, ...) runs fn(...) and releases every tensor made inside it
--- that fn does not return (tensors inside returned tables are kept too).
+-- that fn does not return (tensors anywhere inside returned tables are kept
+-- too). On an error the tensors are released and the error goes on.
 function M.scope(fn, ...)
+  if type(fn) ~= 'function' and not (getmetatable(fn) or {}).__call then
+    error('scope: expected a function, got ' .. type(fn), 2)
+  end
   local list = {}
   scopes[#scopes + 1] = list
+  local depth = #scopes
   local function finish(...)
-    scopes[#scopes] = nil
+    for i = #scopes, depth, -1 do scopes[i] = nil end -- also scopes left open by an error
     return close_scope(list, ...)
   end
-  return finish(xpcall(fn, debug.traceback, ...))
+  return finish(xpcall(fn, add_traceback, ...))
 end
 
---- gam.keep(t): t (or every tensor in a table) outlives the scopes it was made in.
-function M.keep(v)
+local function keep(v, seen)
   if is_tensor(v) then
     for i = #scopes, 1, -1 do scopes[i][v] = nil end
-  elseif type(v) == 'table' then
-    for _, x in pairs(v) do M.keep(x) end
+  elseif type(v) == 'table' and not seen[v] then
+    seen[v] = true
+    for _, x in pairs(v) do keep(x, seen) end
   end
+end
+
+--- gam.keep(t): t (or every tensor in a table, at any depth) outlives the
+-- scopes it was made in; it is then freed when Lua collects it.
+function M.keep(v)
+  keep(v, {})
   return v
 end
 
@@ -210,14 +270,19 @@ function M.scope_depth() return #scopes end
 
 -- ---- grad mode ---------------------------------------------------------------
 local function with_grad_mode(flag, fn, ...)
+  if type(fn) ~= 'function' and not (getmetatable(fn) or {}).__call then
+    error(string.format('%s: expected a function, got %s', flag == 0 and 'no_grad' or 'enable_grad',
+                        type(fn)), 3)
+  end
   local prev = C.gam_set_grad_enabled(flag)
   local function finish(ok, ...)
     C.gam_set_grad_enabled(prev)
     if not ok then error((...), 0) end
     return ...
   end
-  return finish(xpcall(fn, debug.traceback, ...))
+  return finish(xpcall(fn, add_traceback, ...))
 end
+--- gam.no_grad(fn, ...): runs fn(...) without recording the graph
 function M.no_grad(fn, ...) return with_grad_mode(0, fn, ...) end
 function M.enable_grad(fn, ...) return with_grad_mode(1, fn, ...) end
 function M.is_grad_enabled() return C.gam_is_grad_enabled() ~= 0 end
@@ -234,11 +299,12 @@ end
 local function shape_and_opts(op, ...)
   local n = select('#', ...)
   local first = ...
+  if first == nil then return nil, nil end
   if type(first) == 'table' then return first, (select(2, ...)) end
   local shape, opts = {}, nil
-  for i = 1, n do
+  for i = 1, n do -- sizes, then maybe an options table
     local v = select(i, ...)
-    if type(v) == 'table' then opts = v else shape[#shape + 1] = v end
+    if type(v) == 'table' and i == n then opts = v else shape[i] = v end
   end
   return shape, opts
 end
@@ -256,33 +322,38 @@ function M.empty(...)
   return finish_creation(op(C.gam_empty, dtype_arg(o.dtype, 'empty'), C.GAM_CPU, n, buf), o)
 end
 
-function M.full(s, value, o)
-  o = opts_of(o, 'full')
-  local buf, n = shape_arg('full', s)
-  num_arg(value, 'full', 'value')
-  return finish_creation(op(C.gam_full, dtype_arg(o.dtype, 'full'), C.GAM_CPU, n, buf, value), o)
+local function full(name, s, value, o)
+  o = opts_of(o, name)
+  local buf, n = shape_arg(name, s)
+  num_arg(value, name, 'value')
+  return finish_creation(op(C.gam_full, dtype_arg(o.dtype, name), C.GAM_CPU, n, buf, value), o)
 end
+--- gam.full(shape, value, opts)
+function M.full(s, value, o) return full('full', s, value, o) end
+--- gam.zeros(shape, opts) or gam.zeros(2, 3, opts); likewise ones
 function M.zeros(...)
   local s, o = shape_and_opts('zeros', ...)
-  return M.full(s, 0, o)
+  return full('zeros', s, 0, o)
 end
 function M.ones(...)
   local s, o = shape_and_opts('ones', ...)
-  return M.full(s, 1, o)
+  return full('ones', s, 1, o)
 end
 
 function M.rand(...)
   local s, o = shape_and_opts('rand', ...)
   o = opts_of(o, 'rand')
   local buf, n = shape_arg('rand', s)
-  return finish_creation(op(C.gam_rand, n, buf, o.low or 0, o.high or 1), o)
+  return finish_creation(op(C.gam_rand, n, buf, opt_num(o.low, 0, 'rand', 'low'),
+                            opt_num(o.high, 1, 'rand', 'high')), o)
 end
 
 function M.randn(...)
   local s, o = shape_and_opts('randn', ...)
   o = opts_of(o, 'randn')
   local buf, n = shape_arg('randn', s)
-  return finish_creation(op(C.gam_randn, n, buf, o.mean or 0, o.std or 1), o)
+  return finish_creation(op(C.gam_randn, n, buf, opt_num(o.mean, 0, 'randn', 'mean'),
+                            opt_num(o.std, 1, 'randn', 'std')), o)
 end
 
 --- gam.randint(lo, hi, shape, opts): integers in [lo, hi), int64
@@ -304,8 +375,9 @@ function M.arange(a, b, step, o)
   if type(b) == 'table' then o, b = b, nil end
   if b == nil then a, b = 0, a end
   num_arg(a, 'arange', 'start'); num_arg(b, 'arange', 'stop')
+  step = opt_num(step, 1, 'arange', 'step')
   o = opts_of(o, 'arange')
-  return finish_creation(op(C.gam_arange, dtype_arg(o.dtype, 'arange'), a, b, step or 1), o)
+  return finish_creation(op(C.gam_arange, dtype_arg(o.dtype, 'arange'), a, b, step), o)
 end
 
 function M.manual_seed(seed)
@@ -322,29 +394,35 @@ end
 
 function M.set_rng_state(st)
   if type(st) ~= 'table' or #st ~= 4 then error('set_rng_state: expected the table from gam.rng_state()', 0) end
+  for i = 1, 4 do int_arg(st[i], 'set_rng_state', 'word ' .. i, 0, 2 ^ 32 - 1) end
   local s = ffi.new('uint64_t[2]')
   s[0] = bit.bor(bit.lshift(ffi.cast('uint64_t', st[1]), 32), ffi.cast('uint64_t', st[2]))
   s[1] = bit.bor(bit.lshift(ffi.cast('uint64_t', st[3]), 32), ffi.cast('uint64_t', st[4]))
   check(C.gam_rng_set_state(s))
 end
 
--- nested Lua table -> tensor
-local function flatten_data(data, shape, depth, out, op)
+-- nested Lua table -> flat list of numbers and the shape. info.leaf is the
+-- depth at which numbers were found first: every number must sit there.
+local function flatten_data(data, shape, depth, out, op, info)
+  local ragged = op .. ': ragged nested table (numbers and tables at the same depth, or rows of different depth)'
   if type(data) == 'number' or type(data) == 'boolean' then
-    if depth ~= #shape + 1 and #shape > 0 then error(op .. ': ragged nested table (rows of different depth)', 0) end
+    info.leaf = info.leaf or depth
+    if depth ~= info.leaf then error(ragged, 0) end
     out[#out + 1] = type(data) == 'boolean' and (data and 1 or 0) or data
     return
   end
   if type(data) ~= 'table' then
     error(string.format('%s: expected numbers in nested tables, found a %s', op, type(data)), 0)
   end
+  if info.leaf and depth >= info.leaf then error(ragged, 0) end
+  if depth > 8 then error(op .. ': a tensor has at most 8 dims, the table nests deeper', 0) end
   local n = #data
   if shape[depth] == nil then
     shape[depth] = n
   elseif shape[depth] ~= n then
     error(string.format('%s: ragged nested table: dim %d has sizes %d and %d', op, depth, shape[depth], n), 0)
   end
-  for i = 1, n do flatten_data(data[i], shape, depth + 1, out, op) end
+  for i = 1, n do flatten_data(data[i], shape, depth + 1, out, op, info) end
 end
 
 local CTYPES = {[C.GAM_FLOAT32] = 'float[?]', [C.GAM_INT64] = 'int64_t[?]', [C.GAM_UINT8] = 'uint8_t[?]'}
@@ -355,11 +433,16 @@ function M.tensor(data, o)
   if is_tensor(data) then return finish_creation(data:clone(), o) end
   local dt = dtype_arg(o.dtype, 'tensor')
   local shape, flat = {}, {}
-  if type(data) == 'number' then
-    flat[1] = data
+  if type(data) == 'number' or type(data) == 'boolean' then
+    flat[1] = data == true and 1 or data == false and 0 or data
   else
-    flatten_data(data, shape, 1, flat, 'tensor')
+    local info = {}
+    flatten_data(data, shape, 1, flat, 'tensor', info)
+    -- a table of empty tables ({{}, {}}) has no numbers: its shape is what was seen
     if #shape == 0 then shape = {0} end
+    local numel = 1
+    for _, v in ipairs(shape) do numel = numel * v end
+    if numel ~= #flat then error('tensor: ragged nested table (rows of different depth)', 0) end
   end
   local buf = ffi.new(CTYPES[dt], math.max(#flat, 1))
   for i = 1, #flat do buf[i - 1] = flat[i] end
@@ -369,6 +452,9 @@ end
 
 --- gam.from_buffer(ptr, shape, dtype): a tensor copied from a C buffer
 function M.from_buffer(ptr, shape, dtype)
+  if type(ptr) ~= 'cdata' then
+    error('from_buffer: expected a pointer (cdata) to the data, got ' .. type(ptr), 0)
+  end
   local sb, n = shape_arg('from_buffer', shape)
   return op(C.gam_from_data, dtype_arg(dtype, 'from_buffer'), n, sb, ptr)
 end
@@ -416,12 +502,13 @@ function Tensor:item()
   return v[0]
 end
 
--- contiguous data as a ctype array (a copy)
+-- contiguous data as a ctype array (a copy). The engine pointer is fetched
+-- again after the allocation, so the handle stays anchored across it.
 function Tensor:data_copy()
   local t = T(self, 'data', 'tensor')
   local n = tonumber(t.numel)
   local buf = ffi.new(CTYPES[t.dtype], math.max(n, 1))
-  check(C.gam_copy_to_host(t, buf, ffi.sizeof(buf)))
+  check(C.gam_copy_to_host(T(self, 'data', 'tensor'), buf, ffi.sizeof(buf)))
   return buf, n
 end
 
@@ -482,8 +569,9 @@ local properties = {
 
 -- ---- views and copies ----------------------------------------------------------------
 function Tensor:reshape(...)
+  local t = T(self, 'reshape', 'tensor')
   local buf, n = shape_arg('reshape', ...)
-  return op(C.gam_reshape, T(self, 'reshape', 'tensor'), n, buf)
+  return op(C.gam_reshape, t, n, buf)
 end
 Tensor.view = Tensor.reshape
 
@@ -506,8 +594,9 @@ end
 
 --- t:select(i) / t[i]: row i (1-based) of dim 1, sharing storage
 function Tensor:select(i)
+  local t = T(self, 'select', 'tensor')
   int_arg(i, 'select', 'index')
-  return op(C.gam_select, T(self, 'select', 'tensor'), i - 1)
+  return op(C.gam_select, t, i - 1)
 end
 
 function Tensor:clone() return op(C.gam_clone, T(self, 'clone', 'tensor')) end
@@ -516,13 +605,16 @@ function Tensor:copy_(src)
   return self
 end
 function Tensor:fill_(v)
+  local t = T(self, 'fill_', 'tensor')
   num_arg(v, 'fill_', 'value')
-  check(C.gam_fill_(T(self, 'fill_', 'tensor'), v))
+  check(C.gam_fill_(t, v))
   return self
 end
 function Tensor:zero_() return self:fill_(0) end
 function Tensor:add_(other, alpha)
-  check(C.gam_add_(T(self, 'add_', 'destination'), T(other, 'add_', 'source'), alpha or 1))
+  local t = T(self, 'add_', 'destination')
+  alpha = opt_num(alpha, 1, 'add_', 'alpha')
+  check(C.gam_add_(t, T(other, 'add_', 'source'), alpha))
   return self
 end
 
@@ -542,9 +634,11 @@ function Tensor:cpu() return self:to('cpu') end
 function Tensor:cuda() return self:to('cuda') end
 
 function Tensor:allclose(other, rtol, atol)
+  T(self, 'allclose', 'tensor')
+  T(other, 'allclose', 'other')
+  rtol, atol = opt_num(rtol, 1e-5, 'allclose', 'rtol'), opt_num(atol, 1e-8, 'allclose', 'atol')
   local r = ffi.new('int[1]')
-  check(C.gam_allclose(T(self, 'allclose', 'tensor'), T(other, 'allclose', 'other'), rtol or 1e-5,
-                       atol or 1e-8, r))
+  check(C.gam_allclose(T(self, 'allclose', 'tensor'), T(other, 'allclose', 'other'), rtol, atol, r))
   return r[0] ~= 0
 end
 
@@ -575,8 +669,9 @@ Tensor.div = binary('div', C.gam_div, function(t, s) return op(C.gam_mul_scalar,
                     S(C.gam_rdiv_scalar))
 
 function Tensor:pow(p)
+  local t = T(self, 'pow', 'tensor')
   num_arg(p, 'pow', 'exponent')
-  return op(C.gam_pow_scalar, T(self, 'pow', 'tensor'), p)
+  return op(C.gam_pow_scalar, t, p)
 end
 
 for _, name in ipairs {'neg', 'exp', 'log', 'sqrt', 'abs', 'relu'} do
@@ -627,90 +722,29 @@ end
 
 function Tensor:matmul(b) return op(C.gam_matmul, T(self, 'matmul', 'first operand'), T(b, 'matmul', 'second operand')) end
 
--- ---- printing -------------------------------------------------------------------------
-local function fmt_values(vals, isint)
-  if isint then
-    return function(v) return string.format('%d', v) end
-  end
-  local maxabs, minabs, allint = 0, math.huge, true
-  for _, v in ipairs(vals) do
-    if v == v and v ~= math.huge and v ~= -math.huge then
-      local a = math.abs(v)
-      if a > maxabs then maxabs = a end
-      if a > 0 and a < minabs then minabs = a end
-      if v ~= math.floor(v) then allint = false end
-    end
-  end
-  local f
-  if allint and maxabs < 1e8 then
-    f = function(v) return string.format('%.0f.', v) end
-  elseif maxabs >= 1e8 or (minabs < 1e-4) or (maxabs / minabs > 1e6 and minabs ~= math.huge) then
-    f = function(v) return string.format('%.4e', v) end
-  else
-    f = function(v) return string.format('%.4f', v) end
-  end
-  return function(v)
-    if v ~= v then return 'nan' end
-    if v == math.huge then return 'inf' end
-    if v == -math.huge then return '-inf' end
-    return f(v)
-  end
-end
-
-local EDGE = 3
+-- ---- printing (gam.printing) ------------------------------------------------------------
+local PTRTYPES = {[C.GAM_FLOAT32] = 'float *', [C.GAM_INT64] = 'int64_t *', [C.GAM_UINT8] = 'uint8_t *'}
 function Tensor:__tostring_impl()
   if self.t == nil then return 'tensor(<released>)' end
   local t = self.t
+  local buf -- CPU tensors are read in place: only the values shown are touched
+  if t.device == C.GAM_CPU then
+    buf = ffi.cast(PTRTYPES[t.dtype], t.storage.data) + t.offset
+  else
+    buf = self:data_copy()
+  end
   local shape = self:shape()
-  local isint = t.dtype ~= C.GAM_FLOAT32
-  local buf, n = self:data_copy()
-  local abbrev = n > 1000
-  local strides, s = {}, 1
-  for d = #shape, 1, -1 do strides[d] = s; s = s * shape[d] end
-  -- indices shown along each dim
-  local function shown(d)
-    local sz = shape[d]
-    if abbrev and sz > 2 * EDGE then
-      local r = {}
-      for i = 1, EDGE do r[#r + 1] = i end
-      r[#r + 1] = false
-      for i = sz - EDGE + 1, sz do r[#r + 1] = i end
-      return r
-    end
-    local r = {}
-    for i = 1, sz do r[i] = i end
-    return r
-  end
-  -- collect visible values to choose one format and width
-  local vals = {}
-  local function collect(d, off)
-    if d > #shape then vals[#vals + 1] = tonumber(buf[off]); return end
-    for _, i in ipairs(shown(d)) do if i then collect(d + 1, off + (i - 1) * strides[d]) end end
-  end
-  if n > 0 then collect(1, 0) end
-  local fmt = fmt_values(vals, isint)
-  local width = 0
-  for _, v in ipairs(vals) do width = math.max(width, #fmt(v)) end
-  local function cell(v) local x = fmt(v); return string.rep(' ', width - #x) .. x end
-  local indent = 'tensor('
-  local function render(d, off)
-    if d > #shape then return cell(tonumber(buf[off])) end
-    local parts = {}
-    for _, i in ipairs(shown(d)) do
-      parts[#parts + 1] = i and render(d + 1, off + (i - 1) * strides[d]) or '...'
-    end
-    local sep = d == #shape and ', ' or (',' .. string.rep('\n', #shape - d) .. string.rep(' ', #indent + d))
-    return '[' .. table.concat(parts, sep) .. ']'
-  end
-  local body
-  if #shape == 0 then body = n > 0 and fmt(tonumber(buf[0])) or '[]' else body = render(1, 0) end
-  local shp = '[' .. table.concat(shape, ', ') .. ']'
-  local extra = string.format('shape=%s, dtype=%s, device=%s', shp, DTYPE_NAMES[t.dtype], DEVICE_NAMES[t.device])
+  local suffix = string.format('dtype=%s, device=%s', DTYPE_NAMES[t.dtype], DEVICE_NAMES[t.device])
+  if #shape > 0 then suffix = 'shape=[' .. table.concat(shape, ', ') .. '], ' .. suffix end
   if t.requires_grad ~= 0 then
     local gf = C.gam_grad_fn_name(t)
-    extra = extra .. (gf ~= nil and (', grad_fn=' .. ffi.string(gf)) or ', requires_grad=true')
+    suffix = suffix .. (gf ~= nil and (', grad_fn=' .. ffi.string(gf)) or ', requires_grad=true')
   end
-  return indent .. body .. ',\n' .. string.rep(' ', #indent) .. extra .. ')'
+  local isint = t.dtype ~= C.GAM_FLOAT32
+  local s = printing.format{shape = shape, isint = isint, suffix = suffix,
+                            get = function(i) return tonumber(buf[i]) end}
+  assert(self.t == t) -- keeps the handle (and so the data) alive while printing
+  return s
 end
 
 -- ---- the metatype -----------------------------------------------------------------------
@@ -745,8 +779,12 @@ local mt = {
   __tostring = function(self) return Tensor.__tostring_impl(self) end,
 }
 Handle = ffi.metatype('gam_handle', mt)
+-- x:t() finds the handle's field t (the engine pointer) before the method, so
+-- calling that pointer with the handle transposes.
+ffi.metatype('gam_tensor', {__call = function(_, self) return Tensor.transpose(self) end})
 
 M.Tensor = Tensor
 M.Handle = Handle
+registry['gam.tensor'] = M
 M.DTYPE_NAMES, M.DEVICE_NAMES = DTYPE_NAMES, DEVICE_NAMES
 return M

@@ -1,0 +1,187 @@
+/* ops_norm.c — batch normalisation over (N, spatial) for each channel.
+ *
+ *   x [N,C,*] (2 to 4 dims; * is H,W or L or nothing), m = N * prod(*) values per channel
+ *   training:   mu = mean(x_c), var = mean((x_c - mu)^2)        (biased, to normalise)
+ *               running_mean = (1 - momentum) running_mean + momentum mu
+ *               running_var  = (1 - momentum) running_var  + momentum var m/(m-1)  (unbiased)
+ *   evaluation: mu = running_mean, var = running_var
+ *   y = (x - mu) / sqrt(var + eps) * weight + bias
+ *
+ * Backward, with xhat = (x - mu) invstd and g the output gradient:
+ *   gbias = sum g,  gweight = sum g xhat
+ *   training:   gx = weight invstd (g - sum(g)/m - xhat sum(g xhat)/m)
+ *   evaluation: gx = weight invstd g
+ *
+ * Plain OpenMP loops over channels: on NCHW data a channel is N contiguous
+ * runs, so each thread streams its own channels; sums are taken in double.
+ * (PyTorch's CPU path does the same for NCHW; oneDNN's batch norm wants a
+ * blocked layout, which would cost a reorder each way.) */
+#include "internal.h"
+#include <math.h>
+
+typedef struct bn_dims { int64_t n, c, inner; } bn_dims;
+
+static bn_dims dims_of(const gam_tensor *x) {
+  bn_dims d = {x->shape[0], x->shape[1], 1};
+  for (int k = 2; k < x->ndim; k++) d.inner *= x->shape[k];
+  return d;
+}
+
+/* sum and sum of squared deviations from mu of channel c */
+static double channel_sum(const float *x, bn_dims d, int64_t c) {
+  double s = 0;
+  for (int64_t i = 0; i < d.n; i++) {
+    const float *p = x + (i * d.c + c) * d.inner;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < d.inner; k++) s += p[k];
+  }
+  return s;
+}
+
+static double channel_sqdev(const float *x, bn_dims d, int64_t c, double mu) {
+  double s = 0;
+  for (int64_t i = 0; i < d.n; i++) {
+    const float *p = x + (i * d.c + c) * d.inner;
+#pragma omp simd reduction(+ : s)
+    for (int64_t k = 0; k < d.inner; k++) {
+      double v = p[k] - mu;
+      s += v * v;
+    }
+  }
+  return s;
+}
+
+static int bn_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+  const float *stats = gam__f32(n->saved[0]); /* [2, C]: mean, invstd */
+  int training = (int)n->i[0];
+  bn_dims d = dims_of(x);
+  int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
+  int need_b = gam__input_needs_grad(n, 2);
+  gam_tensor *gx = need_x ? gam__new_like(x) : NULL;
+  gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
+  if ((need_x && !gx) || (need_w && !gw) || (need_b && !gb)) return gam__fail(3, gx, gw, gb);
+  const float *xp = gam__f32(x), *gp = gam__f32(g), *wp = w ? gam__f32(w) : NULL;
+  float *gxp = gx ? gam__f32(gx) : NULL, *gwp = gw ? gam__f32(gw) : NULL;
+  float *gbp = gb ? gam__f32(gb) : NULL;
+  double m = (double)(d.n * d.inner);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t c = 0; c < d.c; c++) {
+    double mu = stats[c], invstd = stats[d.c + c];
+    double sg = 0, sgx = 0; /* sum g, sum g (x - mu) */
+    for (int64_t i = 0; i < d.n; i++) {
+      const float *xr = xp + (i * d.c + c) * d.inner, *gr = gp + (i * d.c + c) * d.inner;
+#pragma omp simd reduction(+ : sg, sgx)
+      for (int64_t k = 0; k < d.inner; k++) {
+        sg += gr[k];
+        sgx += gr[k] * (xr[k] - mu);
+      }
+    }
+    if (gbp) gbp[c] = (float)sg;
+    if (gwp) gwp[c] = (float)(sgx * invstd);
+    if (!gxp) continue;
+    double scale = (wp ? wp[c] : 1.0) * invstd;
+    /* training: gx = scale (g - sg/m - (x - mu) invstd^2 sgx/m) = a g + b x + c0 */
+    float a = (float)scale, bx = 0.f, c0 = 0.f;
+    if (training) {
+      double k2 = invstd * invstd * sgx / m;
+      bx = (float)(-scale * k2);
+      c0 = (float)(scale * (mu * k2 - sg / m));
+    }
+    for (int64_t i = 0; i < d.n; i++) {
+      const float *xr = xp + (i * d.c + c) * d.inner, *gr = gp + (i * d.c + c) * d.inner;
+      float *o = gxp + (i * d.c + c) * d.inner;
+#pragma omp simd
+      for (int64_t k = 0; k < d.inner; k++) o[k] = a * gr[k] + bx * xr[k] + c0;
+    }
+  }
+  int rc = 0;
+  if (gx) rc = gam__accumulate(n, 0, gx);
+  if (rc == 0 && gw) rc = gam__accumulate(n, 1, gw);
+  if (rc == 0 && gb) rc = gam__accumulate(n, 2, gb);
+  gam__fail(3, gx, gw, gb);
+  return rc;
+}
+
+static int check_vec(const gam_tensor *v, const char *what, int64_t c) {
+  GAM_TRY(gam__check_float(v, "batch_norm", what));
+  char b1[160];
+  GAM_CHECK(v->ndim == 1 && v->shape[0] == c,
+            "batch_norm: %s %s does not match the input's %lld channels (expected [%lld])", what,
+            gam__shape_str(v, b1), (long long)c, (long long)c);
+  return 0;
+}
+
+int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
+                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
+                   double momentum, double eps) {
+  GAM_TRY(gam__check_float(x, "batch_norm", "input"));
+  char b1[160];
+  GAM_CHECK(x->ndim >= 2 && x->ndim <= 4,
+            "batch_norm: input must be [N, C, H, W] (or [N, C] / [N, C, L]), got %s",
+            gam__shape_str(x, b1));
+  bn_dims d = dims_of(x);
+  GAM_CHECK(d.c > 0, "batch_norm: input %s has no channels", gam__shape_str(x, b1));
+  GAM_CHECK((running_mean == NULL) == (running_var == NULL),
+            "batch_norm: give both running_mean and running_var, or neither");
+  if (running_mean) {
+    GAM_TRY(check_vec(running_mean, "running_mean", d.c));
+    GAM_TRY(check_vec(running_var, "running_var", d.c));
+  }
+  if (weight) GAM_TRY(check_vec(weight, "weight", d.c));
+  if (bias) GAM_TRY(check_vec(bias, "bias", d.c));
+  GAM_CHECK(isfinite(momentum) && momentum >= 0 && momentum <= 1,
+            "batch_norm: momentum must be in [0, 1], got %g", momentum);
+  GAM_CHECK(isfinite(eps) && eps >= 0, "batch_norm: eps must be a non-negative number, got %g", eps);
+  GAM_CHECK(training || running_mean,
+            "batch_norm: evaluation mode needs running_mean and running_var");
+  int64_t m = d.n * d.inner;
+  GAM_CHECK(!training || m > 1,
+            "batch_norm: expected more than 1 value per channel when training, got input %s",
+            gam__shape_str(x, b1));
+  int64_t sshape[2] = {2, d.c};
+  gam_tensor *y = gam__new_like(x), *stats = gam__new(GAM_FLOAT32, GAM_CPU, 2, sshape);
+  if (!y || !stats) return gam__fail(2, y, stats);
+  const float *xp = gam__f32(x), *wp = weight ? gam__f32(weight) : NULL;
+  const float *bp = bias ? gam__f32(bias) : NULL;
+  float *yp = gam__f32(y), *sp = gam__f32(stats);
+  float *rm = running_mean ? gam__f32(running_mean) : NULL;
+  float *rv = running_var ? gam__f32(running_var) : NULL;
+  int update = training && rm && momentum != 0;
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t c = 0; c < d.c; c++) {
+    double mu, var;
+    if (training) {
+      mu = channel_sum(xp, d, c) / (double)m;
+      double ss = channel_sqdev(xp, d, c, mu);
+      var = ss / (double)m;
+      if (update) {
+        rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * mu);
+        rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * ss / (double)(m - 1));
+      }
+    } else {
+      mu = rm[c];
+      var = rv[c];
+    }
+    double invstd = 1.0 / sqrt(var + eps);
+    sp[c] = (float)mu;
+    sp[d.c + c] = (float)invstd;
+    double scale = (wp ? wp[c] : 1.0) * invstd;
+    float a = (float)scale, s0 = (float)((bp ? bp[c] : 0.0) - mu * scale);
+    for (int64_t i = 0; i < d.n; i++) {
+      const float *xr = xp + (i * d.c + c) * d.inner;
+      float *o = yp + (i * d.c + c) * d.inner;
+#pragma omp simd
+      for (int64_t k = 0; k < d.inner; k++) o[k] = a * xr[k] + s0;
+    }
+  }
+  gam_tensor *in[3] = {x, weight, bias};
+  if (gam__grad_needed(3, in)) {
+    gam_node *n = gam__record(y, "batch_norm", bn_backward, 3, in);
+    if (!n || gam__save(n, 0, stats) != 0) return gam__fail(2, y, stats);
+    n->i[0] = training;
+  }
+  gam_release(stats);
+  *out = y;
+  return 0;
+}

@@ -1,0 +1,255 @@
+/* ops_pool.c — max, average and adaptive average pooling over NCHW planes.
+ *
+ *   x [N,C,H,W] -> y [N,C,OH,OW]; each of the N*C planes is pooled on its own.
+ *   OH = floor_or_ceil((H + 2 ph - KH) / sh) + 1, and with ceil_mode the last
+ *   window must start inside the input or its left padding (PyTorch's rule).
+ *   Max pooling: padding counts as -inf; the gradient goes to the first maximum
+ *   of each window (NaN counts as a maximum, so it propagates).
+ *   Average pooling: divisor = window size clipped to the padded input
+ *   (count_include_pad) or to the input (not), exactly as PyTorch.
+ *   Adaptive average pooling: window o covers [floor(o I/O), ceil((o+1) I/O)).
+ *
+ * Plain OpenMP loops over planes; pooling is a small part of every network
+ * here, and these loops need no layout change. */
+#include "internal.h"
+#include <math.h>
+
+typedef struct pool_geom {
+  int64_t planes, h, w, oh, ow;
+  int kh, kw, sh, sw, ph, pw;
+} pool_geom;
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int64_t pool_out(int64_t in, int k, int s, int p, int ceil_mode) {
+  int64_t num = in + 2 * (int64_t)p - k + (ceil_mode ? s - 1 : 0);
+  if (num < 0) return 0;
+  int64_t o = num / s + 1;
+  if (ceil_mode && (o - 1) * s >= in + p) o--;
+  return o;
+}
+
+static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, int sh, int sw,
+                         int ph, int pw, int ceil_mode, pool_geom *g) {
+  GAM_TRY(gam__check_float(x, op, "input"));
+  char b1[160];
+  GAM_CHECK(x->ndim == 4, "%s: input must be 4-D [N, C, H, W], got %s", op, gam__shape_str(x, b1));
+  GAM_CHECK(kh >= 1 && kw >= 1, "%s: kernel size must be positive, got (%d, %d)", op, kh, kw);
+  GAM_CHECK(sh >= 1 && sw >= 1, "%s: stride must be positive, got (%d, %d)", op, sh, sw);
+  GAM_CHECK(ph >= 0 && pw >= 0, "%s: padding must be non-negative, got (%d, %d)", op, ph, pw);
+  GAM_CHECK(ph <= kh / 2 && pw <= kw / 2,
+            "%s: padding (%d, %d) must be at most half the kernel size (%d, %d)", op, ph, pw, kh, kw);
+  GAM_CHECK(x->shape[2] > 0 && x->shape[3] > 0, "%s: input %s has an empty spatial dimension", op,
+            gam__shape_str(x, b1));
+  g->planes = x->shape[0] * x->shape[1];
+  g->h = x->shape[2];
+  g->w = x->shape[3];
+  g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw;
+  g->oh = pool_out(g->h, kh, sh, ph, ceil_mode);
+  g->ow = pool_out(g->w, kw, sw, pw, ceil_mode);
+  GAM_CHECK(g->oh >= 1 && g->ow >= 1,
+            "%s: kernel %dx%d is larger than the padded input %lldx%lld", op, kh, kw,
+            (long long)(g->h + 2 * ph), (long long)(g->w + 2 * pw));
+  return 0;
+}
+
+static gam_tensor *pool_output(const gam_tensor *x, int dtype, int64_t oh, int64_t ow) {
+  int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
+  return gam__new(dtype, GAM_CPU, 4, shape);
+}
+
+static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
+  int rc = gam__accumulate(n, i, g);
+  gam_release(g);
+  return rc;
+}
+
+/* ---- max pooling ---------------------------------------------------------------- */
+static int max_pool_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *idx = n->saved[0];
+  int64_t plane = x->shape[2] * x->shape[3], oplane = g->shape[2] * g->shape[3];
+  int64_t planes = x->shape[0] * x->shape[1];
+  gam_tensor *gx = gam__new_zeros_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g);
+  const int64_t *ip = gam__i64(idx);
+  float *p = gam__f32(gx);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t o = 0; o < oplane; o++) p[pl * plane + ip[pl * oplane + o]] += gp[pl * oplane + o];
+  return accumulate_new(n, 0, gx);
+}
+
+int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode) {
+  pool_geom g;
+  GAM_TRY(pool_geometry("max_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
+  int need = gam__grad_needed(1, &x);
+  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
+  gam_tensor *idx = need ? pool_output(x, GAM_INT64, g.oh, g.ow) : NULL;
+  if (!y || (need && !idx)) return gam__fail(2, y, idx);
+  const float *xp = gam__f32(x);
+  float *yp = gam__f32(y);
+  int64_t *ip = idx ? gam__i64(idx) : NULL;
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < g.planes; pl++) {
+    const float *xpl = xp + pl * g.h * g.w;
+    for (int64_t oh = 0; oh < g.oh; oh++) {
+      int64_t h0 = oh * g.sh - g.ph, h1 = min64(h0 + g.kh, g.h);
+      h0 = max64(h0, 0);
+      for (int64_t ow = 0; ow < g.ow; ow++) {
+        int64_t w0 = ow * g.sw - g.pw, w1 = min64(w0 + g.kw, g.w);
+        w0 = max64(w0, 0);
+        int64_t best_at = h0 * g.w + w0;
+        float best = -INFINITY;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) {
+            float v = xpl[ih * g.w + iw];
+            if (v > best || isnan(v)) {
+              best = v;
+              best_at = ih * g.w + iw;
+              if (isnan(v)) goto done;
+            }
+          }
+      done:;
+        int64_t o = (pl * g.oh + oh) * g.ow + ow;
+        yp[o] = best;
+        if (ip) ip[o] = best_at;
+      }
+    }
+  }
+  if (need) {
+    gam_node *n = gam__record(y, "max_pool2d", max_pool_backward, 1, &x);
+    if (!n || gam__save(n, 0, idx) != 0) return gam__fail(2, y, idx);
+  }
+  gam_release(idx);
+  *out = y;
+  return 0;
+}
+
+/* ---- average pooling ---------------------------------------------------------------- */
+/* window of output (oh, ow): rows [*h0, *h1), cols [*w0, *w1) of the input; returns the divisor */
+static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int count_include_pad,
+                          int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+  int64_t a0 = oh * g->sh - g->ph, a1 = min64(a0 + g->kh, g->h + g->ph);
+  int64_t b0 = ow * g->sw - g->pw, b1 = min64(b0 + g->kw, g->w + g->pw);
+  int64_t padded = (a1 - a0) * (b1 - b0);
+  *h0 = max64(a0, 0); *h1 = min64(a1, g->h);
+  *w0 = max64(b0, 0); *w1 = min64(b1, g->w);
+  return count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0);
+}
+
+static int avg_pool_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
+                   (int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5]};
+  int include = (int)n->i[6];
+  gam_tensor *gx = gam__new_zeros_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g);
+  float *p = gam__f32(gx);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < geo.planes; pl++) {
+    float *xpl = p + pl * geo.h * geo.w;
+    for (int64_t oh = 0; oh < geo.oh; oh++)
+      for (int64_t ow = 0; ow < geo.ow; ow++) {
+        int64_t h0, h1, w0, w1;
+        int64_t div = avg_window(&geo, oh, ow, include, &h0, &h1, &w0, &w1);
+        if (div == 0) continue;
+        float v = gp[(pl * geo.oh + oh) * geo.ow + ow] / (float)div;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) xpl[ih * geo.w + iw] += v;
+      }
+  }
+  return accumulate_new(n, 0, gx);
+}
+
+int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode, int count_include_pad) {
+  pool_geom g;
+  GAM_TRY(pool_geometry("avg_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
+  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
+  if (!y) return -1;
+  const float *xp = gam__f32(x);
+  float *yp = gam__f32(y);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < g.planes; pl++) {
+    const float *xpl = xp + pl * g.h * g.w;
+    for (int64_t oh = 0; oh < g.oh; oh++)
+      for (int64_t ow = 0; ow < g.ow; ow++) {
+        int64_t h0, h1, w0, w1;
+        int64_t div = avg_window(&g, oh, ow, count_include_pad, &h0, &h1, &w0, &w1);
+        float s = 0.f;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) s += xpl[ih * g.w + iw];
+        yp[(pl * g.oh + oh) * g.ow + ow] = div ? s / (float)div : 0.f;
+      }
+  }
+  if (gam__grad_needed(1, &x)) {
+    gam_node *n = gam__record(y, "avg_pool2d", avg_pool_backward, 1, &x);
+    if (!n) return gam__fail(1, y);
+    int64_t p[7] = {kh, kw, sh, sw, ph, pw, count_include_pad != 0};
+    memcpy(n->i, p, sizeof p);
+  }
+  *out = y;
+  return 0;
+}
+
+/* ---- adaptive average pooling ----------------------------------------------------- */
+static int64_t ada_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+static int64_t ada_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+
+static int adaptive_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
+  int64_t oh = g->shape[2], ow = g->shape[3];
+  gam_tensor *gx = gam__new_zeros_like(x);
+  if (!gx) return -1;
+  const float *gp = gam__f32(g);
+  float *p = gam__f32(gx);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++) {
+      int64_t h0 = ada_start(i, h, oh), h1 = ada_end(i, h, oh);
+      for (int64_t j = 0; j < ow; j++) {
+        int64_t w0 = ada_start(j, w, ow), w1 = ada_end(j, w, ow);
+        float v = gp[(pl * oh + i) * ow + j] / (float)((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) p[(pl * h + ih) * w + iw] += v;
+      }
+    }
+  return accumulate_new(n, 0, gx);
+}
+
+int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
+  GAM_TRY(gam__check_float(x, "adaptive_avg_pool2d", "input"));
+  char b1[160];
+  GAM_CHECK(x->ndim == 4, "adaptive_avg_pool2d: input must be 4-D [N, C, H, W], got %s",
+            gam__shape_str(x, b1));
+  GAM_CHECK(oh >= 1 && ow >= 1, "adaptive_avg_pool2d: output size must be positive, got (%d, %d)",
+            oh, ow);
+  GAM_CHECK(x->shape[2] > 0 && x->shape[3] > 0,
+            "adaptive_avg_pool2d: input %s has an empty spatial dimension", gam__shape_str(x, b1));
+  int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
+  gam_tensor *y = pool_output(x, GAM_FLOAT32, oh, ow);
+  if (!y) return -1;
+  const float *xp = gam__f32(x);
+  float *yp = gam__f32(y);
+#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++) {
+      int64_t h0 = ada_start(i, h, oh), h1 = ada_end(i, h, oh);
+      for (int64_t j = 0; j < ow; j++) {
+        int64_t w0 = ada_start(j, w, ow), w1 = ada_end(j, w, ow);
+        float s = 0.f;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) s += xp[(pl * h + ih) * w + iw];
+        yp[(pl * oh + i) * ow + j] = s / (float)((h1 - h0) * (w1 - w0));
+      }
+    }
+  if (gam__grad_needed(1, &x) && !gam__record(y, "adaptive_avg_pool2d", adaptive_backward, 1, &x))
+    return gam__fail(1, y);
+  *out = y;
+  return 0;
+}

@@ -1,0 +1,98 @@
+-- optim.GAM — Gradient norm Aware Minimization (Zhang et al., CVPR 2023),
+-- accelerated variant (Algorithm 2), as the released code computes it.
+-- One step, ρ′ = grad_rho, ρ = grad_norm_rho, ξ = 1e-12:
+--
+--   g0 = ∇L(θ)                                   pass 0 (moves BatchNorm running stats)
+--   θ1 = θ + ρ′ g0/(‖g0‖+ξ);       g1 = ∇L(θ1)   pass 1 (passes 1-3: BatchNorm momentum 0)
+--   h0 = g1 − g0
+--   θ2 = θ + ρ h0/(‖h0‖+ξ);        g2 = ∇L(θ2)   pass 2
+--   θ3 = θ2 + ρ′ g2/(‖g2‖+ξ);      g3 = ∇L(θ3)   pass 3
+--   h+ = α g1 + (1−α) g3
+--   h− = g0 + (1−β) g2          mode "reference" (default): the released code
+--   h− = β g0 + (1−β) g2        mode "paper": Algorithm 2 as printed
+--   cos = ⟨h+,h−⟩ / (‖h+‖‖h−‖+ξ)
+--   d  = h+ − γ (h− − cos ‖h−‖ h+/(‖h+‖+ξ))
+--   θ ← base_optimizer(θ, d)     θ restored exactly (copied back) first
+--
+-- adaptive = true scales each perturbation by the square of the weights it
+-- starts from (θ for θ1 and θ2, θ2 for θ3) and measures the norms setting
+-- the radii as ‖g ⊙ |weights|‖, as the released code does.
+--
+--   optim.GAM{base = optim.SGD{...}, model = model, grad_rho = 0.03, grad_norm_rho = 0.2,
+--             alpha = 0.1, beta = 0.1, gamma = 0.05, adaptive = false, mode = 'reference'}
+--
+-- Radii may be numbers or schedulers. Work buffers (besides the gradient):
+-- θ, g0 (becoming h− after pass 2) and h+: three flat vectors, where the
+-- released PyTorch code keeps six per parameter.
+local C = require 'gam.lib'
+local util = require 'gam.optim.util'
+local Sharpness = require 'gam.optim.Sharpness'
+
+local GAM = Sharpness.extend('GAM')
+GAM.nbuffers = 3
+GAM.hyper_names = {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
+GAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + ρ′ĝ0)', [2] = ' (at θ + ρĥ0)', [3] = ' (at θ2 + ρ′ĝ2)'}
+
+local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
+
+function GAM.new(opts)
+  local who = 'optim.GAM'
+  util.check_options(who, opts, OPTIONS)
+  local self = setmetatable({}, GAM)
+  self.grad_rho = util.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
+  self.grad_norm_rho = util.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
+  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.1)
+  self.beta = util.scheduled(who, 'beta', opts.beta, 0.1)
+  self.gamma = util.scheduled(who, 'gamma', opts.gamma, 0.05)
+  self.mode = opts.mode or 'reference'
+  if self.mode ~= 'reference' and self.mode ~= 'paper' then
+    error(string.format("%s: mode must be 'reference' or 'paper', got %s", who, tostring(opts.mode)), 2)
+  end
+  Sharpness.init(self, who, opts)
+  return self
+end
+getmetatable(GAM).__call = function(_, opts) return GAM.new(opts) end
+
+function GAM:hyper()
+  local h = {}
+  for _, k in ipairs {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma'} do
+    h[k] = util.current(self.__typename, k, self[k])
+  end
+  return h
+end
+
+function GAM:run(h)
+  local theta, g = self.flat.t, self.flat_grad.t
+  local bufs = self:_buffers()
+  local theta0, g0, hplus = bufs[1], bufs[2], bufs[3]   -- g0's buffer holds h− after pass 2
+  local s = self._norms
+  local ad, adaptive = self.adaptive and 1 or 0, self.adaptive
+  local XI = util.XI
+  -- θ1 = θ + ρ′ g0/‖g0‖, keeping θ and g0
+  self:_k(adaptive and 2 or 1, C.gam_opt_norm, s, g, adaptive and theta or nil)
+  self:_check(0, 'gradient norm', s[0])
+  self:_k(5, C.gam_opt_ascend, theta, theta0.t, g, g0.t, h.grad_rho / (s[0] + XI), ad)
+  self._theta_saved = true
+  self:_pass(1)
+  -- h+ = α g1 ; θ2 = θ + ρ h0/‖h0‖ with h0 = g1 − g0
+  self:_k(adaptive and 4 or 3, C.gam_gam_pass1, s, hplus.t, g, g0.t, theta0.t, h.alpha, ad)
+  self:_check(1, 'norm of g1 − g0', s[0])
+  self:_k(4, C.gam_gam_ascend_h0, theta, theta0.t, g, g0.t, h.grad_norm_rho / (s[0] + XI), ad)
+  self:_pass(2)
+  -- h− = c0 g0 + (1−β) g2 (in g0's buffer) ; θ3 = θ2 + ρ′ g2/‖g2‖
+  local c0 = self.mode == 'paper' and h.beta or 1
+  self:_k(adaptive and 4 or 3, C.gam_gam_pass2, s, g0.t, g, theta, c0, 1 - h.beta, ad)
+  self:_check(2, 'gradient norm', s[0])
+  self:_k(3, C.gam_opt_ascend, theta, nil, g, nil, h.grad_rho / (s[0] + XI), ad)
+  self:_pass(3)
+  -- g = h+ = h+ + (1−α) g3 ; s = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²} ; decompose
+  local hminus = g0
+  self:_k(4, C.gam_gam_pass3, s, g, hplus.t, hminus.t, 1 - h.alpha)
+  local nplus = self:_check(3, 'norm of h+', math.sqrt(s[0]))
+  local nminus = self:_check(3, 'norm of h−', math.sqrt(s[2]))
+  local cos = s[1] / (nplus * nminus + XI)
+  self:_k(3, C.gam_opt_decompose, g, hminus.t, h.gamma, cos * nminus / (nplus + XI))
+  return theta0
+end
+
+return GAM

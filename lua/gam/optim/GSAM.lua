@@ -1,0 +1,63 @@
+-- optim.GSAM — surrogate-gap guided SAM (Zhuang et al.), as the released
+-- code computes it. One step, ξ = 1e-12:
+--
+--   g   = ∇L(θ)                                      pass 0
+--   e   = ρ g / (‖g‖ + ξ)        adaptive: ρ θ² g / (‖g ⊙ |θ|‖ + ξ)
+--   gs  = ∇L(θ + e)                                  pass 1 (BatchNorm momentum 0)
+--   cos = ⟨g, gs⟩ / (‖gs‖ ‖g‖ + ξ)
+--   d   = gs − α (g − cos ‖g‖ gs / (‖gs‖ + ξ))
+--   θ ← base_optimizer(θ, d)     θ restored exactly first
+--
+--   optim.GSAM{base = ..., model = model, rho = 0.05, alpha = 0.4, adaptive = false}
+--
+-- rho may be a number or a scheduler (the seed ties it to the learning rate
+-- with optim.ProportionScheduler). Work buffers: θ and g (two flat vectors).
+local C = require 'gam.lib'
+local util = require 'gam.optim.util'
+local Sharpness = require 'gam.optim.Sharpness'
+
+local GSAM = Sharpness.extend('GSAM')
+GSAM.nbuffers = 2
+GSAM.hyper_names = {'rho', 'alpha', 'adaptive'}
+GSAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + e)'}
+
+local OPTIONS = {'base', 'model', 'rho', 'alpha', 'adaptive'}
+
+function GSAM.new(opts)
+  local who = 'optim.GSAM'
+  util.check_options(who, opts, OPTIONS)
+  local self = setmetatable({}, GSAM)
+  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
+  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.4)
+  Sharpness.init(self, who, opts)
+  return self
+end
+getmetatable(GSAM).__call = function(_, opts) return GSAM.new(opts) end
+
+function GSAM:hyper()
+  return {rho = util.current(self.__typename, 'rho', self.rho),
+          alpha = util.current(self.__typename, 'alpha', self.alpha)}
+end
+
+function GSAM:run(h)
+  local theta, g = self.flat.t, self.flat_grad.t
+  local bufs = self:_buffers()
+  local theta0, g0 = bufs[1], bufs[2]
+  local s = self._norms
+  local ad = self.adaptive and 1 or 0
+  -- perturb, keeping θ and g
+  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm, s, g, self.adaptive and theta or nil)
+  self:_check(0, 'gradient norm', s[0])
+  self:_k(5, C.gam_opt_ascend, theta, theta0.t, g, g0.t, h.rho / (s[0] + util.XI), ad)
+  self._theta_saved = true
+  self:_pass(1)
+  -- decompose: s = {‖gs‖², ⟨gs,g⟩, ‖g‖²}
+  self:_k(2, C.gam_opt_dot3, s, g, g0.t)
+  local ngs = self:_check(1, 'gradient norm', math.sqrt(s[0]))
+  local ng, dot = math.sqrt(s[2]), s[1]
+  local cos = dot / (ngs * ng + util.XI)
+  self:_k(3, C.gam_opt_decompose, g, g0.t, h.alpha, cos * ng / (ngs + util.XI))
+  return theta0
+end
+
+return GSAM

@@ -1,0 +1,55 @@
+-- optim.SAM — sharpness-aware minimisation (Foret et al.); adaptive = true is
+-- ASAM (Kwon et al.). One step, ξ = 1e-12:
+--
+--   g  = ∇L(θ)                                       pass 0
+--   e  = ρ g / (‖g‖ + ξ)         ASAM: ρ θ² g / (‖g ⊙ |θ|‖ + ξ)
+--   gs = ∇L(θ + e)                                   pass 1 (BatchNorm momentum 0)
+--   θ ← base_optimizer(θ, gs)    θ restored exactly (copied back) first
+--
+--   local opt = optim.SAM{base = optim.SGD{params = model:parameters(), lr = 0.1, momentum = 0.9},
+--                         model = model, rho = 0.05, adaptive = false}
+--   opt:set_closure(loss_fn, x, y); local pred, loss = opt:step()
+--
+-- rho may be a number or a scheduler. Work buffers: one flat copy of θ.
+local C = require 'gam.lib'
+local util = require 'gam.optim.util'
+local Sharpness = require 'gam.optim.Sharpness'
+
+local SAM = Sharpness.extend('SAM')
+SAM.nbuffers = 1
+SAM.hyper_names = {'rho', 'adaptive'}
+SAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + e)'}
+
+local OPTIONS = {'base', 'model', 'rho', 'adaptive'}
+
+function SAM.new(opts)
+  local who = 'optim.SAM'
+  util.check_options(who, opts, OPTIONS)
+  local self = setmetatable({}, SAM)
+  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
+  Sharpness.init(self, who, opts)
+  return self
+end
+getmetatable(SAM).__call = function(_, opts) return SAM.new(opts) end
+
+function SAM:hyper()
+  return {rho = util.current(self.__typename, 'rho', self.rho)}
+end
+
+function SAM:run(h)
+  local theta, g = self.flat.t, self.flat_grad.t
+  local theta0 = self:_buffers()[1]
+  local norm = self._norms
+  local ad = self.adaptive and 1 or 0
+  -- perturb: θ0 = θ ; θ = θ + e
+  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm, norm, g, self.adaptive and theta or nil)
+  self:_check(0, 'gradient norm', norm[0])
+  self:_k(4, C.gam_opt_ascend, theta, theta0.t, g, nil, h.rho / (norm[0] + util.XI), ad)
+  self._theta_saved = true
+  self:_pass(1)
+  self:_k(1, C.gam_opt_norm, norm, g, nil)
+  self:_check(1, 'gradient norm', norm[0])
+  return theta0
+end
+
+return SAM

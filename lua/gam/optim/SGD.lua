@@ -1,0 +1,48 @@
+-- optim.SGD — stochastic gradient descent with PyTorch's update rule:
+--
+--   d = g + weight_decay θ
+--   momentum > 0:  buf = d on the first step, then momentum buf + (1 − dampening) d
+--                  d = nesterov and d + momentum buf or buf
+--   θ = θ − lr d
+--
+--   local opt = optim.SGD{params = model:parameters(), lr = 0.1, momentum = 0.9,
+--                         weight_decay = 5e-4, nesterov = false}
+-- lr may be a number or a scheduler (its value is read at every step).
+local C = require 'gam.lib'
+local tensor = require 'gam.tensor'
+local util = require 'gam.optim.util'
+local Optimizer = require 'gam.optim.Optimizer'
+
+local SGD = Optimizer.extend('SGD')
+SGD.hyper_names = {'lr', 'momentum', 'dampening', 'weight_decay', 'nesterov'}
+
+local OPTIONS = {'params', 'lr', 'momentum', 'dampening', 'weight_decay', 'nesterov'}
+
+function SGD.new(opts)
+  local who = 'optim.SGD'
+  util.check_options(who, opts, OPTIONS)
+  local self = setmetatable({}, SGD)
+  Optimizer.init(self, who, opts)
+  self.momentum = util.number(who, 'momentum', opts.momentum, 0, 0)
+  self.dampening = util.number(who, 'dampening', opts.dampening, nil, 0)
+  self.weight_decay = util.number(who, 'weight_decay', opts.weight_decay, 0, 0)
+  self.nesterov = util.boolean(who, 'nesterov', opts.nesterov, false)
+  if self.nesterov and (self.momentum <= 0 or self.dampening ~= 0) then
+    error(who .. ': nesterov momentum needs momentum > 0 and dampening = 0', 2)
+  end
+  self.state_names = self.momentum ~= 0 and {'momentum_buffer'} or {}
+  return self
+end
+getmetatable(SGD).__call = function(_, opts) return SGD.new(opts) end
+
+function SGD:traffic()
+  return self.momentum ~= 0 and 5 or 3   -- read src, g (, buf); write θ (, buf)
+end
+
+function SGD:kernel(param, grad, bufs, src, lr, step)
+  tensor.check(C.gam_sgd_step(param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
+                              self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
+                              step == 1 and 1 or 0))
+end
+
+return SGD

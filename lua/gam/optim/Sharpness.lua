@@ -1,0 +1,249 @@
+-- gam.optim.Sharpness — what SAM, GSAM and GAM share: the model's flat
+-- vectors, the loss closure, forward/backward passes in scopes, BatchNorm
+-- momentum, flat work buffers, the non-finite guard and timing.
+--
+-- A step runs the closure several times ("passes"). Pass 0 is an ordinary
+-- forward/backward at θ: its predictions and loss are what step() returns,
+-- and only it moves BatchNorm running statistics; later passes run with the
+-- momentum field of every module that has one set to 0, restored after.
+-- The optimiser zeroes the flat gradient before every pass. Every pass runs
+-- inside gam.scope, so its intermediates are freed when it ends.
+--
+-- If a pass gives a non-finite loss or gradient norm, the step raises an
+-- error naming the pass and puts θ back exactly as it was (the base
+-- optimiser's state is untouched: its update is the last thing a step does).
+-- BatchNorm running statistics moved by pass 0 are not rolled back.
+--
+-- A subclass defines:
+--   Cls.nbuffers                       flat work buffers it keeps (besides the gradient)
+--   Cls.run(self, pass, hyper)         the step between pass 0 and the base update;
+--                                      returns the vector the base step starts from
+local ffi = require 'ffi'
+local C = require 'gam.lib'
+local tensor = require 'gam.tensor'
+local util = require 'gam.optim.util'
+
+local Sharpness = {}
+Sharpness.__index = Sharpness
+
+-- opt.lr reads and writes the base optimiser's lr, so that an lr scheduler
+-- can be attached to the sharpness-aware optimiser itself
+function Sharpness.extend(name)
+  local cls = setmetatable({__typename = name}, {__index = Sharpness})
+  cls.__index = function(self, k)
+    if k == 'lr' then return rawget(self, 'base') and self.base.lr end
+    return cls[k]
+  end
+  cls.__newindex = function(self, k, v)
+    if k == 'lr' and rawget(self, 'base') then self.base.lr = v else rawset(self, k, v) end
+  end
+  cls.__tostring = function(self) return self:repr() end
+  return cls
+end
+
+--- opt:get_lr(): the base optimiser's learning rate now
+function Sharpness:get_lr() return self.base:get_lr() end
+
+--- common construction: base, model, adaptive
+function Sharpness.init(self, who, opts)
+  local base, model = opts.base, opts.model
+  if base == nil then
+    error(who .. ': base is required (the base optimiser, e.g. optim.SGD{params = model:parameters(), ...})', 3)
+  end
+  if type(base) ~= 'table' or not base.is_base_optimizer then
+    error(who .. ': base must be an optim.SGD, optim.Adam or optim.AdamW', 3)
+  end
+  if model == nil then error(who .. ': model is required (the nn module being trained)', 3) end
+  if type(model) ~= 'table' or type(model.flat_parameters) ~= 'function' then
+    error(who .. ': model must be an nn module (with flat_parameters())', 3)
+  end
+  self.base, self.model = base, model
+  self.adaptive = util.boolean(who, 'adaptive', opts.adaptive, false)
+  self.flat, self.flat_grad = model:flat_parameters()
+  local bflat = base:_arena()
+  if not (bflat and bflat.t.storage == self.flat.t.storage and bflat.t.offset == self.flat.t.offset
+          and bflat:numel() == self.flat:numel()) then
+    error(who .. ': base must optimise exactly the model\'s parameters (model:parameters(), in order)', 3)
+  end
+  self.profile = false        -- true: time the vector work into kernel_seconds / kernel_bytes
+  self.kernel_seconds, self.kernel_bytes = 0, 0
+  self._norms = ffi.new('double[3]')
+  return self
+end
+
+-- the work buffers, allocated on the first step
+function Sharpness:_buffers()
+  if not self._bufs then
+    local n = self.flat:numel()
+    local b = {}
+    for k = 1, self.nbuffers do b[k] = tensor.keep(tensor.empty({n})) end
+    self._bufs = b
+  end
+  return self._bufs
+end
+
+--- opt:state_bytes(): bytes of the work buffers and the base optimiser's state
+function Sharpness:state_bytes()
+  local own = self._bufs and #self._bufs * 4 * self.flat:numel() or 0
+  return own + self.base:state_bytes()
+end
+
+--- opt:zero_grad(): zeroes the model's flat gradient
+function Sharpness:zero_grad() self.flat_grad:fill_(0) end
+
+--- opt:set_closure(loss_fn, inputs, targets): later step() calls run
+-- pred = model(inputs); loss = loss_fn(pred, targets); loss:backward()
+function Sharpness:set_closure(loss_fn, inputs, targets)
+  if type(loss_fn) ~= 'function' and not (type(loss_fn) == 'table' and getmetatable(loss_fn)
+                                          and getmetatable(loss_fn).__call) then
+    error(self.__typename .. ':set_closure: loss_fn must be a function(pred, targets)', 2)
+  end
+  local model = self.model
+  self._closure = function()
+    local pred = model(inputs)
+    local loss = loss_fn(pred, targets)
+    if not tensor.is_tensor(loss) then
+      error(self.__typename .. ': loss_fn must return a scalar tensor, got ' .. type(loss), 0)
+    end
+    loss:backward()
+    return pred, loss
+  end
+end
+
+-- ---- timing of the vector work ------------------------------------------------------
+--- self:_k(nvec, fn, ...): calls an engine kernel (checked), counting nvec
+-- vectors of traffic when profiling
+function Sharpness:_k(nvec, fn, ...)
+  if self.profile then
+    local t0 = util.now()
+    tensor.check(fn(...))
+    self.kernel_seconds = self.kernel_seconds + (util.now() - t0)
+    self.kernel_bytes = self.kernel_bytes + nvec * 4 * self.flat:numel()
+  else
+    tensor.check(fn(...))
+  end
+end
+
+-- ---- passes ---------------------------------------------------------------------------
+local function loss_number(loss)
+  if type(loss) == 'number' then return loss end
+  if tensor.is_tensor(loss) then return loss:item() end
+  return nil
+end
+
+local PASS_NAMES = {}
+
+--- self:_pass(k): zero the gradient, run the closure in a scope; returns the
+-- detached prediction (pass 0 only) and the loss as a number
+function Sharpness:_pass(k)
+  self:_k(1, C.gam_fill_, self.flat_grad.t, 0)
+  local closure = self._step_closure
+  local pred, loss = tensor.scope(function()
+    local p, l = tensor.enable_grad(closure)
+    local v = loss_number(l)
+    if v == nil then
+      error(string.format('%s: pass %d: the closure must return (pred, loss) with loss a number or a '
+                          .. 'scalar tensor, got %s', self.__typename, k, type(l)), 0)
+    end
+    if k == 0 and tensor.is_tensor(p) then return p:detach(), v end
+    return nil, v
+  end)
+  if not util.is_finite(loss) then
+    error(string.format('%s: pass %d%s gave a non-finite loss (%s); the parameters are left as before the step',
+                        self.__typename, k, self.pass_names and self.pass_names[k] or '', tostring(loss)), 0)
+  end
+  return pred, loss
+end
+
+--- self:_check(k, what, v): v must be finite, else an error naming pass k
+function Sharpness:_check(k, what, v)
+  if not util.is_finite(v) then
+    error(string.format('%s: pass %d%s gave a non-finite %s (%s); the parameters are left as before the step',
+                        self.__typename, k, self.pass_names and self.pass_names[k] or '', what, tostring(v)), 0)
+  end
+  return v
+end
+
+-- momentum of every module with one -> 0; returns the saved values
+local function freeze_running_stats(model)
+  local saved = {}
+  local mods = model.modules and model:modules() or {model}
+  for _, m in ipairs(mods) do
+    if type(m) == 'table' and type(rawget(m, 'momentum')) == 'number' then
+      saved[#saved + 1] = {m, m.momentum}
+      m.momentum = 0
+    end
+  end
+  return saved
+end
+
+local function restore_running_stats(saved)
+  for _, e in ipairs(saved) do e[1].momentum = e[2] end
+end
+
+--- opt:step([closure]) -> pred, loss: one step. Without closure, the one given to
+-- set_closure. A closure runs forward and backward itself and returns
+-- (pred, loss); the optimiser zeroes the gradient before each call.
+-- loss is returned as a number (pass 0's loss), pred as a detached tensor.
+function Sharpness:step(closure)
+  if closure ~= nil and type(closure) ~= 'function' then
+    error(self.__typename .. ':step: closure must be a function returning (pred, loss), got ' .. type(closure), 2)
+  end
+  closure = closure or self._closure
+  if not closure then
+    error(self.__typename .. ':step: no closure; call opt:set_closure(loss_fn, inputs, targets) first', 2)
+  end
+  local hyper = self:hyper()
+  self._step_closure = closure
+  self._theta_saved = false
+  local pred, loss = self:_pass(0)
+  local frozen = freeze_running_stats(self.model)
+  local ok, err = pcall(function()
+    local src = self:run(hyper)
+    self:_k(self.base:traffic(), function() self.base:_update(src); return 0 end)
+  end)
+  restore_running_stats(frozen)
+  self._step_closure = nil
+  if not ok then
+    if self._theta_saved then tensor.check(C.gam_opt_copy(self.flat.t, self:_buffers()[1].t)) end
+    error(err, 0)
+  end
+  return pred, loss
+end
+
+--- opt:state_dict(): hyperparameters and the base optimiser's state (the work
+-- buffers hold nothing between steps)
+function Sharpness:state_dict()
+  local hyper = {}
+  for _, k in ipairs(self.hyper_names) do
+    local v = self[k]
+    if util.is_scheduler(v) then v = v:value() end
+    hyper[k] = v
+  end
+  return {name = self.__typename, hyper = hyper, base = self.base:state_dict()}
+end
+
+function Sharpness:load_state_dict(sd)
+  local who = self.__typename .. ':load_state_dict'
+  if type(sd) ~= 'table' or type(sd.base) ~= 'table' then error(who .. ': expected a table from state_dict()', 2) end
+  if sd.name ~= self.__typename then
+    error(string.format('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename), 2)
+  end
+  self.base:load_state_dict(sd.base)
+  for _, k in ipairs(self.hyper_names) do
+    local v = sd.hyper and sd.hyper[k]
+    if v ~= nil and not util.is_scheduler(self[k]) then self[k] = v end
+  end
+end
+
+function Sharpness:repr()
+  local parts = {}
+  for _, k in ipairs(self.hyper_names) do
+    local v = self[k]
+    if util.is_scheduler(v) then v = tostring(v.__typename or 'scheduler') end
+    parts[#parts + 1] = k .. ' = ' .. tostring(v)
+  end
+  return string.format('optim.%s{%s} over %s', self.__typename, table.concat(parts, ', '), tostring(self.base))
+end
+
+return Sharpness

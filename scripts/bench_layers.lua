@@ -1,0 +1,187 @@
+-- bench_layers.lua — forward+backward time of resnet18_c and cnn_small on the
+-- CPU, against the same networks in PyTorch (/usr/bin/python3 with Debian's
+-- python3-torch) run by this script with the same thread count.
+--
+--   gamlua scripts/bench_layers.lua [--threads N] [--batches 32,128]
+--                                   [--models resnet18_c,cnn_small] [--iters K] [--no-torch]
+--                                   [--winograd]
+--
+-- One iteration: logits = model(x) in training mode (batch-norm statistics),
+-- loss = mean cross-entropy, loss:backward(), gradients zeroed in place.
+-- Prints the median time per iteration of each side and the ratio
+-- gamlua / PyTorch (below 1 means gamlua is faster). --winograd runs gamlua's
+-- 3x3 stride-1 convolutions through oneDNN's Winograd kernels (F.set_conv_algorithm).
+-- Medians damp the noise of a shared machine, but numbers from a busy machine
+-- are still only indicative.
+local ffi = require 'ffi'
+local gam = require 'gam'
+local F = gam.F
+
+pcall(ffi.cdef, [[
+typedef struct { long tv_sec; long tv_nsec; } gam_bench_timespec;
+int clock_gettime(int clk, gam_bench_timespec *ts);
+]])
+local ts = ffi.new('gam_bench_timespec')
+local function now()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- ---- options -----------------------------------------------------------------------
+local opt = {threads = gam.get_num_threads(), batches = {32, 128}, models = {'resnet18_c', 'cnn_small'},
+             iters = nil, torch = true, winograd = false}
+local function split(s, conv)
+  local r = {}
+  for v in s:gmatch('[^,]+') do r[#r + 1] = conv and conv(v) or v end
+  return r
+end
+local i = 1
+while i <= #arg do
+  local a = arg[i]
+  if a == '--threads' then opt.threads = tonumber(arg[i + 1]); i = i + 1
+  elseif a == '--batches' then opt.batches = split(arg[i + 1], tonumber); i = i + 1
+  elseif a == '--models' then opt.models = split(arg[i + 1]); i = i + 1
+  elseif a == '--iters' then opt.iters = tonumber(arg[i + 1]); i = i + 1
+  elseif a == '--no-torch' then opt.torch = false
+  elseif a == '--winograd' then opt.winograd = true
+  else error('bench_layers: unknown argument ' .. a .. ' (see the header of scripts/bench_layers.lua)', 0) end
+  i = i + 1
+end
+gam.set_num_threads(opt.threads)
+if opt.winograd then F.set_conv_algorithm('winograd') end
+
+local SPEC = {
+  resnet18_c = {input = {3, 32, 32}, iters = {[32] = 6, [128] = 3}},
+  cnn_small = {input = {1, 28, 28}, iters = {[32] = 30, [128] = 10}},
+}
+local function iters_for(name, batch)
+  return opt.iters or SPEC[name].iters[batch] or 5
+end
+
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+-- ---- gamlua ------------------------------------------------------------------------
+local function bench_gam(name, batch, iters)
+  gam.manual_seed(0)
+  local model = gam.models[name]{num_classes = 10}
+  model:train()
+  local shape = {batch}
+  for _, s in ipairs(SPEC[name].input) do shape[#shape + 1] = s end
+  local x = gam.randn(shape)
+  local y = gam.randint(0, 10, {batch})
+  local function step()
+    gam.scope(function()
+      local loss = F.cross_entropy(model(x), y):mean()
+      loss:backward()
+    end)
+    model:zero_grad()
+  end
+  step() -- warm-up: primitive creation, allocator
+  step()
+  local times = {}
+  for k = 1, iters do
+    local t0 = now()
+    step()
+    times[k] = now() - t0
+  end
+  return median(times)
+end
+
+-- ---- PyTorch -----------------------------------------------------------------------
+local TORCH = [[
+import sys, time, statistics
+import torch, torch.nn as nn, torch.nn.functional as F
+threads, name, batch, iters = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+class ResNet18C(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(64)
+        cin, layers = 64, []
+        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            blocks = []
+            for s in (stride, 1):
+                blocks.append(BasicBlock(cin, planes, s)); cin = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.linear = nn.Linear(512, num_classes)
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.avg_pool2d(out, 4).flatten(1)
+        return self.linear(out)
+
+def cnn_small(num_classes=10):
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+model, shape = (ResNet18C(), (3, 32, 32)) if name == 'resnet18_c' else (cnn_small(), (1, 28, 28))
+model.train()
+x = torch.randn(batch, *shape)
+y = torch.randint(0, 10, (batch,))
+def step():
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    model.zero_grad(set_to_none=False)
+step(); step()
+times = []
+for _ in range(iters):
+    t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+print('TIME %.9f' % statistics.median(times))
+]]
+
+local function bench_torch(name, batch, iters)
+  local path = os.tmpname()
+  local f = assert(io.open(path, 'w'))
+  f:write(TORCH)
+  f:close()
+  local p = io.popen(string.format('/usr/bin/python3 %s %d %s %d %d 2>&1', path, opt.threads, name, batch, iters))
+  local out = p:read('*a')
+  p:close()
+  os.remove(path)
+  local t = out:match('TIME ([%d%.]+)')
+  if not t then
+    io.stderr:write('bench_layers: PyTorch run failed:\n' .. out .. '\n')
+    return nil
+  end
+  return tonumber(t)
+end
+
+-- ---- run -----------------------------------------------------------------------------
+print(string.format('bench_layers: forward+backward per iteration, %d thread(s), median of K iterations%s',
+                    opt.threads, opt.winograd and ', gamlua convs: winograd' or ''))
+print(string.format('%-12s %6s %4s %12s %12s %8s', 'model', 'batch', 'K', 'gamlua ms', 'pytorch ms', 'ratio'))
+for _, name in ipairs(opt.models) do
+  if not SPEC[name] then error('bench_layers: unknown model ' .. name .. ' (resnet18_c or cnn_small)', 0) end
+  for _, batch in ipairs(opt.batches) do
+    local k = iters_for(name, batch)
+    local tt = opt.torch and bench_torch(name, batch, k) or nil
+    local tg = bench_gam(name, batch, k)
+    collectgarbage()
+    print(string.format('%-12s %6d %4d %12.1f %12s %8s', name, batch, k, tg * 1e3,
+                        tt and string.format('%.1f', tt * 1e3) or '-',
+                        tt and string.format('%.2fx', tg / tt) or '-'))
+    io.stdout:flush()
+  end
+end

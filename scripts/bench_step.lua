@@ -1,0 +1,434 @@
+-- bench_step.lua — time whole optimiser steps (forward, backward, optimiser
+-- work) of gamlua against an SGD step of the same engine and against the same
+-- optimiser written in PyTorch as the public reference code does it.
+--
+--   gamlua scripts/bench_step.lua --model cnn_small|resnet18_c --opt sgd|sam|gsam|gam
+--          [--batch 128] [--steps 10] [--warmup 2] [--threads T] [--device cpu|cuda]
+--          [--no-torch] [--no-sgd]
+--
+-- A step is: SGD — zero_grad, forward, smooth cross-entropy, backward, update;
+-- SAM/GSAM/GAM — opt:step() on a closure doing the same (2, 2 and 4 passes).
+-- Inputs are random (seeded), the same batch every step; the base optimiser is
+-- SGD(lr 0.05, momentum 0.9, weight decay 5e-4); rho 0.05 (SAM, GSAM with
+-- alpha 0.4); GAM grad_rho 0.03, grad_norm_rho 0.2, alpha = beta = 0.1, gamma 0.05.
+--
+-- Printed, in order:
+--   * for sam/gsam/gam: the median SGD step of this engine and the ratio;
+--   * for gam/sam/gsam: the optimiser's own vector work (its fused passes, the
+--     gradient zeroing before each pass and the base update), the bytes those
+--     passes move, and the floor those bytes take at the copy bandwidth
+--     measured here on a vector of the same size with the same threads, both
+--     from memory (caches swept first, as a forward/backward sweeps them
+--     between the phases of a step) and in cache;
+--   * the PyTorch peer (/usr/bin/python3, Debian's python3-torch): the same
+--     model, batch, threads and optimiser, the optimiser written as the
+--     released reference code (per-parameter loops and state), and the ratio;
+--   * last: "<model> batch=<B> opt=<opt> threads=<T>: median <X> ms/step".
+-- Medians damp the noise of a shared machine; figures from a busy machine are
+-- indicative only.
+local gam = require 'gam'
+local optim, F = gam.optim, gam.F
+local util = require 'gam.optim.util'
+
+-- ---- options ---------------------------------------------------------------------------
+local o = {model = 'cnn_small', opt = 'gam', batch = 128, steps = 10, warmup = 2,
+           threads = gam.get_num_threads(), device = 'cpu', torch = true, sgd = true}
+local i = 1
+local function value(name)
+  local v = arg[i + 1]
+  if v == nil then error('bench_step: ' .. name .. ' needs a value', 0) end
+  i = i + 1
+  return v
+end
+while i <= #arg do
+  local a = arg[i]
+  if a == '--model' then o.model = value(a)
+  elseif a == '--opt' then o.opt = value(a)
+  elseif a == '--batch' then o.batch = tonumber(value(a))
+  elseif a == '--steps' then o.steps = tonumber(value(a))
+  elseif a == '--warmup' then o.warmup = tonumber(value(a))
+  elseif a == '--threads' then o.threads = tonumber(value(a))
+  elseif a == '--device' then o.device = value(a)
+  elseif a == '--no-torch' then o.torch = false
+  elseif a == '--no-sgd' then o.sgd = false
+  else error('bench_step: unknown argument ' .. a .. ' (see the header of scripts/bench_step.lua)', 0) end
+  i = i + 1
+end
+local INPUT = {cnn_small = {1, 28, 28}, resnet18_c = {3, 32, 32}}
+if not INPUT[o.model] then error('bench_step: --model must be cnn_small or resnet18_c, got ' .. o.model, 0) end
+if not ({sgd = 1, sam = 1, gsam = 1, gam = 1})[o.opt] then
+  error('bench_step: --opt must be sgd, sam, gsam or gam, got ' .. o.opt, 0)
+end
+if o.device ~= 'cpu' and o.device ~= 'cuda' then error('bench_step: --device must be cpu or cuda', 0) end
+for _, k in ipairs {'batch', 'steps', 'threads'} do
+  if not o[k] or o[k] < 1 then error('bench_step: --' .. k .. ' must be a positive integer', 0) end
+end
+gam.set_num_threads(o.threads)
+
+local function median(t)
+  local s = {}
+  for k, v in ipairs(t) do s[k] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
+-- ---- gamlua -------------------------------------------------------------------------------
+local function setup()
+  gam.manual_seed(1)
+  local model = gam.models[o.model]{num_classes = 10}
+  if o.device ~= 'cpu' then model = model:to(o.device) end
+  model:train()
+  local shape = {o.batch, unpack(INPUT[o.model])}
+  local x = gam.randn(shape, {device = o.device})
+  local y = gam.randint(0, 10, {o.batch}, {device = o.device})
+  local base = optim.SGD{params = model:parameters(), lr = 0.05, momentum = 0.9, weight_decay = 5e-4}
+  return model, base, x, y
+end
+
+local function loss_fn(pred, y) return F.smooth_cross_entropy(pred, y, 0.1):mean() end
+
+-- returns a function running one step, and the optimiser
+local function make_step(kind)
+  local model, base, x, y = setup()
+  if kind == 'sgd' then
+    model:flat_parameters()
+    return function()
+      base:zero_grad()
+      gam.scope(function()
+        local loss = loss_fn(model(x), y)
+        loss:backward()
+        loss:item()
+      end)
+      base:step()
+    end, base, model
+  end
+  local opt
+  if kind == 'sam' then
+    opt = optim.SAM{base = base, model = model, rho = 0.05}
+  elseif kind == 'gsam' then
+    opt = optim.GSAM{base = base, model = model, rho = 0.05, alpha = 0.4}
+  else
+    opt = optim.GAM{base = base, model = model, grad_rho = 0.03, grad_norm_rho = 0.2, alpha = 0.1,
+                    beta = 0.1, gamma = 0.05}
+  end
+  opt:set_closure(loss_fn, x, y)
+  return function() gam.scope(function() opt:step() end) end, opt, model
+end
+
+local function time_steps(step)
+  for _ = 1, o.warmup do step() end
+  local t = {}
+  for k = 1, o.steps do
+    local t0 = util.now()
+    step()
+    t[k] = (util.now() - t0) * 1e3
+  end
+  return median(t), t
+end
+
+local report = {}
+local function say(fmt, ...)
+  local s = string.format(fmt, ...)
+  print(s)
+  io.stdout:flush()
+end
+
+local step, opt, model = make_step(o.opt)
+local nparams = 0
+for _, p in ipairs(model:parameters()) do nparams = nparams + p:numel() end
+say('%s: %d parameters, batch %d, %d threads, %s; %d timed steps after %d warm-up',
+    o.model, nparams, o.batch, o.threads, o.device, o.steps, o.warmup)
+
+if o.opt ~= 'sgd' then opt.profile = true end
+local ms = time_steps(step)
+local kernel_ms, kernel_mb
+if o.opt ~= 'sgd' then
+  local nsteps = o.steps + o.warmup
+  kernel_ms = opt.kernel_seconds * 1e3 / nsteps
+  kernel_mb = opt.kernel_bytes / nsteps / 1e6
+end
+step, opt = nil, nil
+collectgarbage()
+
+-- SGD step of this engine, for the ratio
+if o.opt ~= 'sgd' and o.sgd then
+  local sgd_step = make_step('sgd')
+  local sgd_ms = time_steps(sgd_step)
+  say('gamlua sgd step: median %.2f ms/step; %s/sgd = %.2fx (%d passes)', sgd_ms, o.opt, ms / sgd_ms,
+      o.opt == 'gam' and 4 or 2)
+  sgd_step = nil
+  collectgarbage()
+end
+
+-- the optimiser's own vector work against the copy bandwidth, measured on a
+-- vector of the same size with the same threads: in cache (copied again and
+-- again) and from memory (the caches swept by writing 128 MB before each copy,
+-- as a forward/backward pass sweeps them before each phase of a step)
+if kernel_ms then
+  local C = require 'gam.lib'
+  local n = nparams
+  local a, b = gam.empty({n}), gam.empty({n})
+  a:fill_(1)
+  b:fill_(0)
+  local reps = math.max(3, math.floor(2e8 / (8 * n)))
+  local hot = math.huge
+  for _ = 1, 5 do
+    local t0 = util.now()
+    for _ = 1, reps do C.gam_opt_copy(b.t, a.t) end
+    hot = math.min(hot, (util.now() - t0) / reps)
+  end
+  local sweep = gam.empty({32 * 1024 * 1024})
+  local cold = {}
+  for k = 1, 9 do
+    sweep:fill_(k)
+    local t0 = util.now()
+    C.gam_opt_copy(b.t, a.t)
+    cold[k] = util.now() - t0
+  end
+  sweep = nil
+  local bw_hot, bw_cold = 8 * n / hot, 8 * n / median(cold)
+  local bytes = kernel_mb * 1e6
+  say('%s vector work: %.3f ms/step, its passes moving %.1f MB (%.1f vectors of %d floats)', o.opt, kernel_ms,
+      kernel_mb, bytes / (4 * n), n)
+  say('  copy bandwidth %.1f GB/s from memory -> floor %.3f ms, work/floor = %.2fx', bw_cold / 1e9,
+      bytes / bw_cold * 1e3, kernel_ms / (bytes / bw_cold * 1e3))
+  say('  copy bandwidth %.1f GB/s in cache    -> floor %.3f ms, work/floor = %.2fx', bw_hot / 1e9,
+      bytes / bw_hot * 1e3, kernel_ms / (bytes / bw_hot * 1e3))
+end
+
+-- ---- the PyTorch peer ------------------------------------------------------------------------
+local PEER = [==[
+import sys, time, statistics
+import torch, torch.nn as nn, torch.nn.functional as F
+
+model_name, opt_name, batch, steps, warmup, threads, device = sys.argv[1:8]
+batch, steps, warmup, threads = int(batch), int(steps), int(warmup), int(threads)
+torch.set_num_threads(threads)
+torch.manual_seed(1)
+
+def cnn_small():
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+
+class Block(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+class ResNet18C(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(64)
+        layers, cin = [], 64
+        for i, planes in enumerate([64, 128, 256, 512]):
+            blocks = []
+            for j in range(2):
+                blocks.append(Block(cin, planes, 2 if (j == 0 and i > 0) else 1)); cin = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.linear = nn.Linear(512, 10)
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.avg_pool2d(out, 4)
+        return self.linear(out.view(out.size(0), -1))
+
+def smooth_ce(pred, gold, s=0.1):
+    one_hot = torch.full_like(pred, s / (pred.size(1) - 1))
+    one_hot.scatter_(1, gold.unsqueeze(1), 1.0 - s)
+    return F.kl_div(F.log_softmax(pred, 1), one_hot, reduction='none').sum(-1)
+
+def disable_running_stats(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.backup_momentum = m.momentum; m.momentum = 0
+
+def enable_running_stats(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and hasattr(m, 'backup_momentum'):
+            m.momentum = m.backup_momentum
+
+# The reference optimisers' structure: per-parameter loops, per-parameter state,
+# norms as torch.norm of a stack of per-parameter norms.
+class Sharp(torch.optim.Optimizer):
+    def __init__(self, params, base, model, adaptive=False, eps=1e-12):
+        super().__init__(params, dict(adaptive=adaptive))
+        self.base, self.model, self.adaptive, self.eps = base, model, adaptive, eps
+        self.param_groups = self.base.param_groups
+    def set_closure(self, loss_fn, x, y):
+        def get_grad():
+            self.base.zero_grad()
+            with torch.enable_grad():
+                out = self.model(x); loss = loss_fn(out, y)
+            value = loss.data.clone().detach()
+            loss.backward()
+            return out, value
+        self.forward_backward = get_grad
+    def params(self):
+        for g in self.param_groups:
+            for p in g['params']:
+                if p.grad is not None: yield p
+    def grad_norm(self, by=None, weight_adaptive=False):
+        if by is None:
+            return torch.norm(torch.stack([((torch.abs(p.data) if weight_adaptive else 1.0) * p.grad).norm(p=2)
+                                           for p in self.params()]), p=2)
+        return torch.norm(torch.stack([((torch.abs(p.data) if weight_adaptive else 1.0) * self.state[p][by]).norm(p=2)
+                                       for p in self.params()]), p=2)
+
+class SAM(Sharp):
+    def __init__(self, *a, rho=0.05, **k):
+        super().__init__(*a, **k); self.rho = rho
+    @torch.no_grad()
+    def step(self):
+        out, loss = self.forward_backward()
+        scale = self.rho / (self.grad_norm(weight_adaptive=self.adaptive) + self.eps)
+        for p in self.params():
+            self.state[p]['old_p'] = p.data.clone()
+            e_w = (torch.pow(p, 2) if self.adaptive else 1.0) * p.grad * scale.to(p)
+            p.add_(e_w)
+        disable_running_stats(self.model)
+        self.forward_backward()
+        for p in self.params():
+            p.data = self.state[p]['old_p']
+        self.base.step()
+        enable_running_stats(self.model)
+        return out, loss
+
+class GSAM(Sharp):
+    def __init__(self, *a, rho=0.05, alpha=0.4, **k):
+        super().__init__(*a, **k); self.rho, self.alpha = rho, alpha
+    @torch.no_grad()
+    def step(self):
+        out, loss = self.forward_backward()
+        scale = self.rho / (self.grad_norm(weight_adaptive=self.adaptive) + self.eps)
+        for p in self.params():
+            self.state[p]['old_g'] = p.grad.data.clone()
+            e_w = p.grad * scale.to(p)
+            if self.adaptive: e_w *= torch.pow(p, 2)
+            p.add_(e_w); self.state[p]['e_w'] = e_w
+        disable_running_stats(self.model)
+        self.forward_backward()
+        inner = sum(torch.sum(self.state[p]['old_g'] * p.grad.data) for p in self.params())
+        new_n, old_n = self.grad_norm(), self.grad_norm(by='old_g')
+        cosine = inner / (new_n * old_n + self.eps)
+        for p in self.params():
+            vertical = self.state[p]['old_g'] - cosine * old_n * p.grad.data / (new_n + self.eps)
+            p.grad.data.add_(vertical, alpha=-self.alpha)
+        for p in self.params():
+            p.data.sub_(self.state[p]['e_w'])
+        self.base.step()
+        enable_running_stats(self.model)
+        return out, loss
+
+class GAM(Sharp):
+    def __init__(self, *a, grad_rho=0.03, grad_norm_rho=0.2, alpha=0.1, beta=0.1, gamma=0.05, **k):
+        super().__init__(*a, **k)
+        self.grad_rho, self.grad_norm_rho = grad_rho, grad_norm_rho
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+    @torch.no_grad()
+    def perturb(self, idx):
+        scale = self.grad_rho / (self.grad_norm(weight_adaptive=self.adaptive) + self.eps)
+        for p in self.params():
+            e_w = p.grad * scale.to(p)
+            if self.adaptive: e_w *= torch.pow(p, 2)
+            p.add_(e_w)
+            if idx == 0:
+                self.state[p]['g_0'] = p.grad.data.clone(); self.state[p]['e_w_0'] = e_w
+            else:
+                self.state[p]['g_2'] = p.grad.data.clone(); self.state[p]['e_w_1_2'] += e_w
+    @torch.no_grad()
+    def grad_norm_ascent(self):
+        for p in self.params():
+            self.state[p]['g_1'] = p.grad.data.clone()
+            p.grad.data -= self.state[p]['g_0']
+        scale = self.grad_norm_rho / (self.grad_norm(weight_adaptive=self.adaptive) + self.eps)
+        for p in self.params():
+            e_w = p.grad * scale.to(p)
+            if self.adaptive: e_w *= torch.pow(p, 2)
+            p.add_(e_w); self.state[p]['e_w_1_2'] = e_w
+    @torch.no_grad()
+    def unperturb(self, key):
+        for p in self.params():
+            if key in self.state[p]: p.data.sub_(self.state[p][key])
+    @torch.no_grad()
+    def decompose(self):
+        inner = 0.0
+        for p in self.params():
+            self.state[p]['pro_m'] = self.state[p]['g_0'] + abs(1 - self.beta) * self.state[p]['g_2']
+            p.grad.data = self.alpha * self.state[p]['g_1'] + (1 - self.alpha) * p.grad.data.detach().clone()
+            inner += torch.sum(self.state[p]['pro_m'] * p.grad.data)
+        new_n, old_n = self.grad_norm(), self.grad_norm(by='pro_m')
+        cosine = inner / (new_n * old_n + self.eps)
+        for p in self.params():
+            vertical = self.state[p]['pro_m'] - cosine * old_n * p.grad.data / (new_n + self.eps)
+            p.grad.data.add_(vertical, alpha=-self.gamma)
+    @torch.no_grad()
+    def step(self):
+        out, loss = self.forward_backward()
+        self.perturb(0)
+        disable_running_stats(self.model)
+        self.forward_backward()
+        self.unperturb('e_w_0')
+        self.grad_norm_ascent()
+        self.forward_backward()
+        self.perturb(1)
+        self.forward_backward()
+        self.decompose()
+        self.unperturb('e_w_1_2')
+        self.base.step()
+        enable_running_stats(self.model)
+        return out, loss
+
+model = (cnn_small() if model_name == 'cnn_small' else ResNet18C()).to(device).train()
+shape = (batch, 1, 28, 28) if model_name == 'cnn_small' else (batch, 3, 32, 32)
+x = torch.randn(*shape, device=device); y = torch.randint(0, 10, (batch,), device=device)
+base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+loss_fn = lambda out, t: smooth_ce(out, t, 0.1).mean()
+if opt_name == 'sgd':
+    def step():
+        base.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); loss.item(); base.step()
+else:
+    cls = {'sam': SAM, 'gsam': GSAM, 'gam': GAM}[opt_name]
+    opt = cls(model.parameters(), base, model)
+    opt.set_closure(loss_fn, x, y)
+    def step():
+        _, loss = opt.step(); loss.item()
+sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+for _ in range(warmup): step()
+sync()
+times = []
+for _ in range(steps):
+    t0 = time.perf_counter(); step(); sync(); times.append((time.perf_counter() - t0) * 1e3)
+print('median_ms=%.6f' % statistics.median(times))
+]==]
+
+if o.torch then
+  local path = os.tmpname() .. '.py'
+  local f = assert(io.open(path, 'w'))
+  f:write(PEER)
+  f:close()
+  local cmd = string.format('OMP_NUM_THREADS=%d /usr/bin/python3 %s %s %s %d %d %d %d %s 2>&1', o.threads, path,
+                            o.model, o.opt, o.batch, o.steps, o.warmup, o.threads, o.device)
+  local p = io.popen(cmd)
+  local out = p:read('*a')
+  p:close()
+  os.remove(path)
+  local peer = tonumber(out:match('median_ms=([%d%.]+)'))
+  if peer then
+    say('pytorch %s step (reference structure): median %.2f ms/step; gamlua/pytorch = %.2fx', o.opt, peer,
+        ms / peer)
+  else
+    say('pytorch peer failed: %s', (out:gsub('%s+$', '')):sub(-600))
+  end
+end
+
+say('%s batch=%d opt=%s threads=%d: median %.2f ms/step', o.model, o.batch, o.opt, o.threads, ms)

@@ -1,0 +1,554 @@
+-- train_cifar.lua — train the GAM paper's networks with SGD, SAM, ASAM, GSAM or
+-- GAM, as the seed's main_cifar.py does, from one command:
+--
+--   gamlua scripts/train_cifar.lua --dataset FashionMNIST --arch cnn_small --opt gam --epochs 3
+--   gamlua scripts/train_cifar.lua --dataset CIFAR100 --arch resnet18_c --opt gam
+--   gamlua scripts/train_cifar.lua --help
+--
+-- Every epoch: a progress bar, a summary line, a row of <out>/metrics.csv and
+-- an atomic checkpoint <out>/checkpoint.gam (model, optimiser, scheduler, RNG
+-- and loader state, epoch); --resume continues from it, and on the CPU ends
+-- with exactly the parameters of an uninterrupted run. The learning rate
+-- follows a cosine schedule over the epochs (set once per epoch, as the seed).
+local gam = require 'gam'
+local ffi = require 'ffi'
+local now = require('gam.optim.util').now
+local optim, F = gam.optim, gam.F
+
+local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
+local CHECKPOINT_VERSION = 1
+
+-- the networks --arch accepts (gam.models.wrn needs a depth, wrn28_10 is the one used)
+local ARCHS = {}
+for _, n in ipairs(gam.models.names) do if n ~= 'wrn' then ARCHS[#ARCHS + 1] = n end end
+
+-- ---- flags ---------------------------------------------------------------------------
+-- {name, kind, default, help}; a default of nil is 'auto' (explained in help)
+local FLAGS = {
+  {'arch', 'string', nil, 'network: ' .. table.concat(ARCHS, ', '), 'resnet18_c; cnn_small for FashionMNIST'},
+  {'dataset', 'string', 'CIFAR10', 'CIFAR10 | CIFAR100 | FashionMNIST'},
+  {'data', 'string', nil, 'dataset folder', './data/<dataset>; FashionMNIST also '
+                                               .. gam.data.FASHION_MNIST_SYSTEM_DIR},
+  {'epochs', 'int', 200, 'epochs of training'},
+  {'batch-size', 'int', 128, 'training batch size'},
+  {'lr', 'number', nil, 'initial learning rate, cosine-annealed to 0 over the epochs', '0.1; 0.05 for FashionMNIST'},
+  {'wd', 'number', 5e-4, 'weight decay'},
+  {'momentum', 'number', 0.9, 'SGD momentum'},
+  {'base-opt', 'string', 'SGD', 'base optimiser: SGD | Adam | AdamW'},
+  {'opt', 'string', 'gam', 'sgd | sam | asam | gsam | gam'},
+  {'grad-rho', 'number', nil, "GAM rho': radius of the gradient ascent steps", 'per dataset/arch, below'},
+  {'grad-norm-rho', 'number', nil, 'GAM rho: radius of the gradient-norm step', 'per dataset/arch, below'},
+  {'grad-beta-0', 'number', nil, 'GAM beta: weight of g0 in h-', 'per dataset/arch, below'},
+  {'grad-beta-1', 'number', nil, 'GAM alpha: weight of g1 in h+', 'per dataset/arch, below'},
+  {'grad-gamma', 'number', nil, 'GAM gamma: weight of the h- correction', 'per dataset/arch, below'},
+  {'gam-mode', 'string', 'reference', "GAM's h-: reference (the released code) | paper (Algorithm 2 as printed)"},
+  {'rho', 'number', nil, 'SAM / ASAM / GSAM radius', '0.05; 0.5 for asam'},
+  {'gsam-alpha', 'number', 0.4, 'GSAM alpha'},
+  {'label-smoothing', 'number', 0.1, 'label smoothing of the loss (0 = plain cross-entropy)'},
+  {'seed', 'int', 0, 'seed of the model initialisation, shuffling and augmentation'},
+  {'device', 'string', 'auto', 'auto | cpu | cuda'},
+  {'threads', 'int', 0, 'CPU threads (0 = all cores)'},
+  {'out', 'string', nil, 'output folder for metrics.csv and checkpoint.gam', 'runs/<dataset>-<arch>-<opt>'},
+  {'resume', 'optional', false, 'continue from <out>/checkpoint.gam (or --resume=PATH)'},
+  {'cutout', 'int', 0, 'cutout square side in pixels for training images (0 = off)'},
+  {'no-flip', 'bool', false, 'no random horizontal flips'},
+  {'eval-batch-size', 'int', 500, 'batch size of the test pass'},
+  {'train-limit', 'int', 0, 'use only the first N training images (0 = all)'},
+  {'test-limit', 'int', 0, 'use only the first N test images (0 = all)'},
+  {'steps-per-epoch', 'int', 0, 'stop each epoch after N steps (0 = a full pass)'},
+  {'stop-after', 'int', 0, 'stop after epoch N as if interrupted; continue with --resume (0 = run to the end)'},
+  {'progress', 'string', 'auto', 'auto | bar | lines | none (auto: a bar on a terminal, lines otherwise)'},
+}
+
+-- GAM defaults: {grad_norm_rho (rho), grad_rho (rho'), beta, alpha, gamma}, from the seed
+local GAM_DEFAULTS = {
+  CIFAR100 = {resnet = {0.2, 0.02, 0.5, 0.6, 0.03}, pyramidnet = {0.2, 0.04, 0.3, 0.5, 0.05}},
+  CIFAR10 = {resnet = {0.2, 0.03, 0.1, 0.1, 0.05}, pyramidnet = {0.2, 0.03, 0.1, 0.1, 0.03}},
+  FashionMNIST = {resnet = {0.2, 0.03, 0.1, 0.1, 0.05}, pyramidnet = {0.2, 0.03, 0.1, 0.1, 0.05}},
+}
+
+local function fail(msg, code)
+  io.stderr:write('train_cifar: ', msg, '\n')
+  os.exit(code or 1)
+end
+
+local function usage()
+  local lines = {'usage: gamlua scripts/train_cifar.lua [flags]', '', 'flags (default in brackets):'}
+  for _, f in ipairs(FLAGS) do
+    local name, kind, default = f[1], f[2], f[3]
+    local arg = ({int = ' N', number = ' X', string = ' S'})[kind] or ''
+    local d
+    if default == nil then d = f[5]
+    elseif kind == 'bool' or kind == 'optional' then d = default and 'on' or 'off'
+    else d = tostring(default) end
+    lines[#lines + 1] = string.format('  --%-18s %s [%s]', name .. arg, f[4], d)
+  end
+  lines[#lines + 1] = ''
+  lines[#lines + 1] = 'GAM defaults (rho, rho\', beta, alpha, gamma): CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03;'
+  lines[#lines + 1] = '  CIFAR-100/PyramidNet 0.2 0.04 0.3 0.5 0.05; CIFAR-10/ResNet 0.2 0.03 0.1 0.1 0.05;'
+  lines[#lines + 1] = '  CIFAR-10/PyramidNet 0.2 0.03 0.1 0.1 0.03; FashionMNIST 0.2 0.03 0.1 0.1 0.05.'
+  lines[#lines + 1] = 'FashionMNIST also defaults to --lr 0.05 and --arch cnn_small.'
+  return table.concat(lines, '\n')
+end
+
+local function parse(argv)
+  local spec, args = {}, {}
+  for _, f in ipairs(FLAGS) do spec[f[1]] = f end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == '-h' or a == '--help' then
+      print(usage())
+      os.exit(0)
+    end
+    local name, value = a:match('^%-%-([%w%-]+)=(.*)$')
+    if not name then name = a:match('^%-%-([%w%-]+)$') end
+    if not name or not spec[name] then
+      fail(string.format("unknown argument '%s' (see --help)", a))
+    end
+    local kind = spec[name][2]
+    if kind == 'bool' then
+      if value then fail('--' .. name .. ' takes no value') end
+      value = true
+    elseif kind == 'optional' then
+      if not value and argv[i + 1] and not argv[i + 1]:match('^%-%-') then
+        i = i + 1
+        value = argv[i]
+      end
+      value = value or true
+    else
+      if not value then
+        i = i + 1
+        value = argv[i]
+        if value == nil then fail('--' .. name .. ' needs a value') end
+      end
+      if kind == 'int' or kind == 'number' then
+        local v = tonumber(value)
+        if not v or v ~= v then fail(string.format("--%s needs a number, got '%s'", name, value)) end
+        if kind == 'int' and v ~= math.floor(v) then fail(string.format('--%s needs an integer, got %s', name, value)) end
+        value = v
+      end
+    end
+    args[name] = value
+    i = i + 1
+  end
+  for _, f in ipairs(FLAGS) do
+    if args[f[1]] == nil then args[f[1]] = f[3] end
+  end
+  return args
+end
+
+local function family(arch)
+  return arch:match('^pyramidnet') and 'pyramidnet' or 'resnet'
+end
+
+-- fills the 'auto' values and checks the choices
+local function resolve(args)
+  local ds = args.dataset
+  local canonical = {cifar10 = 'CIFAR10', cifar100 = 'CIFAR100', fashionmnist = 'FashionMNIST',
+                     ['fashion-mnist'] = 'FashionMNIST', fmnist = 'FashionMNIST'}
+  ds = canonical[ds:lower()]
+  if not ds then fail("--dataset must be CIFAR10, CIFAR100 or FashionMNIST, got '" .. args.dataset .. "'") end
+  args.dataset = ds
+  local fm = ds == 'FashionMNIST'
+  args.arch = args.arch or (fm and 'cnn_small' or 'resnet18_c')
+  local known = false
+  for _, n in ipairs(ARCHS) do if n == args.arch then known = true end end
+  if not known then fail("--arch: unknown network '" .. args.arch .. "' (" .. table.concat(ARCHS, ', ') .. ')') end
+  args.lr = args.lr or (fm and 0.05 or 0.1)
+  args.opt = args.opt:lower()
+  if not ({sgd = 1, sam = 1, asam = 1, gsam = 1, gam = 1})[args.opt] then
+    fail("--opt must be sgd, sam, asam, gsam or gam, got '" .. args.opt .. "'")
+  end
+  local bases = {sgd = 'SGD', adam = 'Adam', adamw = 'AdamW'}
+  args['base-opt'] = bases[args['base-opt']:lower()] or fail("--base-opt must be SGD, Adam or AdamW")
+  local d = GAM_DEFAULTS[ds][family(args.arch)]
+  args['grad-norm-rho'] = args['grad-norm-rho'] or d[1]
+  args['grad-rho'] = args['grad-rho'] or d[2]
+  args['grad-beta-0'] = args['grad-beta-0'] or d[3]
+  args['grad-beta-1'] = args['grad-beta-1'] or d[4]
+  args['grad-gamma'] = args['grad-gamma'] or d[5]
+  args.rho = args.rho or (args.opt == 'asam' and 0.5 or 0.05)
+  if args['gam-mode'] ~= 'reference' and args['gam-mode'] ~= 'paper' then
+    fail("--gam-mode must be reference or paper, got '" .. args['gam-mode'] .. "'")
+  end
+  if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
+  if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
+  for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size'} do
+    if args[k] < 1 then fail('--' .. k .. ' must be at least 1') end
+  end
+  for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed'} do
+    if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
+  end
+  for _, k in ipairs {'lr', 'wd', 'momentum', 'label-smoothing', 'grad-rho', 'grad-norm-rho', 'grad-gamma', 'rho'} do
+    if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
+  end
+  if args['label-smoothing'] >= 1 then fail('--label-smoothing must be below 1') end
+  args.out = args.out or string.format('runs/%s-%s-%s', ds, args.arch, args.opt)
+  return args
+end
+
+-- ---- small utilities -------------------------------------------------------------------
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function file_exists(p)
+  local f = io.open(p, 'rb')
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function hms(s)
+  s = math.max(0, math.floor(s + 0.5))
+  local h, m = math.floor(s / 3600), math.floor(s / 60) % 60
+  if h > 0 then return string.format('%dh%02dm%02ds', h, m, s % 60) end
+  if m > 0 then return string.format('%dm%02ds', m, s % 60) end
+  return string.format('%ds', s)
+end
+
+pcall(ffi.cdef, 'int isatty(int fd);')
+local function stdout_is_tty()
+  local ok, r = pcall(function() return ffi.C.isatty(1) end)
+  return ok and r == 1
+end
+
+local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
+
+-- number of equal entries of two int64 tensors of n elements
+local function count_equal(a, b)
+  local pa, n = a:data_copy()
+  local pb = b:data_copy()
+  local c = 0
+  for i = 0, n - 1 do if pa[i] == pb[i] then c = c + 1 end end
+  return c
+end
+
+-- ---- data --------------------------------------------------------------------------------
+local function load_data(args)
+  local ds = args.dataset
+  local ok, train, test = pcall(function()
+    if ds == 'FashionMNIST' then
+      local root = args.data
+      return gam.data.fashion_mnist {root = root, train = true}, gam.data.fashion_mnist {root = root, train = false}
+    end
+    local classes = ds == 'CIFAR10' and 10 or 100
+    local root = args.data or ('./data/' .. ds)
+    return gam.data.cifar {root = root, train = true, classes = classes},
+           gam.data.cifar {root = root, train = false, classes = classes}
+  end)
+  if not ok then
+    local msg = tostring(train)
+    if ds ~= 'FashionMNIST' and msg:find('not found', 1, true) then
+      msg = msg .. '.\nTo try gamlua without CIFAR, run: gamlua scripts/train_cifar.lua --dataset FashionMNIST'
+    end
+    fail(msg)
+  end
+  if args['train-limit'] > 0 and args['train-limit'] < train:size() then train = train:slice(1, args['train-limit']) end
+  if args['test-limit'] > 0 and args['test-limit'] < test:size() then test = test:slice(1, args['test-limit']) end
+  return train, test
+end
+
+local function augmentation(args, ds)
+  local a = {flip = not args['no-flip']}
+  if args.dataset ~= 'FashionMNIST' then a.pad = 4 end
+  if args.cutout > 0 then a.cutout = args.cutout end
+  return a
+end
+
+-- ---- model and optimisers -----------------------------------------------------------------
+local function build(args, train, device)
+  gam.manual_seed(args.seed)
+  local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
+  if device ~= 'cpu' then model:to(device) end
+  model:flat_parameters()
+  local params = model:parameters()
+  local base
+  if args['base-opt'] == 'SGD' then
+    base = optim.SGD {params = params, lr = args.lr, momentum = args.momentum, weight_decay = args.wd}
+  else
+    base = optim[args['base-opt']] {params = params, lr = args.lr, weight_decay = args.wd}
+  end
+  local opt
+  if args.opt == 'sam' or args.opt == 'asam' then
+    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam'}
+  elseif args.opt == 'gsam' then
+    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha']}
+  elseif args.opt == 'gam' then
+    opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
+                     alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
+                     mode = args['gam-mode']}
+  end
+  local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
+  return model, base, opt, sched
+end
+
+local function radii(args)
+  if args.opt == 'gam' then
+    return string.format("rho' %g rho %g", args['grad-rho'], args['grad-norm-rho'])
+  elseif args.opt == 'sgd' then
+    return 'no radius'
+  end
+  return string.format('rho %g', args.rho)
+end
+
+-- ---- progress display ----------------------------------------------------------------------
+local Progress = {}
+Progress.__index = Progress
+
+local function new_progress(mode, epoch, epochs, total)
+  if mode == 'auto' then mode = stdout_is_tty() and 'bar' or 'lines' end
+  return setmetatable({mode = mode, epoch = epoch, epochs = epochs, total = total, t0 = now(), last = 0,
+                       every = math.max(1, math.ceil(total / 5))}, Progress)
+end
+
+function Progress:update(done, images, loss_sum, correct, seen)
+  if self.mode == 'none' then return end
+  local t = now()
+  local el = t - self.t0
+  local function text(bar)
+    return string.format('epoch %d/%d %s%d/%d  %.0f img/s  loss %.4f  acc %.2f%%  left %s', self.epoch, self.epochs,
+                         bar, done, self.total, images / math.max(el, 1e-9), loss_sum / math.max(seen, 1),
+                         100 * correct / math.max(seen, 1), hms(el / done * (self.total - done)))
+  end
+  if self.mode == 'bar' then
+    if t - self.last < 0.2 and done < self.total then return end
+    self.last = t
+    local w = 24
+    local fill = math.floor(w * done / self.total)
+    local bar = '[' .. string.rep('=', fill) .. (fill < w and '>' or '') .. string.rep(' ', math.max(0, w - fill - 1)) .. ']'
+    io.write('\r', text(bar .. ' '), '  ')
+    io.flush()
+  elseif done % self.every == 0 or done == self.total then
+    io.write(text(''), '\n')
+    io.flush()
+  end
+end
+
+function Progress:finish()
+  if self.mode == 'bar' then
+    io.write('\r', string.rep(' ', 110), '\r')
+    io.flush()
+  end
+end
+
+-- ---- training and evaluation -----------------------------------------------------------------
+local function evaluate(model, loader, smoothing)
+  model:evaluate()
+  local loss_sum, correct, seen = 0, 0, 0
+  gam.no_grad(function()
+    for x, y in loader do
+      gam.scope(function()
+        local pred = model(x)
+        local n = y:size(1)
+        loss_sum = loss_sum + F.smooth_cross_entropy(pred, y, smoothing):sum():item()
+        correct = correct + count_equal(pred:argmax(2), y)
+        seen = seen + n
+      end)
+    end
+  end)
+  return loss_sum / seen, correct / seen
+end
+
+-- raises {nonfinite = true, step = s, message = ...} on a non-finite loss
+local function train_epoch(args, ctx, epoch)
+  local model, base, opt, loader = ctx.model, ctx.base, ctx.opt, ctx.train_loader
+  local smoothing = args['label-smoothing']
+  local function loss_fn(pred, y) return F.smooth_cross_entropy(pred, y, smoothing):mean() end
+  local _, flat_grad = model:flat_parameters()
+  local total = loader:size()
+  if args['steps-per-epoch'] > 0 then total = math.min(total, args['steps-per-epoch']) end
+  local progress = new_progress(args.progress, epoch, args.epochs, total)
+  model:train()
+  local loss_sum, correct, seen, step = 0, 0, 0, 0
+  loader:epoch(epoch)
+  for x, y in loader do
+    step = step + 1
+    local ok, err = pcall(gam.scope, function()
+      local pred, loss
+      if opt then
+        opt:set_closure(loss_fn, x, y)
+        pred, loss = opt:step()
+      else
+        flat_grad:fill_(0)
+        pred = model(x)
+        local l = loss_fn(pred, y)
+        loss = l:item()
+        if not finite(loss) then error('SGD: non-finite loss (' .. tostring(loss) .. ')', 0) end
+        l:backward()
+        base:step()
+      end
+      local n = y:size(1)
+      loss_sum = loss_sum + loss * n
+      correct = correct + count_equal(pred:argmax(2), y)
+      seen = seen + n
+    end)
+    if not ok then
+      progress:finish()
+      local msg = tostring(err):match('^[^\n]*')   -- the message without the traceback
+      if msg:find('non%-finite') then error({nonfinite = true, step = step, message = msg}, 0) end
+      error(err, 0)
+    end
+    progress:update(step, seen, loss_sum, correct, seen)
+    if step >= total then break end
+  end
+  progress:finish()
+  return loss_sum / math.max(seen, 1), correct / math.max(seen, 1), seen
+end
+
+-- ---- checkpoints and metrics -------------------------------------------------------------------
+local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second'
+
+local function csv_append(path, row)
+  local new = not file_exists(path)
+  local f = assert(io.open(path, 'a'))
+  if new then f:write(CSV_HEADER, '\n') end
+  f:write(row, '\n')
+  f:close()
+end
+
+-- keeps the rows of epochs <= last (a run stopped between the csv and the checkpoint)
+local function csv_truncate(path, last)
+  if not file_exists(path) then return end
+  local keep = {}
+  for line in io.lines(path) do
+    local e = tonumber(line:match('^(%d+),'))
+    if not e or e <= last then keep[#keep + 1] = line end
+  end
+  local tmp = path .. '.tmp'
+  local f = assert(io.open(tmp, 'w'))
+  f:write(table.concat(keep, '\n'), '\n')
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+local function plain_args(args)
+  local r = {}
+  for k, v in pairs(args) do
+    if type(v) == 'string' or type(v) == 'number' or type(v) == 'boolean' then r[k] = v end
+  end
+  return r
+end
+
+local function save_checkpoint(path, args, ctx, epoch)
+  gam.save(path, {
+    kind = CHECKPOINT_KIND, version = CHECKPOINT_VERSION, epoch = epoch, args = plain_args(args),
+    model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
+    scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
+    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc,
+  })
+end
+
+local function resume(path, args, ctx)
+  local ok, ck = pcall(gam.load, path)
+  if not ok then fail('cannot resume: ' .. tostring(ck)) end
+  if type(ck) ~= 'table' or ck.kind ~= CHECKPOINT_KIND then
+    fail('cannot resume: ' .. path .. ' is not a train_cifar checkpoint')
+  end
+  if ck.version ~= CHECKPOINT_VERSION then
+    fail(string.format('cannot resume: %s is a version %s train_cifar checkpoint, this program writes version %d',
+                       path, tostring(ck.version), CHECKPOINT_VERSION))
+  end
+  for _, k in ipairs {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit'} do
+    if ck.args[k] ~= args[k] then
+      fail(string.format('cannot resume: %s was made with --%s %s, this run has --%s %s', path, k,
+                         tostring(ck.args[k]), k, tostring(args[k])))
+    end
+  end
+  ctx.model:load_state_dict(ck.model)
+  ;(ctx.opt or ctx.base):load_state_dict(ck.optimizer)
+  ctx.sched:load_state_dict(ck.scheduler)
+  gam.set_rng_state(ck.rng)
+  ctx.train_loader:load_state_dict(ck.loader)
+  ctx.best_acc, ctx.best_epoch, ctx.last_acc = ck.best_acc, ck.best_epoch, ck.last_acc
+  return ck.epoch
+end
+
+-- ---- main ---------------------------------------------------------------------------------------
+local function pick_device(want)
+  if want == 'cpu' then return 'cpu' end
+  local ok = pcall(function() gam.release(gam.zeros({1}, {device = 'cuda'})) end)
+  if want == 'cuda' and not ok then fail('--device cuda: no CUDA device is available in this build or machine') end
+  return ok and 'cuda' or 'cpu'
+end
+
+local function main(argv)
+  local args = resolve(parse(argv))
+  if args.threads > 0 then gam.set_num_threads(args.threads) end
+  local device = pick_device(args.device)
+  local t_start = now()
+  local train, test = load_data(args)
+  local ctx = {}
+  ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
+  ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
+                                      augment = augmentation(args, train), seed = args.seed, device = device}
+  ctx.test_loader = gam.data.loader {dataset = test, batch_size = args['eval-batch-size'], device = device}
+  ctx.best_acc, ctx.best_epoch = -1, 0
+
+  os.execute('mkdir -p ' .. shell_quote(args.out))
+  local ck_path = args.out .. '/checkpoint.gam'
+  local csv_path = args.out .. '/metrics.csv'
+  local first = 1
+  if args.resume then
+    local from = args.resume == true and ck_path or args.resume
+    local done = resume(from, args, ctx)
+    csv_truncate(csv_path, done)
+    first = done + 1
+    print(string.format('resumed from %s after epoch %d', from, done))
+  elseif file_exists(csv_path) then
+    os.remove(csv_path) -- a fresh run starts a fresh metrics file
+  end
+
+  print(string.format('%s: %d training / %d test images; %s (%d parameters) on %s, %d threads',
+                      args.dataset, train:size(), test:size(), args.arch, ctx.model:num_parameters(), device,
+                      gam.get_num_threads()))
+  print(string.format('%s over %s, lr %g cosine over %d epochs, momentum %g, wd %g, label smoothing %g, '
+                      .. 'batch %d (%d steps/epoch), %s',
+                      args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
+                      args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  if args.opt == 'gam' then
+    print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
+                        args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
+  end
+  print('writing ' .. csv_path .. ' and ' .. ck_path)
+
+  for epoch = first, args.epochs do
+    local t0 = now()
+    local lr = ctx.base:get_lr()
+    local ok, tr_loss, tr_acc, images = pcall(train_epoch, args, ctx, epoch)
+    if not ok then
+      local e = tr_loss
+      if type(e) == 'table' and e.nonfinite then
+        local last = epoch > 1 and string.format('the last good checkpoint is %s (epoch %d)', ck_path, epoch - 1)
+                     or 'no checkpoint was written'
+        fail(string.format('non-finite loss at epoch %d, step %d (%s); stopping: %s', epoch, e.step, e.message, last), 2)
+      end
+      error(e, 0)
+    end
+    local train_seconds = now() - t0
+    local te_loss, te_acc = evaluate(ctx.model, ctx.test_loader, args['label-smoothing'])
+    ctx.sched:step()
+    local seconds = now() - t0
+    ctx.last_acc = te_acc
+    if te_acc > ctx.best_acc then ctx.best_acc, ctx.best_epoch = te_acc, epoch end
+    print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
+                        epoch, args.epochs, tr_loss, 100 * tr_acc, te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
+    io.flush()
+    save_checkpoint(ck_path, args, ctx, epoch)
+    csv_append(csv_path, string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
+      te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
+      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds))
+    if epoch == args['stop-after'] and epoch < args.epochs then
+      print(string.format('stopped after epoch %d (--stop-after); continue with --resume', epoch))
+      ctx.train_loader:close()
+      ctx.test_loader:close()
+      return
+    end
+  end
+  if ctx.last_acc == nil then fail('no epoch was trained (--epochs ' .. args.epochs .. ')') end
+  print(string.format('final test accuracy: %.2f%%', 100 * ctx.last_acc))
+  print(string.format('best test accuracy: %.2f%% at epoch %d; total time %s', 100 * ctx.best_acc, ctx.best_epoch,
+                      hms(now() - t_start)))
+  ctx.train_loader:close()
+  ctx.test_loader:close()
+end
+
+main(arg or {})

@@ -1,0 +1,174 @@
+-- The training program scripts/train_cifar.lua, end to end on a slice of the
+-- real Fashion-MNIST: flags and help, the missing-CIFAR message, metrics and
+-- checkpoints, --resume matching an uninterrupted run exactly, and the stop on
+-- a non-finite loss that keeps the last good checkpoint.
+local gam = require 'gam'
+
+local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+local root = here .. '/..'
+-- this very gamlua binary (the one running the specs)
+local function self_exe()
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'int getpid(void);')
+  local p = io.popen('readlink -f /proc/' .. ffi.C.getpid() .. '/exe')
+  local exe = p and p:read('*l')
+  if p then p:close() end
+  if exe and exe:match('gamlua$') then return exe end
+  return ((_GAMLUA and _GAMLUA.lib or ''):gsub('libgam%.so$', 'gamlua'))
+end
+local gamlua = self_exe()
+local script = root .. '/scripts/train_cifar.lua'
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- runs the program; returns its output (stdout and stderr) and exit code
+local function run(flags)
+  local out = os.tmpname()
+  local cmd = string.format('%s %s %s > %s 2>&1; echo "rc=$?" >> %s', q(gamlua), q(script), flags, q(out), q(out))
+  os.execute(cmd)
+  local f = assert(io.open(out, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  os.remove(out)
+  local rc = tonumber(s:match('rc=(%d+)%s*$'))
+  return s, rc
+end
+
+local function read(path)
+  local f = assert(io.open(path, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+local function contains(s, sub)
+  assert.is_truthy(s:find(sub, 1, true), string.format('expected %q in the output:\n%s', sub, s))
+end
+
+-- the rows of metrics.csv without the timing columns
+local function metrics(path)
+  local rows = {}
+  for line in io.lines(path) do
+    local cols = {}
+    for c in (line .. ','):gmatch('([^,]*),') do cols[#cols + 1] = c end
+    rows[#rows + 1] = table.concat(cols, ',', 1, 9)
+  end
+  return rows
+end
+
+local SMALL = '--dataset FashionMNIST --arch cnn_small --opt gam --train-limit 96 --test-limit 64 '
+              .. '--batch-size 32 --eval-batch-size 64 --threads 1 --progress lines --lr 0.05'
+
+describe('scripts/train_cifar.lua', function()
+  local dir
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    os.execute('mkdir -p ' .. dir)
+  end)
+  teardown(function() os.execute('rm -rf ' .. q(dir)) end)
+
+  it('lists every flag with its default in --help', function()
+    local out, rc = run('--help')
+    assert.are.equal(0, rc)
+    for _, f in ipairs {'arch', 'dataset', 'data', 'epochs', 'batch-size', 'lr', 'wd', 'momentum', 'base-opt',
+                        'opt', 'grad-rho', 'grad-norm-rho', 'grad-beta-0', 'grad-beta-1', 'grad-gamma',
+                        'gam-mode', 'rho', 'gsam-alpha', 'label-smoothing', 'seed', 'device', 'threads', 'out',
+                        'resume', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after'} do
+      assert.is_truthy(out:find('\n  %-%-' .. f:gsub('%-', '%%-') .. '[ =]'), 'flag --' .. f .. ' missing in:\n' .. out)
+    end
+    for _, d in ipairs {'[200]', '[128]', '[0.0005]', '[0.9]', '[SGD]', '[gam]', '[0.1]', '[reference]',
+                        '[0]', '[auto]', '[CIFAR10]', '0.1; 0.05 for FashionMNIST'} do
+      contains(out, d)
+    end
+    contains(out, 'CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03')
+  end)
+
+  it('rejects unknown flags and bad values', function()
+    local out, rc = run('--epochz 3')
+    assert.are_not.equal(0, rc)
+    contains(out, "unknown argument '--epochz'")
+    out = run('--epochs many')
+    contains(out, '--epochs needs a number')
+    out = run('--opt adam')
+    contains(out, '--opt must be sgd, sam, asam, gsam or gam')
+    out = run('--dataset MNIST')
+    contains(out, '--dataset must be CIFAR10, CIFAR100 or FashionMNIST')
+  end)
+
+  it('says where the CIFAR archive goes when it is missing', function()
+    local out, rc = run('--dataset CIFAR100 --data ' .. q(dir .. '/nowhere'))
+    assert.are.equal(1, rc)
+    contains(out, dir .. '/nowhere/cifar-100-binary')
+    contains(out, 'cifar-100-binary.tar.gz')
+    contains(out, '--dataset FashionMNIST')
+  end)
+
+  it('trains, writes metrics and checkpoints, and a resumed run matches an uninterrupted one', function()
+    local a, b = dir .. '/a', dir .. '/b'
+    local out, rc = run(SMALL .. ' --epochs 2 --out ' .. q(a))
+    assert.are.equal(0, rc, out)
+    assert.is_truthy(out:match('final test accuracy: %d+%.%d%d%%'), out)
+    assert.is_truthy(out:match('best test accuracy: %d+%.%d%d%% at epoch [12]'), out)
+    assert.is_truthy(out:match('epoch   1/2  train loss %d+%.%d+ acc [%d.]+%%  test loss %d+%.%d+ acc [%d.]+%%  lr 0%.050000  rho\' 0%.03 rho 0%.2  time'), out)
+    contains(out, 'epoch 2/2 3/3')            -- progress lines
+    local rows = metrics(a .. '/metrics.csv')
+    assert.are.equal(3, #rows)
+    assert.are.equal('epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho', rows[1])
+    assert.is_truthy(rows[3]:match('^2,.*,0%.025,0%.03,0%.2,$'), rows[3])
+    local ck = gam.load(a .. '/checkpoint.gam')
+    assert.are.equal(2, ck.epoch)
+    assert.are.equal('gamlua train_cifar checkpoint', ck.kind)
+    assert.are.equal('cnn_small', ck.args.arch)
+    assert.is_true(gam.is_tensor(ck.model['0.weight']))
+    assert.are.equal('GAM', ck.optimizer.name)
+
+    -- the same run, interrupted after epoch 1 and resumed
+    out, rc = run(SMALL .. ' --epochs 2 --stop-after 1 --out ' .. q(b))
+    assert.are.equal(0, rc, out)
+    contains(out, 'stopped after epoch 1')
+    assert.is_nil(out:find('final test accuracy', 1, true))
+    assert.are.equal(1, gam.load(b .. '/checkpoint.gam').epoch)
+    out, rc = run(SMALL .. ' --epochs 2 --resume --out ' .. q(b))
+    assert.are.equal(0, rc, out)
+    contains(out, 'resumed from ' .. b .. '/checkpoint.gam after epoch 1')
+    assert.is_nil(out:find('epoch   1/2', 1, true))
+    local cb = gam.load(b .. '/checkpoint.gam')
+    assert.are.equal(2, cb.epoch)
+    local names = 0
+    for name, t in pairs(ck.model) do
+      assert.is_true(t:allclose(cb.model[name], 0, 0), 'parameter ' .. name .. ' differs after resuming')
+      names = names + 1
+    end
+    assert.are.equal(names, (function() local n = 0 for _ in pairs(cb.model) do n = n + 1 end return n end)())
+    local sa, sb = ck.optimizer.base.state, cb.optimizer.base.state
+    for i = 1, #sa do
+      assert.are.equal(sa[i].step, sb[i].step)
+      assert.is_true(sa[i].momentum_buffer:allclose(sb[i].momentum_buffer, 0, 0))
+    end
+    assert.are.same(ck.rng, cb.rng)
+    assert.are.same(ck.scheduler, cb.scheduler)
+    assert.are.same(metrics(a .. '/metrics.csv'), metrics(b .. '/metrics.csv'))
+    -- a checkpoint of another configuration is refused
+    out, rc = run(SMALL:gsub('--opt gam', '--opt sam') .. ' --epochs 3 --resume --out ' .. q(b))
+    assert.are.equal(1, rc)
+    contains(out, 'was made with --opt gam, this run has --opt sam')
+  end)
+
+  it('stops on a non-finite loss naming epoch and step, keeping the last good checkpoint', function()
+    local c = dir .. '/c'
+    local out, rc = run(SMALL .. ' --opt sgd --epochs 3 --stop-after 1 --out ' .. q(c))
+    assert.are.equal(0, rc, out)
+    -- poison the saved weights: the next step's loss is not finite
+    local ck = gam.load(c .. '/checkpoint.gam')
+    ck.model['11.bias']:fill_(1 / 0)
+    gam.save(c .. '/checkpoint.gam', ck)
+    local before = read(c .. '/checkpoint.gam')
+    out, rc = run(SMALL .. ' --opt sgd --epochs 3 --resume --out ' .. q(c))
+    assert.are.equal(2, rc, out)
+    contains(out, 'non-finite loss at epoch 2, step 1')
+    contains(out, 'the last good checkpoint is ' .. c .. '/checkpoint.gam (epoch 1)')
+    assert.are.equal(before, read(c .. '/checkpoint.gam'))
+    assert.are.equal(2, #metrics(c .. '/metrics.csv'))
+  end)
+end)
