@@ -6,6 +6,16 @@
  * flat_grad. The parameter tensors stay the same objects (every holder sees
  * the move), so optimisers can work on two flat vectors in one fused pass. */
 #include "internal.h"
+#include "cuda_backend.h"
+
+/* dst[0..n) = src[0..n) on the arena's device */
+static int copy_floats(int device, float *dst, const float *src, int64_t n) {
+  if (n == 0) return 0;
+  if (device == GAM_CUDA)
+    return gam_cuda__memcpy(dst, src, (size_t)n * sizeof(float), GAM_COPY_D2D, "flatten_params");
+  memcpy(dst, src, (size_t)n * sizeof(float));
+  return 0;
+}
 
 int gam_flatten_params(gam_tensor **params, int n, gam_tensor **flat, gam_tensor **flat_grad) {
   GAM_CHECK(params && n >= 1, "flatten_params: no parameters given");
@@ -13,7 +23,7 @@ int gam_flatten_params(gam_tensor **params, int n, gam_tensor **flat, gam_tensor
   for (int k = 0; k < n; k++) {
     char arg[32];
     snprintf(arg, sizeof arg, "parameter %d", k + 1);
-    GAM_TRY(gam__check_float(params[k], "flatten_params", arg));
+    GAM_TRY(gam__check_float_dev(params[k], "flatten_params", arg));
     GAM_CHECK(!params[k]->grad_fn, "flatten_params: parameter %d is not a leaf (made by %s)", k + 1,
               params[k]->grad_fn->name);
     GAM_CHECK(params[k]->device == params[0]->device,
@@ -21,28 +31,36 @@ int gam_flatten_params(gam_tensor **params, int n, gam_tensor **flat, gam_tensor
               gam__device_name(params[k]->device), gam__device_name(params[0]->device));
     for (int j = 0; j < k; j++)
       GAM_CHECK(params[j] != params[k], "flatten_params: parameter %d is parameter %d again", k + 1, j + 1);
+    if (params[k]->grad) {
+      GAM_CHECK(params[k]->grad->device == params[k]->device && params[k]->grad->numel == params[k]->numel,
+                "flatten_params: the gradient of parameter %d does not match it", k + 1);
+    }
     total += params[k]->numel;
   }
-  gam_tensor *f = gam__new(GAM_FLOAT32, params[0]->device, 1, &total);
-  gam_tensor *g = gam__new(GAM_FLOAT32, params[0]->device, 1, &total);
+  int device = params[0]->device;
+  gam_tensor *f = gam__new(GAM_FLOAT32, device, 1, &total);
+  gam_tensor *g = f ? gam__new_zeros_like(f) : NULL;
   if (!f || !g) return gam__fail(2, f, g);
-  memset(gam__data(g), 0, (size_t)total * sizeof(float));
+  /* copy everything first, so that a failure leaves the parameters as they were */
   int64_t off = 0;
+  for (int k = 0; k < n; k++) {
+    gam_tensor *p = params[k];
+    if (copy_floats(device, gam__f32(f) + off, gam__f32(p), p->numel) != 0 ||
+        (p->grad && copy_floats(device, gam__f32(g) + off, gam__f32(p->grad), p->numel) != 0))
+      return gam__fail(2, f, g);
+    off += p->numel;
+  }
+  off = 0;
   for (int k = 0; k < n; k++) {
     gam_tensor *p = params[k];
     gam_tensor *gv = gam__alias(g, p->ndim, p->shape, off);
     if (!gv) return gam__fail(2, f, g);
-    memcpy(gam__f32(f) + off, gam__f32(p), (size_t)p->numel * sizeof(float));
-    if (p->grad) memcpy(gam__f32(gv), gam__f32(p->grad), (size_t)p->numel * sizeof(float));
     /* rebind p onto the arena */
     gam_storage *old = p->storage;
     p->storage = f->storage;
     p->storage->refcount++;
     p->offset = off;
-    if (--old->refcount == 0) {
-      gam__host_free(old->data, old->bytes);
-      free(old);
-    }
+    gam__storage_release(old);
     gam_release(p->grad);
     p->grad = gv;
     off += p->numel;

@@ -8,6 +8,7 @@
  * backward the nodes drop their saved tensors, so intermediates are freed as
  * soon as the tensors that name them are. */
 #include "internal.h"
+#include "cuda_backend.h"
 
 static _Thread_local int grad_enabled = 1;
 
@@ -90,13 +91,24 @@ int gam__input_needs_grad(const gam_node *n, int i) {
   return i < n->ninputs && n->inputs[i] && n->inputs[i]->requires_grad;
 }
 
-/* dst += src elementwise (same numel, float32) */
-static void add_into(gam_tensor *dst, const gam_tensor *src) {
+/* dst += src elementwise (same numel, float32, same device) */
+static int add_into(gam_tensor *dst, const gam_tensor *src) {
   float *d = gam__f32(dst);
   const float *s = gam__f32(src);
   int64_t n = dst->numel;
+  if (dst->device == GAM_CUDA) return gam_cuda_axpy(d, s, 1.0f, n);
 #pragma omp parallel for simd if (n > GAM_PAR_MIN)
   for (int64_t i = 0; i < n; i++) d[i] += s[i];
+  return 0;
+}
+
+/* dst = src (same numel, float32, same device) */
+static int copy_into(gam_tensor *dst, const gam_tensor *src) {
+  size_t bytes = (size_t)dst->numel * 4;
+  if (dst->device == GAM_CUDA)
+    return bytes ? gam_cuda__memcpy(gam__f32(dst), gam__f32(src), bytes, GAM_COPY_D2D, "backward") : 0;
+  memcpy(gam__f32(dst), gam__f32(src), bytes);
+  return 0;
 }
 
 int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
@@ -105,6 +117,9 @@ int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
   if (g->numel != x->numel)
     return gam__err("%s backward: gradient %s does not match input %s", n->name,
                     gam__shape_str(g, b1), gam__shape_str(x, b2));
+  if (g->device != x->device)
+    return gam__err("%s backward: gradient on %s for an input on %s", n->name,
+                    gam__device_name(g->device), gam__device_name(x->device));
   if (x->grad_fn) { /* interior: sum into the producing node's gradient */
     gam_node *p = x->grad_fn;
     if (!p->grad) {
@@ -113,22 +128,21 @@ int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
     } else if (p->grad->refcount > 1 || p->grad->storage->refcount > 1) { /* shared: copy on write */
       gam_tensor *sum = gam__new_like(p->grad);
       if (!sum) return -1;
-      memcpy(gam__f32(sum), gam__f32(p->grad), (size_t)sum->numel * 4);
-      add_into(sum, g);
+      if (copy_into(sum, p->grad) != 0 || add_into(sum, g) != 0) return gam__fail(1, sum);
       gam_release(p->grad);
       p->grad = sum;
     } else {
-      add_into(p->grad, g);
+      GAM_TRY(add_into(p->grad, g));
     }
     return 0;
   }
   if (!x->grad) { /* leaf: first gradient is an owned copy with x's shape */
     gam_tensor *c = gam__new(GAM_FLOAT32, x->device, x->ndim, x->shape);
     if (!c) return -1;
-    memcpy(gam__f32(c), gam__f32(g), (size_t)c->numel * 4);
+    if (copy_into(c, g) != 0) return gam__fail(1, c);
     x->grad = c;
   } else {
-    add_into(x->grad, g);
+    GAM_TRY(add_into(x->grad, g));
   }
   return 0;
 }
@@ -182,16 +196,18 @@ static int topo_order(gam_node *root, node_list *order) {
 }
 
 int gam_backward(gam_tensor *t, gam_tensor *grad) {
-  GAM_TRY(gam__check(t, "backward", "tensor"));
+  GAM_TRY(gam__check_dev(t, "backward", "tensor"));
   GAM_CHECK(t->requires_grad, "backward: tensor does not require grad (no input asked for one)");
   GAM_CHECK(t->dtype == GAM_FLOAT32, "backward: tensor must be float32, got %s",
             gam__dtype_name(t->dtype));
   gam_tensor *seed;
   char b1[160], b2[160];
   if (grad) {
-    GAM_TRY(gam__check_float(grad, "backward", "gradient"));
+    GAM_TRY(gam__check_float_dev(grad, "backward", "gradient"));
     GAM_CHECK(gam__same_shape(grad, t), "backward: gradient %s does not match tensor %s",
               gam__shape_str(grad, b1), gam__shape_str(t, b2));
+    GAM_CHECK(grad->device == t->device, "backward: gradient is on %s, tensor on %s",
+              gam__device_name(grad->device), gam__device_name(t->device));
     gam_retain(grad);
     seed = grad;
   } else {
@@ -200,7 +216,7 @@ int gam_backward(gam_tensor *t, gam_tensor *grad) {
               gam__shape_str(t, b1));
     seed = gam__new(GAM_FLOAT32, t->device, t->ndim, t->shape);
     if (!seed) return -1;
-    gam__f32(seed)[0] = 1.0f;
+    if (gam_fill_(seed, 1.0) != 0) return gam__fail(1, seed);
   }
   if (!t->grad_fn) { /* a leaf */
     gam_node fake = {.name = "backward", .ninputs = 1, .inputs = &t};
@@ -244,7 +260,7 @@ int gam_backward(gam_tensor *t, gam_tensor *grad) {
 }
 
 int gam_set_requires_grad(gam_tensor *t, int flag) {
-  GAM_TRY(gam__check(t, "requires_grad", "tensor"));
+  GAM_TRY(gam__check_dev(t, "requires_grad", "tensor"));
   GAM_CHECK(!t->grad_fn, "requires_grad: only leaf tensors can change it (this one comes from %s)",
             t->grad_fn->name);
   GAM_CHECK(!flag || t->dtype == GAM_FLOAT32, "requires_grad: only float32 tensors can require "
@@ -254,19 +270,21 @@ int gam_set_requires_grad(gam_tensor *t, int flag) {
 }
 
 int gam_get_grad(gam_tensor **out, gam_tensor *t) {
-  GAM_TRY(gam__check(t, "grad", "tensor"));
+  GAM_TRY(gam__check_dev(t, "grad", "tensor"));
   gam_retain(t->grad);
   *out = t->grad;
   return 0;
 }
 
 int gam_set_grad(gam_tensor *t, gam_tensor *grad) {
-  GAM_TRY(gam__check(t, "grad", "tensor"));
+  GAM_TRY(gam__check_dev(t, "grad", "tensor"));
   if (grad) {
-    GAM_TRY(gam__check_float(grad, "grad", "gradient"));
+    GAM_TRY(gam__check_float_dev(grad, "grad", "gradient"));
     char b1[160], b2[160];
     GAM_CHECK(gam__same_shape(grad, t), "grad: gradient %s does not match tensor %s",
               gam__shape_str(grad, b1), gam__shape_str(t, b2));
+    GAM_CHECK(grad->device == t->device, "grad: gradient is on %s, tensor on %s",
+              gam__device_name(grad->device), gam__device_name(t->device));
     gam_retain(grad);
   }
   gam_release(t->grad);
@@ -275,13 +293,41 @@ int gam_set_grad(gam_tensor *t, gam_tensor *grad) {
 }
 
 int gam_detach(gam_tensor **out, gam_tensor *t) {
-  GAM_TRY(gam__check(t, "detach", "tensor"));
+  GAM_TRY(gam__check_dev(t, "detach", "tensor"));
   *out = gam__alias(t, t->ndim, t->shape, 0);
   return *out ? 0 : -1;
 }
 
 const char *gam_grad_fn_name(const gam_tensor *t) {
   return t && t->grad_fn ? t->grad_fn->name : NULL;
+}
+
+/* On the device: one sum over the leading dims g has beyond shape, then one
+ * per dim where shape has 1 and g more, each a [outer, size, inner] sum. */
+static int reduce_to_shape_device(gam_tensor **out, gam_tensor *g, int ndim, const int64_t *shape) {
+  int lead = g->ndim - ndim;
+  int64_t cur[GAM_MAX_DIMS], size = 1;
+  for (int d = 0; d < lead; d++) size *= g->shape[d];
+  for (int d = 0; d < ndim; d++) cur[d] = g->shape[lead + d];
+  gam_tensor *acc = gam__new(GAM_FLOAT32, g->device, ndim, cur);
+  if (!acc) return -1;
+  if (gam_cuda_sum_lines(gam__f32(g), gam__f32(acc), 1, size, acc->numel, 1.0) != 0)
+    return gam__fail(1, acc);
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] != 1 || cur[d] == 1) continue;
+    int64_t outer = 1, inner = 1, n = cur[d];
+    for (int e = 0; e < d; e++) outer *= cur[e];
+    for (int e = d + 1; e < ndim; e++) inner *= cur[e];
+    cur[d] = 1;
+    gam_tensor *next = gam__new(GAM_FLOAT32, g->device, ndim, cur);
+    if (!next) return gam__fail(1, acc);
+    int rc = gam_cuda_sum_lines(gam__f32(acc), gam__f32(next), outer, n, inner, 1.0);
+    gam_release(acc);
+    acc = next;
+    if (rc != 0) return gam__fail(1, acc);
+  }
+  *out = acc;
+  return 0;
 }
 
 /* Sum g over the dims in which shape was broadcast (size 1 or missing). */
@@ -291,6 +337,7 @@ int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_
     *out = g;
     return 0;
   }
+  if (g->device == GAM_CUDA) return reduce_to_shape_device(out, g, ndim, shape);
   gam_tensor *r = gam__new(GAM_FLOAT32, g->device, ndim, shape);
   if (!r) return -1;
   memset(gam__f32(r), 0, (size_t)r->numel * 4);

@@ -1,6 +1,7 @@
 /* core.c — error messages, version, threads, the host caching allocator and
  * the small checks every op uses. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <omp.h>
 #include <pthread.h>
 
@@ -116,6 +117,116 @@ void gam__host_free(void *p, size_t bytes) {
   free(p);
 }
 
+/* ---- device memory ---------------------------------------------------------
+ * The same scheme for the cuda device, with size classes: up to 1 MiB in
+ * steps of 512 bytes, above in eight steps per power of two (at most 12.5%
+ * rounding), so that a training step's requests, the same every step, are
+ * served from the cache without cudaMalloc/cudaFree (both synchronise the
+ * device). Every block is stream-ordered (cuda_backend.h), so a freed block
+ * is reusable at once. When cudaMalloc fails, the cache is given back and the
+ * request tried once more before it fails with a message naming it. */
+static cached_block *dcache[CACHE_BUCKETS];
+
+static size_t device_round(size_t b) {
+  if (b <= ((size_t)1 << 20)) return (b + 511) & ~(size_t)511;
+  size_t step = ((size_t)1 << (63 - __builtin_clzll((unsigned long long)b))) / 8;
+  return (b + step - 1) / step * step;
+}
+
+static unsigned dbucket_of(size_t rb) { return (unsigned)((rb >> 9) * 0x9e3779b1u >> 24) % CACHE_BUCKETS; }
+
+/* a cached device block of exactly rb bytes, or NULL; caller holds mem_lock */
+static void *dcache_take(size_t rb) {
+  for (cached_block **pp = &dcache[dbucket_of(rb)]; *pp; pp = &(*pp)->next) {
+    if ((*pp)->bytes == rb) {
+      cached_block *c = *pp;
+      void *p = c->p;
+      *pp = c->next;
+      free(c);
+      stats.device_cached_bytes -= (int64_t)rb;
+      return p;
+    }
+  }
+  return NULL;
+}
+
+static void device_empty_cache(void) {
+  cached_block *lists[CACHE_BUCKETS];
+  pthread_mutex_lock(&mem_lock);
+  memcpy(lists, dcache, sizeof lists);
+  memset(dcache, 0, sizeof dcache);
+  stats.device_cached_bytes = 0;
+  pthread_mutex_unlock(&mem_lock);
+  for (int h = 0; h < CACHE_BUCKETS; h++) {
+    for (cached_block *c = lists[h], *next; c; c = next) {
+      next = c->next;
+      gam_cuda__free(c->p); /* cudaFree waits for the device first */
+      free(c);
+    }
+  }
+}
+
+int gam_cuda_built(void) { return gam_cuda__built(); }
+int gam_cuda_available(void) { return gam_cuda__available(); }
+int gam_cuda_synchronize(void) { return gam_cuda__ready() ? gam_cuda__sync("synchronize") : 0; }
+
+int gam__cuda_require(const char *op) {
+  if (!gam_cuda__built())
+    return gam__err("%s: the cuda device is not available in this build (libgam was compiled "
+                    "without CUDA)", op);
+  return gam_cuda__init(op);
+}
+
+void *gam__device_alloc(size_t bytes) {
+  if (gam__cuda_require("cuda") != 0) return NULL;
+  size_t rb = device_round(bytes ? bytes : 1);
+  pthread_mutex_lock(&mem_lock);
+  void *p = dcache_take(rb);
+  pthread_mutex_unlock(&mem_lock);
+  if (!p && gam_cuda__malloc(&p, rb) != 0) {
+    device_empty_cache();
+    if (gam_cuda__malloc(&p, rb) != 0) p = NULL;
+  }
+  if (!p) {
+    size_t free_b = 0, total_b = 0;
+    gam_cuda__mem_info(&free_b, &total_b);
+    pthread_mutex_lock(&mem_lock);
+    int64_t live = stats.device_live_bytes;
+    pthread_mutex_unlock(&mem_lock);
+    gam__err("out of memory on the cuda device: cannot allocate %zu bytes (%.2f GiB); tensors "
+             "hold %.2f GiB, the device has %.2f GiB free of %.2f GiB", bytes,
+             (double)bytes / 1073741824.0, (double)live / 1073741824.0,
+             (double)free_b / 1073741824.0, (double)total_b / 1073741824.0);
+    return NULL;
+  }
+  pthread_mutex_lock(&mem_lock);
+  stats.device_live_bytes += (int64_t)rb;
+  stats.live_bytes += (int64_t)rb;
+  if (stats.live_bytes > stats.peak_bytes) stats.peak_bytes = stats.live_bytes;
+  pthread_mutex_unlock(&mem_lock);
+  return p;
+}
+
+void gam__device_free(void *p, size_t bytes) {
+  if (!p) return;
+  size_t rb = device_round(bytes ? bytes : 1);
+  cached_block *c = malloc(sizeof *c);
+  pthread_mutex_lock(&mem_lock);
+  stats.device_live_bytes -= (int64_t)rb;
+  stats.live_bytes -= (int64_t)rb;
+  if (c) {
+    unsigned h = dbucket_of(rb);
+    c->p = p;
+    c->bytes = rb;
+    c->next = dcache[h];
+    dcache[h] = c;
+    stats.device_cached_bytes += (int64_t)rb;
+    p = NULL;
+  }
+  pthread_mutex_unlock(&mem_lock);
+  if (p) gam_cuda__free(p); /* no memory for the list node: give the block back */
+}
+
 int gam_empty_cache(void) {
   cached_block *lists[CACHE_BUCKETS];
   pthread_mutex_lock(&mem_lock);
@@ -130,6 +241,7 @@ int gam_empty_cache(void) {
       free(c);
     }
   }
+  if (gam_cuda__ready()) device_empty_cache();
   return 0;
 }
 
@@ -179,16 +291,34 @@ const char *gam__shape_str(const gam_tensor *t, char *buf) {
   return buf;
 }
 
-int gam__check(const gam_tensor *t, const char *op, const char *arg) {
+int gam__check_dev(const gam_tensor *t, const char *op, const char *arg) {
   GAM_CHECK(t, "%s: %s is nil, expected a tensor", op, arg);
   GAM_CHECK(t->refcount > 0 && t->storage, "%s: %s is a released tensor", op, arg);
   return 0;
 }
 
-int gam__check_float(const gam_tensor *t, const char *op, const char *arg) {
-  GAM_TRY(gam__check(t, op, arg));
+int gam__check_float_dev(const gam_tensor *t, const char *op, const char *arg) {
+  GAM_TRY(gam__check_dev(t, op, arg));
   GAM_CHECK(t->dtype == GAM_FLOAT32, "%s: %s must be float32, got %s", op, arg,
             gam__dtype_name(t->dtype));
+  return 0;
+}
+
+int gam__check(const gam_tensor *t, const char *op, const char *arg) {
+  GAM_TRY(gam__check_dev(t, op, arg));
+  GAM_CHECK(t->device == GAM_CPU, "%s: %s is on %s, and %s has no %s implementation yet", op, arg,
+            gam__device_name(t->device), op, gam__device_name(t->device));
+  return 0;
+}
+
+int gam__check_float(const gam_tensor *t, const char *op, const char *arg) {
+  GAM_TRY(gam__check(t, op, arg));
+  return gam__check_float_dev(t, op, arg);
+}
+
+int gam__same_device(const char *op, const gam_tensor *a, const gam_tensor *b) {
+  GAM_CHECK(a->device == b->device, "%s: operands are on %s and %s", op,
+            gam__device_name(a->device), gam__device_name(b->device));
   return 0;
 }
 

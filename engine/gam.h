@@ -272,6 +272,15 @@ int gam_write_file_atomic(const char *path, int n, const void *const *parts, con
 /* Reads a whole file into a new buffer (*data, *size), freed with gam_free_buffer. */
 int gam_read_file(const char *path, void **data, size_t *size);
 void gam_free_buffer(void *data);
+/* ---- cuda (section owned by the cuda work) ------------------------------------- */
+/* 1 when libgam was compiled with the CUDA backend. */
+int gam_cuda_built(void);
+/* 1 when a CUDA device can be used, 0 otherwise (quietly). The CUDA runtime is
+ * first touched by this call or by the first cuda tensor, never before. */
+int gam_cuda_available(void);
+/* Waits until the device has finished all queued work (for timing); 0 at once
+ * when the device was never used. */
+int gam_cuda_synchronize(void);
 /* GAM_FFI_END */
 
 #endif

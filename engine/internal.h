@@ -18,9 +18,17 @@ const char *gam__dtype_name(int dtype);
 const char *gam__device_name(int device);
 /* "[2,3,4]" into buf (at least 160 bytes) */
 const char *gam__shape_str(const gam_tensor *t, char *buf);
-/* NULL or freed tensors, absurd fields: error naming op and argument */
+/* NULL or freed tensors, absurd fields: error naming op and argument.
+ * gam__check and gam__check_float also refuse tensors on the cuda device
+ * ("conv2d: input is on cuda, and conv2d has no cuda implementation yet"), so
+ * an op without a device branch can never read device memory on the host;
+ * ops with a device branch check with the _dev forms, which accept both. */
 int gam__check(const gam_tensor *t, const char *op, const char *arg);
 int gam__check_float(const gam_tensor *t, const char *op, const char *arg);
+int gam__check_dev(const gam_tensor *t, const char *op, const char *arg);
+int gam__check_float_dev(const gam_tensor *t, const char *op, const char *arg);
+/* both on one device, or "<op>: operands are on cpu and cuda" */
+int gam__same_device(const char *op, const gam_tensor *a, const gam_tensor *b);
 /* validates dim against ndim (negative counts from the end); writes 0-based */
 int gam__dim(const char *op, int dim, int ndim, int *out);
 int gam__same_shape(const gam_tensor *a, const gam_tensor *b);
@@ -32,9 +40,11 @@ static inline void *gam__data(const gam_tensor *t) {
 static inline float *gam__f32(const gam_tensor *t) { return (float *)gam__data(t); }
 static inline int64_t *gam__i64(const gam_tensor *t) { return (int64_t *)gam__data(t); }
 
-/* ---- allocation (counted; CPU blocks come from a caching allocator) ------- */
+/* ---- allocation (counted; CPU and device blocks come from caching allocators) */
 void *gam__host_alloc(size_t bytes);            /* 64-byte aligned, NULL on failure */
 void gam__host_free(void *p, size_t bytes);
+/* Drops one reference to a storage and frees it (on its device) at zero. */
+void gam__storage_release(gam_storage *s);
 void gam__count_tensor(int delta);              /* live tensor header count */
 /* New tensor with fresh storage (uninitialised). NULL + error set on failure. */
 gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape);

@@ -4,9 +4,10 @@
  * size 1 (or a missing leading dim) stretches. Backward sums the gradient
  * back over the stretched dims. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
 
-enum { OP_ADD, OP_SUB, OP_MUL, OP_DIV };
+enum { OP_ADD = GAM_BIN_ADD, OP_SUB = GAM_BIN_SUB, OP_MUL = GAM_BIN_MUL, OP_DIV = GAM_BIN_DIV };
 static const char *binary_names[] = {"add", "sub", "mul", "div"};
 
 static inline float apply(int op, float x, float y) {
@@ -57,10 +58,9 @@ static int broadcast_shape(const char *op, const gam_tensor *a, const gam_tensor
 /* Forward of a binary op into a fresh tensor, no autograd. */
 static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b) {
   const char *name = binary_names[op];
-  GAM_TRY(gam__check_float(a, name, "first operand"));
-  GAM_TRY(gam__check_float(b, name, "second operand"));
-  GAM_CHECK(a->device == b->device, "%s: operands are on %s and %s", name,
-            gam__device_name(a->device), gam__device_name(b->device));
+  GAM_TRY(gam__check_float_dev(a, name, "first operand"));
+  GAM_TRY(gam__check_float_dev(b, name, "second operand"));
+  GAM_TRY(gam__same_device(name, a, b));
   int nd = 0;
   int64_t shape[GAM_MAX_DIMS];
   GAM_TRY(broadcast_shape(name, a, b, &nd, shape));
@@ -70,12 +70,6 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
   float *po = gam__f32(r);
   int64_t n = r->numel;
   if (n == 0) { *out = r; return 0; }
-  if (a->numel == n && b->numel == n) {
-#pragma omp parallel for if (n > GAM_PAR_MIN)
-    for (int64_t c = 0; c < n; c += 4096) run(op, pa + c, 1, pb + c, 1, po + c, n - c < 4096 ? n - c : 4096);
-    *out = r;
-    return 0;
-  }
   /* strides of a and b per output dim (0 where broadcast) */
   int64_t sa[GAM_MAX_DIMS], sb[GAM_MAX_DIMS], ka = 1, kb = 1;
   for (int d = nd - 1; d >= 0; d--) {
@@ -85,6 +79,17 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
     sb[d] = zb == 1 ? 0 : kb;
     ka *= za;
     kb *= zb;
+  }
+  if (r->device == GAM_CUDA) {
+    if (gam_cuda_binary(op, pa, pb, po, nd, shape, sa, sb, n) != 0) return gam__fail(1, r);
+    *out = r;
+    return 0;
+  }
+  if (a->numel == n && b->numel == n) {
+#pragma omp parallel for if (n > GAM_PAR_MIN)
+    for (int64_t c = 0; c < n; c += 4096) run(op, pa + c, 1, pb + c, 1, po + c, n - c < 4096 ? n - c : 4096);
+    *out = r;
+    return 0;
   }
   /* merge trailing dims that are contiguous (or broadcast) in both into one run */
   int inner_from = nd - 1;
@@ -150,7 +155,11 @@ static int binary_backward(gam_node *n, gam_tensor *g) {
       gam_release(t);
       t = NULL;
       if (!rc) rc = binary_forward(&t, OP_MUL, g, u);
-      if (!rc) { float *p = gam__f32(t); for (int64_t k = 0; k < t->numel; k++) p[k] = -p[k]; }
+      if (!rc) {
+        float *p = gam__f32(t);
+        if (t->device == GAM_CUDA) rc = gam_cuda_unary(GAM_UN_NEG, p, p, t->numel, 0.f);
+        else for (int64_t k = 0; k < t->numel; k++) p[k] = -p[k];
+      }
       if (!rc) rc = accumulate_reduced(n, 1, t);
       gam_release(u);
     }
@@ -178,21 +187,25 @@ int gam_mul(gam_tensor **out, gam_tensor *a, gam_tensor *b) { return binary(out,
 int gam_div(gam_tensor **out, gam_tensor *a, gam_tensor *b) { return binary(out, OP_DIV, a, b); }
 
 int gam_add_(gam_tensor *a, gam_tensor *b, double alpha) {
-  GAM_TRY(gam__check_float(a, "add_", "destination"));
-  GAM_TRY(gam__check_float(b, "add_", "source"));
+  GAM_TRY(gam__check_float_dev(a, "add_", "destination"));
+  GAM_TRY(gam__check_float_dev(b, "add_", "source"));
+  GAM_TRY(gam__same_device("add_", a, b));
   char b1[160], b2[160];
   GAM_CHECK(a->numel == b->numel, "add_: destination %s and source %s differ in size",
             gam__shape_str(a, b1), gam__shape_str(b, b2));
   float *pa = gam__f32(a), s = (float)alpha;
   const float *pb = gam__f32(b);
   int64_t n = a->numel;
+  if (a->device == GAM_CUDA) return gam_cuda_axpy(pa, pb, s, n);
 #pragma omp parallel for simd if (n > GAM_PAR_MIN)
   for (int64_t i = 0; i < n; i++) pa[i] += s * pb[i];
   return 0;
 }
 
 /* ---- unary and scalar ops -------------------------------------------------- */
-enum { U_NEG, U_EXP, U_LOG, U_SQRT, U_ABS, U_RELU, U_POW, U_ADDS, U_MULS, U_RSUB, U_RDIV };
+enum { U_NEG = GAM_UN_NEG, U_EXP = GAM_UN_EXP, U_LOG = GAM_UN_LOG, U_SQRT = GAM_UN_SQRT,
+       U_ABS = GAM_UN_ABS, U_RELU = GAM_UN_RELU, U_POW = GAM_UN_POW, U_ADDS = GAM_UN_ADDS,
+       U_MULS = GAM_UN_MULS, U_RSUB = GAM_UN_RSUB, U_RDIV = GAM_UN_RDIV };
 static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "abs", "relu",
                                     "pow", "add", "mul", "rsub", "rdiv"};
 
@@ -240,20 +253,30 @@ static int unary_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
-             x->numel, (float)n->f[0]);
+  if (x->device == GAM_CUDA) {
+    if (gam_cuda_unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL,
+                            gam__f32(gx), x->numel, (float)n->f[0]) != 0)
+      return gam__fail(1, gx);
+  } else {
+    unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
+               x->numel, (float)n->f[0]);
+  }
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
 }
 
 static int unary(gam_tensor **out, int op, gam_tensor *x, double s) {
-  GAM_TRY(gam__check_float(x, unary_names[op], "input"));
+  GAM_TRY(gam__check_float_dev(x, unary_names[op], "input"));
   GAM_CHECK(isfinite(s) || op == U_ADDS || op == U_MULS || op == U_RSUB || op == U_RDIV,
             "%s: exponent %g is not finite", unary_names[op], s);
   gam_tensor *y = gam__new_like(x);
   if (!y) return -1;
-  unary_kernel(op, gam__f32(x), gam__f32(y), x->numel, (float)s);
+  if (x->device == GAM_CUDA) {
+    if (gam_cuda_unary(op, gam__f32(x), gam__f32(y), x->numel, (float)s) != 0) return gam__fail(1, y);
+  } else {
+    unary_kernel(op, gam__f32(x), gam__f32(y), x->numel, (float)s);
+  }
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, unary_names[op], unary_backward, 1, &x);
     if (!n) return gam__fail(1, y);

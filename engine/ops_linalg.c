@@ -1,18 +1,22 @@
-/* ops_linalg.c — matmul and linear through OpenBLAS sgemm. */
+/* ops_linalg.c — matmul and linear through sgemm: OpenBLAS on the cpu, cuBLAS
+ * (full float32, no TF32) on the cuda device. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <cblas.h>
 
-/* C[m,n] (+)= op(A) op(B), row-major */
-static void gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b,
-                 float *c, float beta) {
-  if (m == 0 || n == 0) return;
+/* C[m,n] (+)= op(A) op(B), row-major, on the device of the tensors */
+static int gemm(int device, int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                const float *b, float *c, float beta) {
+  if (device == GAM_CUDA) return gam_cuda_gemm(ta, tb, m, n, k, a, b, c, beta);
+  if (m == 0 || n == 0) return 0;
   if (k == 0) { /* sgemm leaves C alone for k = 0 */
     if (beta == 0.f) memset(c, 0, (size_t)(m * n) * sizeof(float));
-    return;
+    return 0;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               (blasint)m, (blasint)n, (blasint)k, 1.0f, a, ta ? (blasint)m : (blasint)k, b,
               tb ? (blasint)k : (blasint)n, beta, c, (blasint)n);
+  return 0;
 }
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
@@ -28,21 +32,24 @@ static int matmul_backward(gam_node *n, gam_tensor *g) {
   if (gam__input_needs_grad(n, 0)) { /* ga = g b^T */
     gam_tensor *ga = gam__new_like(a);
     if (!ga) return -1;
-    gemm(0, 1, m, k, nn, gam__f32(g), gam__f32(b), gam__f32(ga), 0.f);
+    if (gemm(a->device, 0, 1, m, k, nn, gam__f32(g), gam__f32(b), gam__f32(ga), 0.f) != 0)
+      return gam__fail(1, ga);
     GAM_TRY(accumulate_new(n, 0, ga));
   }
   if (gam__input_needs_grad(n, 1)) { /* gb = a^T g */
     gam_tensor *gb = gam__new_like(b);
     if (!gb) return -1;
-    gemm(1, 0, k, nn, m, gam__f32(a), gam__f32(g), gam__f32(gb), 0.f);
+    if (gemm(b->device, 1, 0, k, nn, m, gam__f32(a), gam__f32(g), gam__f32(gb), 0.f) != 0)
+      return gam__fail(1, gb);
     GAM_TRY(accumulate_new(n, 1, gb));
   }
   return 0;
 }
 
 int gam_matmul(gam_tensor **out, gam_tensor *a, gam_tensor *b) {
-  GAM_TRY(gam__check_float(a, "matmul", "first operand"));
-  GAM_TRY(gam__check_float(b, "matmul", "second operand"));
+  GAM_TRY(gam__check_float_dev(a, "matmul", "first operand"));
+  GAM_TRY(gam__check_float_dev(b, "matmul", "second operand"));
+  GAM_TRY(gam__same_device("matmul", a, b));
   char b1[160], b2[160];
   GAM_CHECK(a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0],
             "matmul: shapes %s and %s do not multiply (expected [m,k] and [k,n])",
@@ -50,7 +57,9 @@ int gam_matmul(gam_tensor **out, gam_tensor *a, gam_tensor *b) {
   int64_t shape[2] = {a->shape[0], b->shape[1]};
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 2, shape);
   if (!r) return -1;
-  gemm(0, 0, shape[0], shape[1], a->shape[1], gam__f32(a), gam__f32(b), gam__f32(r), 0.f);
+  if (gemm(a->device, 0, 0, shape[0], shape[1], a->shape[1], gam__f32(a), gam__f32(b), gam__f32(r),
+           0.f) != 0)
+    return gam__fail(1, r);
   gam_tensor *in[2] = {a, b};
   if (gam__grad_needed(2, in) && !gam__record(r, "matmul", matmul_backward, 2, in))
     return gam__fail(1, r);
@@ -65,13 +74,15 @@ static int linear_backward(gam_node *n, gam_tensor *g) {
   if (gam__input_needs_grad(n, 0)) { /* gx = g w */
     gam_tensor *gx = gam__new_like(x);
     if (!gx) return -1;
-    gemm(0, 0, rows, in, outf, gam__f32(g), gam__f32(w), gam__f32(gx), 0.f);
+    if (gemm(x->device, 0, 0, rows, in, outf, gam__f32(g), gam__f32(w), gam__f32(gx), 0.f) != 0)
+      return gam__fail(1, gx);
     GAM_TRY(accumulate_new(n, 0, gx));
   }
   if (gam__input_needs_grad(n, 1)) { /* gw = g^T x */
     gam_tensor *gw = gam__new_like(w);
     if (!gw) return -1;
-    gemm(1, 0, outf, in, rows, gam__f32(g), gam__f32(x), gam__f32(gw), 0.f);
+    if (gemm(w->device, 1, 0, outf, in, rows, gam__f32(g), gam__f32(x), gam__f32(gw), 0.f) != 0)
+      return gam__fail(1, gw);
     GAM_TRY(accumulate_new(n, 1, gw));
   }
   if (n->ninputs > 2 && gam__input_needs_grad(n, 2)) { /* gb = column sums of g */
@@ -79,23 +90,31 @@ static int linear_backward(gam_node *n, gam_tensor *g) {
     if (!gb) return -1;
     float *pb = gam__f32(gb);
     const float *pg = gam__f32(g);
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t o = 0; o < outf; o++) pb[o] += pg[r * outf + o];
+    if (gb->device == GAM_CUDA) {
+      if (gam_cuda_sum_lines(pg, pb, 1, rows, outf, 1.0) != 0) return gam__fail(1, gb);
+    } else {
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < outf; o++) pb[o] += pg[r * outf + o];
+    }
     GAM_TRY(accumulate_new(n, 2, gb));
   }
   return 0;
 }
 
 int gam_linear(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b) {
-  GAM_TRY(gam__check_float(x, "linear", "input"));
-  GAM_TRY(gam__check_float(w, "linear", "weight"));
+  GAM_TRY(gam__check_float_dev(x, "linear", "input"));
+  GAM_TRY(gam__check_float_dev(w, "linear", "weight"));
+  GAM_CHECK(x->device == w->device, "linear: input is on %s, weight on %s",
+            gam__device_name(x->device), gam__device_name(w->device));
   char b1[160], b2[160];
   GAM_CHECK(w->ndim == 2, "linear: weight must be [out, in], got %s", gam__shape_str(w, b1));
   GAM_CHECK(x->ndim == 2 && x->shape[1] == w->shape[1],
             "linear: input %s does not match weight %s (expected input [n, %lld])",
             gam__shape_str(x, b1), gam__shape_str(w, b2), (long long)w->shape[1]);
   if (b) {
-    GAM_TRY(gam__check_float(b, "linear", "bias"));
+    GAM_TRY(gam__check_float_dev(b, "linear", "bias"));
+    GAM_CHECK(b->device == w->device, "linear: bias is on %s, weight on %s",
+              gam__device_name(b->device), gam__device_name(w->device));
     GAM_CHECK(b->ndim == 1 && b->shape[0] == w->shape[0],
               "linear: bias %s does not match weight %s (expected [%lld])", gam__shape_str(b, b1),
               gam__shape_str(w, b2), (long long)w->shape[0]);
@@ -104,11 +123,14 @@ int gam_linear(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b) {
   gam_tensor *r = gam__new(GAM_FLOAT32, x->device, 2, shape);
   if (!r) return -1;
   float *pr = gam__f32(r);
-  if (b) {
+  if (b && r->device == GAM_CUDA) {
+    if (gam_cuda_repeat_rows(pr, gam__f32(b), rows, outf) != 0) return gam__fail(1, r);
+  } else if (b) {
     const float *pb = gam__f32(b);
     for (int64_t i = 0; i < rows; i++) memcpy(pr + i * outf, pb, (size_t)outf * sizeof(float));
   }
-  gemm(0, 1, rows, outf, x->shape[1], gam__f32(x), gam__f32(w), pr, b ? 1.f : 0.f);
+  if (gemm(r->device, 0, 1, rows, outf, x->shape[1], gam__f32(x), gam__f32(w), pr, b ? 1.f : 0.f) != 0)
+    return gam__fail(1, r);
   gam_tensor *in[3] = {x, w, b};
   int nin = b ? 3 : 2;
   if (gam__grad_needed(nin, in) && !gam__record(r, "linear", linear_backward, nin, in))

@@ -1,6 +1,7 @@
 /* ops_loss.c — softmax, log_softmax, gather and the per-sample losses.
  * Softmax-like ops view the input as [outer, size, inner] around their dim. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
 
 static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
@@ -48,6 +49,12 @@ static int softmax_backward(gam_node *n, gam_tensor *g) {
   if (!gx) return -1;
   const float *gp = gam__f32(g), *yp = gam__f32(y);
   float *p = gam__f32(gx);
+  if (x->device == GAM_CUDA) {
+    if (gam_cuda_softmax_grad(gp, yp, p, outer, size, inner, log_out) != 0) return gam__fail(1, gx);
+    int rc = gam__accumulate(n, 0, gx);
+    gam_release(gx);
+    return rc;
+  }
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       int64_t base = o * size * inner + i;
@@ -69,14 +76,19 @@ static int softmax_backward(gam_node *n, gam_tensor *g) {
 
 static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
   const char *name = log_out ? "log_softmax" : "softmax";
-  GAM_TRY(gam__check_float(a, name, "input"));
+  GAM_TRY(gam__check_float_dev(a, name, "input"));
   int d;
   GAM_TRY(gam__dim(name, dim, a->ndim, &d));
   int64_t outer, size, inner;
   split_at(a, d, &outer, &size, &inner);
   gam_tensor *r = gam__new_like(a);
   if (!r) return -1;
-  softmax_lines(gam__f32(a), gam__f32(r), outer, size, inner, log_out);
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_softmax(gam__f32(a), gam__f32(r), outer, size, inner, log_out) != 0)
+      return gam__fail(1, r);
+  } else {
+    softmax_lines(gam__f32(a), gam__f32(r), outer, size, inner, log_out);
+  }
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, softmax_backward, 1, &a);
     if (!n || gam__save(n, 0, r) != 0) return gam__fail(1, r);
@@ -100,6 +112,12 @@ static int gather_backward(gam_node *n, gam_tensor *g) {
   const float *gp = gam__f32(g);
   const int64_t *ip = gam__i64(index);
   float *p = gam__f32(ga);
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_gather_grad(gp, ip, p, outer, size, osize, inner) != 0) return gam__fail(1, ga);
+    int rc = gam__accumulate(n, 0, ga);
+    gam_release(ga);
+    return rc;
+  }
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < osize; j++)
       for (int64_t i = 0; i < inner; i++) {
@@ -112,8 +130,10 @@ static int gather_backward(gam_node *n, gam_tensor *g) {
 }
 
 int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
-  GAM_TRY(gam__check_float(a, "gather", "input"));
-  GAM_TRY(gam__check(index, "gather", "index"));
+  GAM_TRY(gam__check_float_dev(a, "gather", "input"));
+  GAM_TRY(gam__check_dev(index, "gather", "index"));
+  GAM_CHECK(index->device == a->device, "gather: input is on %s, index on %s",
+            gam__device_name(a->device), gam__device_name(index->device));
   GAM_CHECK(index->dtype == GAM_INT64, "gather: index must be int64, got %s",
             gam__dtype_name(index->dtype));
   int d;
@@ -128,19 +148,30 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
   int64_t outer, size, inner, osize = index->shape[d];
   split_at(a, d, &outer, &size, &inner);
   const int64_t *ip = gam__i64(index);
-  for (int64_t k = 0; k < index->numel; k++)
-    GAM_CHECK(ip[k] >= 0 && ip[k] < size, "gather: index value %lld is outside [0, %lld)",
-              (long long)ip[k], (long long)size);
+  if (index->device == GAM_CUDA) {
+    int64_t pos, value;
+    GAM_TRY(gam_cuda_find_out_of_range(ip, index->numel, 0, size, &pos, &value, "gather"));
+    GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value,
+              (long long)size);
+  } else {
+    for (int64_t k = 0; k < index->numel; k++)
+      GAM_CHECK(ip[k] >= 0 && ip[k] < size, "gather: index value %lld is outside [0, %lld)",
+                (long long)ip[k], (long long)size);
+  }
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, index->ndim, index->shape);
   if (!r) return -1;
   const float *p = gam__f32(a);
   float *q = gam__f32(r);
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t j = 0; j < osize; j++)
-      for (int64_t i = 0; i < inner; i++) {
-        int64_t at = (o * osize + j) * inner + i;
-        q[at] = p[(o * size + ip[at]) * inner + i];
-      }
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_gather(p, ip, q, outer, size, osize, inner) != 0) return gam__fail(1, r);
+  } else {
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t j = 0; j < osize; j++)
+        for (int64_t i = 0; i < inner; i++) {
+          int64_t at = (o * osize + j) * inner + i;
+          q[at] = p[(o * size + ip[at]) * inner + i];
+        }
+  }
   gam_tensor *in[2] = {a, index};
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, "gather", gather_backward, 2, in);
@@ -156,8 +187,10 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
  * (s = 0: plain cross-entropy). The loss is KL(q || softmax) summed over
  * classes, with 0 log 0 = 0; its gradient is softmax - q, as cross-entropy's. */
 static int check_targets(const char *name, gam_tensor *logits, gam_tensor *target) {
-  GAM_TRY(gam__check_float(logits, name, "logits"));
-  GAM_TRY(gam__check(target, name, "target"));
+  GAM_TRY(gam__check_float_dev(logits, name, "logits"));
+  GAM_TRY(gam__check_dev(target, name, "target"));
+  GAM_CHECK(target->device == logits->device, "%s: logits are on %s, target on %s", name,
+            gam__device_name(logits->device), gam__device_name(target->device));
   char b1[160], b2[160];
   GAM_CHECK(logits->ndim == 2, "%s: logits must be [n, classes], got %s", name,
             gam__shape_str(logits, b1));
@@ -167,6 +200,13 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
             "%s: target %s does not match logits %s (expected [%lld])", name,
             gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
   const int64_t *tp = gam__i64(target);
+  if (target->device == GAM_CUDA) {
+    int64_t pos, value;
+    GAM_TRY(gam_cuda_find_out_of_range(tp, target->numel, 0, logits->shape[1], &pos, &value, name));
+    GAM_CHECK(pos < 0, "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
+              (long long)value, (long long)pos + 1, (long long)logits->shape[1]);
+    return 0;
+  }
   for (int64_t i = 0; i < target->numel; i++)
     GAM_CHECK(tp[i] >= 0 && tp[i] < logits->shape[1],
               "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
@@ -184,6 +224,12 @@ static int ce_backward(gam_node *n, gam_tensor *g) {
   const float *gp = gam__f32(g), *lp = gam__f32(logp);
   const int64_t *tp = gam__i64(target);
   float *p = gam__f32(gx);
+  if (gx->device == GAM_CUDA) {
+    if (gam_cuda_ce_backward(gp, lp, tp, p, rows, k, on, off) != 0) return gam__fail(1, gx);
+    int rc = gam__accumulate(n, 0, gx);
+    gam_release(gx);
+    return rc;
+  }
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < k; c++)
       p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
@@ -201,15 +247,21 @@ static int cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *targe
   gam_tensor *logp = gam__new_like(logits);
   gam_tensor *r = gam__new(GAM_FLOAT32, logits->device, 1, &rows);
   if (!logp || !r) return gam__fail(2, logp, r);
-  softmax_lines(gam__f32(logits), gam__f32(logp), rows, k, 1, 1);
   const float *lp = gam__f32(logp);
   const int64_t *tp = gam__i64(target);
   double on = 1.0 - s, off = k > 1 ? s / (double)(k - 1) : 0.0;
   double ent = (on > 0 ? on * log(on) : 0) + (off > 0 ? (double)(k - 1) * off * log(off) : 0);
-  for (int64_t i = 0; i < rows; i++) {
-    double cross = 0;
-    for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];
-    gam__f32(r)[i] = (float)(ent - cross);
+  if (logits->device == GAM_CUDA) {
+    if (gam_cuda_softmax(gam__f32(logits), gam__f32(logp), rows, k, 1, 1) != 0 ||
+        gam_cuda_ce_forward(lp, tp, gam__f32(r), rows, k, on, off, ent) != 0)
+      return gam__fail(2, logp, r);
+  } else {
+    softmax_lines(gam__f32(logits), gam__f32(logp), rows, k, 1, 1);
+    for (int64_t i = 0; i < rows; i++) {
+      double cross = 0;
+      for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];
+      gam__f32(r)[i] = (float)(ent - cross);
+    }
   }
   gam_tensor *in[2] = {logits, target};
   if (gam__grad_needed(1, &logits)) {

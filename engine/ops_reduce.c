@@ -2,6 +2,7 @@
  * A reduction over dim d views the input as [outer, size, inner]. Sums
  * accumulate in double. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
 #include <float.h>
 
@@ -27,6 +28,13 @@ static int sum_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
+  if (x->device == GAM_CUDA) { /* g stays on the device: no wait for the host */
+    if (gam_cuda_fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), (float)n->f[0]) != 0)
+      return gam__fail(1, gx);
+    int rc = gam__accumulate(n, 0, gx);
+    gam_release(gx);
+    return rc;
+  }
   float v = gam__f32(g)[0] * (float)n->f[0], *p = gam__f32(gx);
   int64_t count = gx->numel;
 #pragma omp parallel for simd if (count > GAM_PAR_MIN)
@@ -38,17 +46,21 @@ static int sum_all_backward(gam_node *n, gam_tensor *g) {
 
 static int reduce_all(gam_tensor **out, gam_tensor *a, int mean) {
   const char *name = mean ? "mean" : "sum";
-  GAM_TRY(gam__check_float(a, name, "input"));
+  GAM_TRY(gam__check_float_dev(a, name, "input"));
   GAM_CHECK(!mean || a->numel > 0, "mean: input is empty");
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
   if (!r) return -1;
   const float *p = gam__f32(a);
-  double s = 0;
   int64_t n = a->numel;
-#pragma omp parallel for reduction(+ : s) if (n > GAM_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) s += p[i];
   double scale = mean ? 1.0 / (double)n : 1.0;
-  gam__f32(r)[0] = (float)(s * scale);
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_sum_lines(p, gam__f32(r), 1, n, 1, scale) != 0) return gam__fail(1, r);
+  } else {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) if (n > GAM_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) s += p[i];
+    gam__f32(r)[0] = (float)(s * scale);
+  }
   if (gam__grad_needed(1, &a)) {
     gam_node *nd = gam__record(r, name, sum_all_backward, 1, &a);
     if (!nd) return gam__fail(1, r);
@@ -70,6 +82,12 @@ static int sum_dim_backward(gam_node *n, gam_tensor *g) {
   if (!gx) return -1;
   const float *gp = gam__f32(g);
   float *p = gam__f32(gx), scale = (float)n->f[0];
+  if (x->device == GAM_CUDA) {
+    if (gam_cuda_spread_lines(gp, p, outer, size, inner, scale) != 0) return gam__fail(1, gx);
+    int rc = gam__accumulate(n, 0, gx);
+    gam_release(gx);
+    return rc;
+  }
 #pragma omp parallel for collapse(2) if (x->numel > GAM_PAR_MIN)
   for (int64_t o = 0; o < outer; o++)
     for (int64_t k = 0; k < size; k++)
@@ -119,7 +137,7 @@ static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int
 
 static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int mean) {
   const char *name = mean ? "mean" : "sum";
-  GAM_TRY(gam__check_float(a, name, "input"));
+  GAM_TRY(gam__check_float_dev(a, name, "input"));
   int d;
   GAM_TRY(gam__dim(name, dim, a->ndim, &d));
   int64_t outer, size, inner, shape[GAM_MAX_DIMS];
@@ -130,7 +148,12 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
   double scale = mean ? 1.0 / (double)size : 1.0;
-  sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale);
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale) != 0)
+      return gam__fail(1, r);
+  } else {
+    sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale);
+  }
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
     if (!n) return gam__fail(1, r);
@@ -159,8 +182,12 @@ static int max_dim_backward(gam_node *n, gam_tensor *g) {
   const float *gp = gam__f32(g);
   const int64_t *ip = gam__i64(idx);
   float *p = gam__f32(gx);
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t i = 0; i < inner; i++) p[(o * size + ip[o * inner + i]) * inner + i] = gp[o * inner + i];
+  if (x->device == GAM_CUDA) {
+    if (gam_cuda_scatter_lines(gp, ip, p, outer, size, inner) != 0) return gam__fail(1, gx);
+  } else {
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t i = 0; i < inner; i++) p[(o * size + ip[o * inner + i]) * inner + i] = gp[o * inner + i];
+  }
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
@@ -176,6 +203,13 @@ static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam
   gam_tensor *v = values ? gam__new(GAM_FLOAT32, a->device, nd, shape) : NULL;
   gam_tensor *ix = gam__new(GAM_INT64, a->device, nd, shape);
   if ((values && !v) || !ix) return gam__fail(2, v, ix);
+  if (a->device == GAM_CUDA) {
+    if (gam_cuda_argmax_lines(gam__f32(a), v ? gam__f32(v) : NULL, gam__i64(ix), outer, size, inner) != 0)
+      return gam__fail(2, v, ix);
+    if (values) *values = v;
+    *indices = ix;
+    return 0;
+  }
   const float *p = gam__f32(a);
   int64_t *ip = gam__i64(ix);
   for (int64_t o = 0; o < outer; o++)
@@ -195,7 +229,7 @@ static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam
 }
 
 int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int dim, int keepdim) {
-  GAM_TRY(gam__check_float(a, "max", "input"));
+  GAM_TRY(gam__check_float_dev(a, "max", "input"));
   int d;
   GAM_TRY(gam__dim("max", dim, a->ndim, &d));
   gam_tensor *v, *ix;
@@ -211,7 +245,7 @@ int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int di
 }
 
 int gam_argmax(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
-  GAM_TRY(gam__check_float(a, "argmax", "input"));
+  GAM_TRY(gam__check_float_dev(a, "argmax", "input"));
   int d;
   GAM_TRY(gam__dim("argmax", dim, a->ndim, &d));
   return max_lines(a, d, keepdim, NULL, out, "argmax");
@@ -220,15 +254,39 @@ int gam_argmax(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
 static int max_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *gx = gam__new_zeros_like(n->inputs[0]);
   if (!gx) return -1;
+  if (gx->device == GAM_CUDA) { /* the index is a device int64 in saved[0] */
+    if (gam_cuda_scatter_lines(gam__f32(g), gam__i64(n->saved[0]), gam__f32(gx), 1, gx->numel, 1) != 0)
+      return gam__fail(1, gx);
+    int rc = gam__accumulate(n, 0, gx);
+    gam_release(gx);
+    return rc;
+  }
   gam__f32(gx)[n->i[0]] = gam__f32(g)[0];
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
 }
 
+/* max over everything on the device: the index stays there for backward */
+static int max_all_device(gam_tensor **out, gam_tensor *a) {
+  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
+  gam_tensor *ix = gam__new(GAM_INT64, a->device, 0, NULL);
+  if (!r || !ix) return gam__fail(2, r, ix);
+  if (gam_cuda_argmax_lines(gam__f32(a), gam__f32(r), gam__i64(ix), 1, a->numel, 1) != 0)
+    return gam__fail(2, r, ix);
+  if (gam__grad_needed(1, &a)) {
+    gam_node *n = gam__record(r, "max", max_all_backward, 1, &a);
+    if (!n || gam__save(n, 0, ix) != 0) return gam__fail(2, r, ix);
+  }
+  gam_release(ix);
+  *out = r;
+  return 0;
+}
+
 int gam_max(gam_tensor **out, gam_tensor *a) {
-  GAM_TRY(gam__check_float(a, "max", "input"));
+  GAM_TRY(gam__check_float_dev(a, "max", "input"));
   GAM_CHECK(a->numel > 0, "max: input is empty");
+  if (a->device == GAM_CUDA) return max_all_device(out, a);
   const float *p = gam__f32(a);
   int64_t best = 0;
   for (int64_t i = 1; i < a->numel; i++)

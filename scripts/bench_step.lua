@@ -13,7 +13,8 @@
 -- alpha 0.4); GAM grad_rho 0.03, grad_norm_rho 0.2, alpha = beta = 0.1, gamma 0.05.
 --
 -- Printed, in order:
---   * for sam/gsam/gam: the median SGD step of this engine and the ratio;
+--   * for sam/gsam/gam: the median SGD step of this engine (timed interleaved
+--     with the steps under test, so both see the same load) and the ratio;
 --   * for gam/sam/gsam: the optimiser's own vector work (its fused passes, the
 --     gradient zeroing before each pass and the base update), the bytes those
 --     passes move, and the floor those bytes take at the copy bandwidth
@@ -116,18 +117,44 @@ local function make_step(kind)
   return function() gam.scope(function() opt:step() end) end, opt, model
 end
 
-local function time_steps(step)
-  for _ = 1, o.warmup do step() end
-  local t = {}
-  for k = 1, o.steps do
-    local t0 = util.now()
-    step()
-    t[k] = (util.now() - t0) * 1e3
-  end
-  return median(t), t
+-- on a GPU, a step is timed until its queued work has finished
+local C = require 'gam.lib'
+local has_sync = pcall(function() return C.gam_cuda_synchronize end)
+local function sync()
+  if o.device == 'cuda' and has_sync then C.gam_cuda_synchronize() end
 end
 
-local report = {}
+-- Times the steps of the optimiser under test and, interleaved with them (so
+-- that both see the same load on a shared machine), SGD steps of the same
+-- engine: returns medians of step ms, of SGD step ms, of the optimiser's
+-- vector-work ms, and its MB of vector traffic per step.
+local function time_steps(step, opt, sgd_step)
+  for _ = 1, o.warmup do
+    step()
+    if sgd_step then sgd_step() end
+  end
+  sync()
+  local t, ts, kt, kb = {}, {}, {}, 0
+  for k = 1, o.steps do
+    local k0, b0 = opt and opt.kernel_seconds, opt and opt.kernel_bytes
+    local t0 = util.now()
+    step()
+    sync()
+    t[k] = (util.now() - t0) * 1e3
+    if opt then
+      kt[k] = (opt.kernel_seconds - k0) * 1e3
+      kb = (opt.kernel_bytes - b0) / 1e6
+    end
+    if sgd_step then
+      t0 = util.now()
+      sgd_step()
+      sync()
+      ts[k] = (util.now() - t0) * 1e3
+    end
+  end
+  return median(t), sgd_step and median(ts), opt and median(kt), opt and kb
+end
+
 local function say(fmt, ...)
   local s = string.format(fmt, ...)
   print(s)
@@ -140,25 +167,15 @@ for _, p in ipairs(model:parameters()) do nparams = nparams + p:numel() end
 say('%s: %d parameters, batch %d, %d threads, %s; %d timed steps after %d warm-up',
     o.model, nparams, o.batch, o.threads, o.device, o.steps, o.warmup)
 
-if o.opt ~= 'sgd' then opt.profile = true end
-local ms = time_steps(step)
-local kernel_ms, kernel_mb
-if o.opt ~= 'sgd' then
-  local nsteps = o.steps + o.warmup
-  kernel_ms = opt.kernel_seconds * 1e3 / nsteps
-  kernel_mb = opt.kernel_bytes / nsteps / 1e6
-end
-step, opt = nil, nil
+local sharp = o.opt ~= 'sgd'
+if sharp then opt.profile = true end
+local sgd_step = sharp and o.sgd and make_step('sgd') or nil
+local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and opt or nil, sgd_step)
+step, opt, sgd_step = nil, nil, nil
 collectgarbage()
-
--- SGD step of this engine, for the ratio
-if o.opt ~= 'sgd' and o.sgd then
-  local sgd_step = make_step('sgd')
-  local sgd_ms = time_steps(sgd_step)
-  say('gamlua sgd step: median %.2f ms/step; %s/sgd = %.2fx (%d passes)', sgd_ms, o.opt, ms / sgd_ms,
-      o.opt == 'gam' and 4 or 2)
-  sgd_step = nil
-  collectgarbage()
+if sgd_ms then
+  say('gamlua sgd step (interleaved): median %.2f ms/step; %s/sgd = %.2fx (%d passes)', sgd_ms, o.opt,
+      ms / sgd_ms, o.opt == 'gam' and 4 or 2)
 end
 
 -- the optimiser's own vector work against the copy bandwidth, measured on a
@@ -166,7 +183,6 @@ end
 -- again) and from memory (the caches swept by writing 128 MB before each copy,
 -- as a forward/backward pass sweeps them before each phase of a step)
 if kernel_ms then
-  local C = require 'gam.lib'
   local n = nparams
   local a, b = gam.empty({n}), gam.empty({n})
   a:fill_(1)
@@ -189,7 +205,7 @@ if kernel_ms then
   sweep = nil
   local bw_hot, bw_cold = 8 * n / hot, 8 * n / median(cold)
   local bytes = kernel_mb * 1e6
-  say('%s vector work: %.3f ms/step, its passes moving %.1f MB (%.1f vectors of %d floats)', o.opt, kernel_ms,
+  say('%s vector work: median %.3f ms/step, its passes moving %.1f MB (%.1f vectors of %d floats)', o.opt, kernel_ms,
       kernel_mb, bytes / (4 * n), n)
   say('  copy bandwidth %.1f GB/s from memory -> floor %.3f ms, work/floor = %.2fx', bw_cold / 1e9,
       bytes / bw_cold * 1e3, kernel_ms / (bytes / bw_cold * 1e3))

@@ -260,6 +260,25 @@ describe('base optimisers', function()
     end
   end)
 
+  it('keeps its state when the parameters move into the arena between steps', function()
+    local x, y = batch('mlp')
+    local function step(m, opt)
+      opt:zero_grad()
+      gam.scope(function() loss_fn(m(x), y):backward() end)
+      opt:step()
+    end
+    local m1, m2 = mlp(4), mlp(4)
+    m2:flat_parameters()
+    local o1 = optim.Adam{params = m1:parameters(), lr = 0.01}
+    local o2 = optim.Adam{params = m2:parameters(), lr = 0.01}
+    step(m1, o1); step(m2, o2)
+    assert.is_nil(o1:_arena())
+    m1:flat_parameters()                -- moves params (and state stays laid out alike)
+    step(m1, o1); step(m2, o2)
+    assert.is_truthy(o1:_arena())
+    states_close(state_of(m1), state_of(m2), 1e-6, 'after moving into the arena')
+  end)
+
   it('skips parameters without a gradient outside the arena, as PyTorch', function()
     local a, b = gam.tensor({1, 2}):requires_grad_(), gam.tensor({3}):requires_grad_()
     local opt = optim.SGD{params = {a, b}, lr = 0.5, momentum = 0.9}
@@ -300,6 +319,23 @@ describe('base optimisers', function()
       end
       assert.has_error(function() o2:load_state_dict({name = 'AdamW', hyper = {}, state = {}}) end)
     end
+    -- a plain SGD takes on the momentum (and buffers) of the state it loads
+    local m1, m2 = mlp(9), mlp(9)
+    local o1 = optim.SGD{params = m1:parameters(), lr = 0.1, momentum = 0.9}
+    steps(m1, o1, 2)
+    m2:load_state_dict(m1:state_dict())
+    local o2 = optim.SGD{params = m2:parameters(), lr = 0.1}
+    assert.are.equal(0, o2:state_bytes())
+    o2:load_state_dict(o1:state_dict())
+    assert.are.equal(0.9, o2.momentum)
+    steps(m1, o1, 1)
+    steps(m2, o2, 1)
+    states_close(state_of(m2), state_of(m1), 1e-6, 'resumed with momentum')
+    local bad = o1:state_dict()
+    bad.state[2].momentum_buffer = nil
+    local ok, err = pcall(o2.load_state_dict, o2, bad)
+    assert.is_false(ok)
+    assert.matches('state%[2%] has no momentum_buffer', err)
   end)
 
   it('reads lr from a scheduler at every step', function()

@@ -36,6 +36,8 @@ suite() { # name, command...
 suite "lua specs (busted)" "$build/gamlua" tests/run_busted.lua
 if [ -f tests/reference_harness.lua ]; then
   suite "golden optimiser cases ($refdir)" "$build/gamlua" tests/reference_harness.lua "$refdir"
+  # more cases of the same format (other sizes, seeds, bases), made by tests/fixtures/reference_gen
+  suite "extra golden cases" "$build/gamlua" tests/reference_harness.lua tests/fixtures/reference_extra
 fi
 
 echo "$passed passed, $failed failed"

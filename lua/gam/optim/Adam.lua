@@ -14,6 +14,7 @@ local Optimizer = require 'gam.optim.Optimizer'
 local Adam = Optimizer.extend('Adam')
 Adam.hyper_names = {'lr', 'betas', 'eps', 'weight_decay'}
 Adam.state_names = {'exp_avg', 'exp_avg_sq'}
+function Adam.state_names_for() return {'exp_avg', 'exp_avg_sq'} end
 Adam.default_lr = 1e-3
 Adam.decoupled = false
 Adam.default_weight_decay = 0

@@ -10,7 +10,7 @@
 -- without a gradient are skipped, as in PyTorch (outside the arena).
 --
 -- A subclass defines:
---   Cls.state_names  = {'momentum_buffer'}              kinds of flat state
+--   Cls.state_names_for(hyper) -> {'momentum_buffer'}   kinds of flat state
 --   Cls.hyper_names  = {'lr', 'momentum', ...}          saved by state_dict
 --   Cls.traffic(self) -> vectors read + written per element by one step
 --   Cls.kernel(self, param, grad, bufs, src, lr, step)  one engine call over a
@@ -228,12 +228,24 @@ function Optimizer:load_state_dict(sd)
   if #sd.state ~= #self.params then
     error(string.format('%s: the state has %d parameters, this optimiser %d', who, #sd.state, #self.params), 2)
   end
-  -- check everything before changing anything
-  for i, s in ipairs(sd.state) do
-    if type(s.step) ~= 'number' or s.step < 0 then
-      error(string.format('%s: state[%d].step must be a count, got %s', who, i, tostring(s.step)), 2)
+  -- check everything before changing anything; the state kinds follow the
+  -- loaded hyperparameters (SGD keeps a momentum buffer only with momentum)
+  local hyper = {}
+  for _, k in ipairs(self.hyper_names) do
+    local v = sd.hyper[k]
+    if v == nil then v = self[k] end
+    if k ~= 'lr' and type(v) ~= type(self[k]) then
+      error(string.format('%s: hyper.%s must be a %s, got %s', who, k, type(self[k]), tostring(v)), 2)
     end
-    for _, name in ipairs(self.state_names) do
+    hyper[k] = v
+  end
+  local names = self.state_names_for(hyper)
+  for i, s in ipairs(sd.state) do
+    if type(s) ~= 'table' or type(s.step) ~= 'number' or s.step < 0 then
+      error(string.format('%s: state[%d].step must be a count, got %s', who, i,
+                          tostring(type(s) == 'table' and s.step or s)), 2)
+    end
+    for _, name in ipairs(names) do
       local v = s[name]
       if s.step > 0 and v == nil then
         error(string.format('%s: state[%d] has no %s', who, i, name), 2)
@@ -245,9 +257,12 @@ function Optimizer:load_state_dict(sd)
     end
   end
   for _, k in ipairs(self.hyper_names) do
-    local v = sd.hyper[k]
-    if v ~= nil and not (k == 'lr' and util.is_scheduler(self.lr)) then self[k] = v end
+    local v = hyper[k]
+    if type(v) == 'table' and not util.is_scheduler(v) then v = {unpack(v)} end
+    if not (k == 'lr' and util.is_scheduler(self.lr)) then self[k] = v end
   end
+  if #names ~= #self.state_names then self._bufs = nil end
+  self.state_names = names
   for i, s in ipairs(sd.state) do
     self.state.steps[i] = s.step
     if s[self.state_names[1]] ~= nil then

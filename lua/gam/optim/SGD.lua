@@ -30,10 +30,15 @@ function SGD.new(opts)
   if self.nesterov and (self.momentum <= 0 or self.dampening ~= 0) then
     error(who .. ': nesterov momentum needs momentum > 0 and dampening = 0', 2)
   end
-  self.state_names = self.momentum ~= 0 and {'momentum_buffer'} or {}
+  self.state_names = SGD.state_names_for(self)
   return self
 end
 getmetatable(SGD).__call = function(_, opts) return SGD.new(opts) end
+
+--- the state kinds: a momentum buffer only with momentum
+function SGD.state_names_for(hyper)
+  return hyper.momentum ~= 0 and {'momentum_buffer'} or {}
+end
 
 function SGD:traffic()
   return self.momentum ~= 0 and 5 or 3   -- read src, g (, buf); write θ (, buf)

@@ -131,8 +131,6 @@ local function loss_number(loss)
   return nil
 end
 
-local PASS_NAMES = {}
-
 --- self:_pass(k): zero the gradient, run the closure in a scope; returns the
 -- detached prediction (pass 0 only) and the loss as a number
 function Sharpness:_pass(k)

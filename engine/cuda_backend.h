@@ -1,0 +1,187 @@
+/* cuda_backend.h — the engine's interface to the CUDA backend (internal).
+ *
+ * Two parts:
+ *   1. gam_cuda__*: the runtime (kernels/runtime.cu): lazy initialisation,
+ *      the one stream every kernel, copy, cuBLAS and cuDNN call runs on, the
+ *      library handles, raw device memory, copies, synchronisation.
+ *   2. gam_cuda_*: host-side launch wrappers of the kernels in kernels/*.cu.
+ *      Each returns 0, or -1 with the engine error set (naming the op).
+ *
+ * The C files call these only from their device branches
+ * (`if (x->device == GAM_CUDA) ...`). In a build without CUDA (GAM_CUDA not
+ * defined) every function here is a static inline stub that reports "the cuda
+ * device is not available in this build"; no CUDA tensor can be made there,
+ * so the branches are never taken, but they compile and the C files need no
+ * #ifdef of their own.
+ *
+ * Conventions for the wrappers
+ *   - Pointers are device pointers (already offset to the tensor's first
+ *     element); sizes are element counts. A count of 0 launches nothing.
+ *   - Everything is stream-ordered on gam_cuda__stream(): a kernel may read a
+ *     buffer written by the previous call without waiting, and a device block
+ *     freed to the caching allocator may be handed out again at once (its
+ *     next user runs after every kernel already queued). Only the copies to
+ *     host memory (and gam_cuda__sync) wait.
+ *   - Reductions accumulate in double and are deterministic: the same inputs
+ *     give the same bits on every run.
+ *   - No math mode trades accuracy: kernels are compiled without fast math,
+ *     and cuBLAS runs in CUBLAS_DEFAULT_MATH (full float32, no TF32).
+ *
+ * Phase 2 (cuDNN layers, fused optimiser kernels) adds its wrappers below in
+ * the same style; cuDNN's handle and a cached workspace are here already. */
+#ifndef GAM_CUDA_BACKEND_H
+#define GAM_CUDA_BACKEND_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- shared with the engine (core.c) ------------------------------------- */
+int gam__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Device memory through the caching allocator (core.c); NULL + error set on
+ * failure. Freed blocks are kept for reuse (see the conventions above). */
+void *gam__device_alloc(size_t bytes);
+void gam__device_free(void *p, size_t bytes);
+/* 0 when the cuda device can be used (initialising it on first use), or -1
+ * with "<op>: no CUDA device is available (...)" or, in a build without CUDA,
+ * "<op>: the cuda device is not available in this build". */
+int gam__cuda_require(const char *op);
+
+/* Operation codes of the elementwise kernels (ops_elementwise.c uses them). */
+enum { GAM_BIN_ADD, GAM_BIN_SUB, GAM_BIN_MUL, GAM_BIN_DIV };
+enum { GAM_UN_NEG, GAM_UN_EXP, GAM_UN_LOG, GAM_UN_SQRT, GAM_UN_ABS, GAM_UN_RELU, GAM_UN_POW,
+       GAM_UN_ADDS, GAM_UN_MULS, GAM_UN_RSUB, GAM_UN_RDIV };
+/* Directions of gam_cuda__memcpy. */
+enum { GAM_COPY_H2D, GAM_COPY_D2H, GAM_COPY_D2D };
+
+#ifdef GAM_CUDA
+#define GAM_CUDA_FN(decl) decl;
+#else
+#define GAM_CUDA_FN(decl) \
+  static inline decl { return gam__err("the cuda device is not available in this build"); }
+#endif
+
+/* ---- runtime (kernels/runtime.cu) ----------------------------------------- */
+/* gam_cuda__built: 1 when libgam was compiled with the CUDA backend.
+ * gam_cuda__available: 1 when a device is usable (initialising it, as
+ * gam_cuda__init does), 0 when not; no error is set.
+ * gam_cuda__ready: 1 once gam_cuda__init has succeeded; never touches the
+ * CUDA runtime. */
+#ifdef GAM_CUDA
+static inline int gam_cuda__built(void) { return 1; }
+int gam_cuda__available(void);
+int gam_cuda__ready(void);
+#else
+static inline int gam_cuda__built(void) { return 0; }
+static inline int gam_cuda__available(void) { return 0; }
+static inline int gam_cuda__ready(void) { return 0; }
+#endif
+/* Makes the CUDA backend ready on first use: finds a device (device 0 of
+ * those visible), creates the stream and the cuBLAS handle. The CUDA runtime
+ * is touched for the first time here, so a CPU-only run never touches it.
+ * 0, or -1 with "<op>: no CUDA device is available (...)" (the outcome is
+ * remembered: later calls fail the same way without probing again). */
+GAM_CUDA_FN(int gam_cuda__init(const char *op))
+/* Raw device memory for the caching allocator: 0, or -1 when the device is
+ * out of memory (no error message set; the allocator writes one). */
+GAM_CUDA_FN(int gam_cuda__malloc(void **p, size_t bytes))
+GAM_CUDA_FN(int gam_cuda__free(void *p))
+GAM_CUDA_FN(int gam_cuda__mem_info(size_t *free_bytes, size_t *total_bytes))
+/* Copies bytes; GAM_COPY_D2H waits for the stream (the host reads the data
+ * next). H2D from pageable host memory returns once the source was staged, so
+ * the host buffer may be freed right after. Regions must not overlap. */
+GAM_CUDA_FN(int gam_cuda__memcpy(void *dst, const void *src, size_t bytes, int kind, const char *op))
+/* height rows of width bytes, device to device, with row pitches in bytes */
+GAM_CUDA_FN(int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
+                                   size_t width, size_t height, const char *op))
+GAM_CUDA_FN(int gam_cuda__memset(void *p, int byte, size_t bytes, const char *op))
+/* Waits for the stream; reports errors of kernels that ran meanwhile. */
+GAM_CUDA_FN(int gam_cuda__sync(const char *op))
+/* The stream (cudaStream_t), cuBLAS handle (cublasHandle_t) and cuDNN handle
+ * (cudnnHandle_t, created on first use), as void * so C files need no CUDA
+ * headers. Valid after gam_cuda__init succeeded. */
+GAM_CUDA_FN(int gam_cuda__stream(void **stream))
+GAM_CUDA_FN(int gam_cuda__cublas(void **handle))
+GAM_CUDA_FN(int gam_cuda__cudnn(void **handle, const char *op))
+/* A scratch buffer of at least bytes (cuDNN workspaces), kept and grown as
+ * needed; valid until the next call. Stream-ordered like everything else. */
+GAM_CUDA_FN(int gam_cuda__workspace(void **p, size_t bytes, const char *op))
+
+/* ---- copies, fills, conversions (kernels/copy.cu) ------------------------- */
+/* p[0..n) = value, for dtype GAM_FLOAT32 | GAM_INT64 | GAM_UINT8 */
+GAM_CUDA_FN(int gam_cuda_fill(void *p, int dtype, int64_t n, double value))
+/* dst[i] = (dst type) src[i], with the CPU backend's conversion rules */
+GAM_CUDA_FN(int gam_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n))
+/* y[c,r] = x[r,c] */
+GAM_CUDA_FN(int gam_cuda_transpose(const float *x, float *y, int64_t rows, int64_t cols))
+/* out[r,c] = row[c] for r < rows */
+GAM_CUDA_FN(int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols))
+/* *pos = the first i with idx[i] outside [lo, hi), *value = idx[*pos]; *pos = -1
+ * when all are inside. Waits for the stream (the answer is read on the host). */
+GAM_CUDA_FN(int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
+                                           int64_t *pos, int64_t *value, const char *op))
+
+/* ---- elementwise (kernels/elementwise.cu) ---------------------------------- */
+/* o[i] = a[.] op b[.] over the output shape (ndim dims, n elements); sa/sb are
+ * the element strides of a and b per output dim, 0 where broadcast. */
+GAM_CUDA_FN(int gam_cuda_binary(int op, const float *a, const float *b, float *o, int ndim,
+                                const int64_t *shape, const int64_t *sa, const int64_t *sb, int64_t n))
+/* y = f(x) for a GAM_UN_* op; s is the scalar of the scalar ops and pow */
+GAM_CUDA_FN(int gam_cuda_unary(int op, const float *x, float *y, int64_t n, float s))
+/* gx = g * f'(x), from x and y = f(x) (y may be NULL where f' does not need it) */
+GAM_CUDA_FN(int gam_cuda_unary_grad(int op, const float *g, const float *x, const float *y,
+                                    float *gx, int64_t n, float s))
+/* a += alpha * b */
+GAM_CUDA_FN(int gam_cuda_axpy(float *a, const float *b, float alpha, int64_t n))
+
+/* ---- reductions (kernels/reduce.cu); x viewed as [outer, size, inner] ---------- */
+/* q[o,i] = scale * sum_k p[o,k,i], two-stage, accumulated in double */
+GAM_CUDA_FN(int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size,
+                                   int64_t inner, double scale))
+/* p[o,k,i] = scale * g[o,i] (the gradient of a sum over k) */
+GAM_CUDA_FN(int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size,
+                                      int64_t inner, float scale))
+/* p[i] = scale * src[0] for i < n (src is one device float) */
+GAM_CUDA_FN(int gam_cuda_fill_scaled(float *p, int64_t n, const float *src, float scale))
+/* idx[o,i] = the first k of the largest p[o,k,i] (the first NaN wins, as in
+ * PyTorch); values[o,i] = that element unless values is NULL. size >= 1. */
+GAM_CUDA_FN(int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t outer,
+                                      int64_t size, int64_t inner))
+/* p[o, idx[o,i], i] = g[o,i]; the rest of p is left as it is (zero it first) */
+GAM_CUDA_FN(int gam_cuda_scatter_lines(const float *g, const int64_t *idx, float *p, int64_t outer,
+                                       int64_t size, int64_t inner))
+
+/* ---- softmax, gather, losses (kernels/loss.cu) ------------------------------ */
+/* y = softmax (log_out 0) or log_softmax (1) of x along the middle axis */
+GAM_CUDA_FN(int gam_cuda_softmax(const float *x, float *y, int64_t outer, int64_t size,
+                                 int64_t inner, int log_out))
+/* gx from g and y (the forward's output), as ops_loss.c's softmax_backward */
+GAM_CUDA_FN(int gam_cuda_softmax_grad(const float *g, const float *y, float *gx, int64_t outer,
+                                      int64_t size, int64_t inner, int log_out))
+/* q[o,j,i] = p[o, idx[o,j,i], i]; p is [outer, size, inner], q and idx [outer, osize, inner] */
+GAM_CUDA_FN(int gam_cuda_gather(const float *p, const int64_t *idx, float *q, int64_t outer,
+                                int64_t size, int64_t osize, int64_t inner))
+/* p[o, idx[o,j,i], i] += g[o,j,i], in j order for every (o,i) */
+GAM_CUDA_FN(int gam_cuda_gather_grad(const float *g, const int64_t *idx, float *p, int64_t outer,
+                                     int64_t size, int64_t osize, int64_t inner))
+/* loss[r] = ent - sum_c q_c logp[r,c], q_c = on for c = target[r], off elsewhere */
+GAM_CUDA_FN(int gam_cuda_ce_forward(const float *logp, const int64_t *target, float *loss,
+                                    int64_t rows, int64_t k, double on, double off, double ent))
+/* gx[r,c] = g[r] * (exp(logp[r,c]) - q_c) */
+GAM_CUDA_FN(int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target,
+                                     float *gx, int64_t rows, int64_t k, float on, float off))
+
+/* ---- linear algebra (kernels/linalg.cu) ------------------------------------- */
+/* row-major C[m,n] = op(A) op(B) + beta C through cuBLAS sgemm (no TF32);
+ * ta: A is stored [k,m]; tb: B is stored [n,k] */
+GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
+                              const float *b, float *c, float beta))
+
+#undef GAM_CUDA_FN
+
+#ifdef __cplusplus
+}
+#endif
+#endif
