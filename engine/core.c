@@ -157,10 +157,18 @@ static void device_empty_cache(void) {
   memset(dcache, 0, sizeof dcache);
   stats.device_cached_bytes = 0;
   pthread_mutex_unlock(&mem_lock);
+  int any = 0;
+  for (int h = 0; h < CACHE_BUCKETS; h++) any |= lists[h] != NULL;
+  if (!any) return;
+  /* queued kernels may still use these blocks: let them finish first (an
+   * error they raise is reported by the next op that waits) */
+  char saved[1024];
+  snprintf(saved, sizeof saved, "%s", gam_last_error());
+  if (gam_cuda__sync("empty_cache") != 0) gam__err("%s", saved);
   for (int h = 0; h < CACHE_BUCKETS; h++) {
     for (cached_block *c = lists[h], *next; c; c = next) {
       next = c->next;
-      gam_cuda__free(c->p); /* cudaFree waits for the device first */
+      gam_cuda__free(c->p);
       free(c);
     }
   }

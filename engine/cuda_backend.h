@@ -4,11 +4,11 @@
  *   1. gam_cuda__*: the runtime (kernels/runtime.cu): lazy initialisation,
  *      the one stream every kernel, copy, cuBLAS and cuDNN call runs on, the
  *      library handles, raw device memory, copies, synchronisation.
- *   2. gam_cuda_*: host-side launch wrappers of the kernels in kernels/*.cu.
+ *   2. gam_cuda_*: host-side launch wrappers of the kernels (kernels/ folder).
  *      Each returns 0, or -1 with the engine error set (naming the op).
  *
  * The C files call these only from their device branches
- * (`if (x->device == GAM_CUDA) ...`). In a build without CUDA (GAM_CUDA not
+ * (`if (x->device == GAM_CUDA) ...`). In a build without CUDA (GAM_HAVE_CUDA not
  * defined) every function here is a static inline stub that reports "the cuda
  * device is not available in this build"; no CUDA tensor can be made there,
  * so the branches are never taken, but they compile and the C files need no
@@ -27,8 +27,15 @@
  *   - No math mode trades accuracy: kernels are compiled without fast math,
  *     and cuBLAS runs in CUBLAS_DEFAULT_MATH (full float32, no TF32).
  *
- * Phase 2 (cuDNN layers, fused optimiser kernels) adds its wrappers below in
- * the same style; cuDNN's handle and a cached workspace are here already. */
+ * Porting an op (phase 2: cuDNN layers, fused optimiser kernels): check its
+ * tensors with gam__check_dev / gam__check_float_dev (plain gam__check refuses
+ * cuda tensors, so an op without a device branch fails with a clear error
+ * instead of reading device memory on the host), require one device
+ * (gam__same_device), make outputs with gam__new(..., x->device, ...), and
+ * call a wrapper declared below in the same style. Scalars that later kernels
+ * consume (norms, cosines) can stay in device memory: pass device pointers
+ * between wrappers and read them on the host only through a D2H copy. The
+ * cuDNN handle and a cached workspace are here already. */
 #ifndef GAM_CUDA_BACKEND_H
 #define GAM_CUDA_BACKEND_H
 #include <stddef.h>
@@ -56,7 +63,7 @@ enum { GAM_UN_NEG, GAM_UN_EXP, GAM_UN_LOG, GAM_UN_SQRT, GAM_UN_ABS, GAM_UN_RELU,
 /* Directions of gam_cuda__memcpy. */
 enum { GAM_COPY_H2D, GAM_COPY_D2H, GAM_COPY_D2D };
 
-#ifdef GAM_CUDA
+#ifdef GAM_HAVE_CUDA
 #define GAM_CUDA_FN(decl) decl;
 #else
 #define GAM_CUDA_FN(decl) \
@@ -69,7 +76,7 @@ enum { GAM_COPY_H2D, GAM_COPY_D2H, GAM_COPY_D2D };
  * gam_cuda__init does), 0 when not; no error is set.
  * gam_cuda__ready: 1 once gam_cuda__init has succeeded; never touches the
  * CUDA runtime. */
-#ifdef GAM_CUDA
+#ifdef GAM_HAVE_CUDA
 static inline int gam_cuda__built(void) { return 1; }
 int gam_cuda__available(void);
 int gam_cuda__ready(void);
@@ -106,7 +113,8 @@ GAM_CUDA_FN(int gam_cuda__stream(void **stream))
 GAM_CUDA_FN(int gam_cuda__cublas(void **handle))
 GAM_CUDA_FN(int gam_cuda__cudnn(void **handle, const char *op))
 /* A scratch buffer of at least bytes (cuDNN workspaces), kept and grown as
- * needed; valid until the next call. Stream-ordered like everything else. */
+ * needed; valid until the next call. Stream-ordered like everything else. It
+ * comes from the caching allocator, so it counts in device_live_bytes. */
 GAM_CUDA_FN(int gam_cuda__workspace(void **p, size_t bytes, const char *op))
 
 /* ---- copies, fills, conversions (kernels/copy.cu) ------------------------- */

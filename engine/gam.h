@@ -164,6 +164,10 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
 /* 0: direct kernels (default, PyTorch's choice); 1: Winograd for 3x3 stride-1 convs (faster, ~1e-5 rel. error) */
 int gam_conv2d_set_algorithm(int algorithm);
 int gam_conv2d_get_algorithm(void);
+/* The cache of oneDNN primitives per convolution shape (default 512 shapes,
+ * least recently used evicted). Setting the capacity empties the cache. */
+int gam_conv2d_set_cache_capacity(int capacity);
+int gam_conv2d_cache_size(void);
 /* Batch norm over (N, H, W) per channel; x may also be [N,C]. running_mean/var
  * (both or neither) are updated in place when training: (1-m) r + m stat, with
  * the unbiased batch variance; momentum 0 leaves them untouched. weight/bias may

@@ -221,19 +221,51 @@ static int winograd_fits(const conv_shape *s) {
          s->dw == 1 && s->c >= 16 && s->o >= 16;
 }
 
-/* ---- the plan cache: a few dozen shapes, least recently used goes ---------- */
-enum { PLAN_CACHE = 64 };
-static conv_plan *plans[PLAN_CACHE];
+/* ---- the plan cache: least recently used goes --------------------------------
+ * A plan with all three passes costs ~20 ms and ~0.4 MB (JIT code, reorders)
+ * to make. ResNets use a dozen shapes per batch size, but PyramidNets widen at
+ * every block (PyramidNet-272: ~270 shapes), so the default holds 512 plans;
+ * a linear scan of them costs microseconds, a convolution far more. */
+enum { PLAN_CACHE_MAX = 4096 };
+static conv_plan *plans[PLAN_CACHE_MAX];
+static int plan_capacity = 512;
 static uint64_t plan_clock;
 static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int gam_conv2d_set_cache_capacity(int capacity) {
+  GAM_CHECK(capacity >= 1 && capacity <= PLAN_CACHE_MAX,
+            "conv2d: cache capacity must be in 1..%d, got %d", PLAN_CACHE_MAX, capacity);
+  pthread_mutex_lock(&plan_lock);
+  for (int k = 0; k < PLAN_CACHE_MAX; k++) { /* start afresh */
+    if (plans[k]) plan_destroy(plans[k]);
+    plans[k] = NULL;
+  }
+  plan_capacity = capacity;
+  pthread_mutex_unlock(&plan_lock);
+  return 0;
+}
+
+int gam_conv2d_cache_size(void) {
+  int n = 0;
+  pthread_mutex_lock(&plan_lock);
+  for (int k = 0; k < plan_capacity; k++) n += plans[k] != NULL;
+  pthread_mutex_unlock(&plan_lock);
+  return n;
+}
 
 /* The plan for s with pass `which` ready, or NULL + error. Caller holds plan_lock. */
 static conv_plan *plan_get(const conv_shape *s, int which) {
   conv_plan *pl = NULL;
-  int slot = 0;
-  for (int k = 0; k < PLAN_CACHE; k++) {
-    if (plans[k] && memcmp(&plans[k]->s, s, sizeof *s) == 0) { pl = plans[k]; break; }
-    if (!plans[k] || (plans[slot] && plans[k]->last_use < plans[slot]->last_use)) slot = k;
+  int slot = -1; /* an empty slot, else the least recently used */
+  for (int k = 0; k < plan_capacity; k++) {
+    if (!plans[k]) {
+      if (slot < 0 || plans[slot]) slot = k;
+    } else if (memcmp(&plans[k]->s, s, sizeof *s) == 0) {
+      pl = plans[k];
+      break;
+    } else if (slot < 0 || (plans[slot] && plans[k]->last_use < plans[slot]->last_use)) {
+      slot = k;
+    }
   }
   if (!pl) {
     pl = calloc(1, sizeof *pl);
@@ -367,8 +399,6 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
   GAM_CHECK(x->ndim == 4, "conv2d: input must be 4-D [N, C, H, W], got %s", gam__shape_str(x, b1));
   GAM_CHECK(w->ndim == 4, "conv2d: weight must be 4-D [out, in, kh, kw], got %s",
             gam__shape_str(w, b1));
-  GAM_CHECK(x->device == GAM_CPU && w->device == GAM_CPU,
-            "conv2d: only the cpu device is available in this build");
   GAM_CHECK(x->shape[1] == w->shape[1], "conv2d: input has %lld channels, weight expects %lld",
             (long long)x->shape[1], (long long)w->shape[1]);
   GAM_CHECK(w->shape[0] > 0 && w->shape[1] > 0 && w->shape[2] > 0 && w->shape[3] > 0,

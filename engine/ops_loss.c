@@ -149,7 +149,7 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
   split_at(a, d, &outer, &size, &inner);
   const int64_t *ip = gam__i64(index);
   if (index->device == GAM_CUDA) {
-    int64_t pos, value;
+    int64_t pos = -1, value = 0;
     GAM_TRY(gam_cuda_find_out_of_range(ip, index->numel, 0, size, &pos, &value, "gather"));
     GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value,
               (long long)size);
@@ -201,7 +201,7 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
             gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
   const int64_t *tp = gam__i64(target);
   if (target->device == GAM_CUDA) {
-    int64_t pos, value;
+    int64_t pos = -1, value = 0;
     GAM_TRY(gam_cuda_find_out_of_range(tp, target->numel, 0, logits->shape[1], &pos, &value, name));
     GAM_CHECK(pos < 0, "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
               (long long)value, (long long)pos + 1, (long long)logits->shape[1]);

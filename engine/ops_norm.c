@@ -99,7 +99,9 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
   if (gx) rc = gam__accumulate(n, 0, gx);
   if (rc == 0 && gw) rc = gam__accumulate(n, 1, gw);
   if (rc == 0 && gb) rc = gam__accumulate(n, 2, gb);
-  gam__fail(3, gx, gw, gb);
+  gam_release(gx);
+  gam_release(gw);
+  gam_release(gb);
   return rc;
 }
 

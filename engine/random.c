@@ -1,6 +1,8 @@
 /* random.c — one seeded generator (xoroshiro128++) for every random tensor.
  * The same seed gives the same numbers on every run and thread count: values
- * are drawn in element order on one thread. */
+ * are drawn in element order on one thread. Random tensors asked for on the
+ * cuda device are drawn here and copied (lua/gam/tensor.lua), so a seed gives
+ * the same values on both devices. */
 #include "internal.h"
 #include <math.h>
 

@@ -231,7 +231,7 @@ static int transfer(gam_tensor **out, gam_tensor *t, int device, const char *op)
 
 /* the gradient goes back to the input's device */
 static int to_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *gx;
+  gam_tensor *gx = NULL;
   GAM_TRY(transfer(&gx, g, n->inputs[0]->device, "to backward"));
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -247,7 +247,7 @@ int gam_to_device(gam_tensor **out, gam_tensor *t, int device) {
     return 0;
   }
   if (device == GAM_CUDA) GAM_TRY(gam__cuda_require("to"));
-  gam_tensor *r;
+  gam_tensor *r = NULL;
   GAM_TRY(transfer(&r, t, device, "to"));
   if (gam__grad_needed(1, &t) && !gam__record(r, "to", to_backward, 1, &t)) return gam__fail(1, r);
   *out = r;
@@ -293,7 +293,7 @@ int gam_item(const gam_tensor *t, double *value) {
   GAM_CHECK(t->numel == 1, "item: tensor has %lld elements, expected exactly one",
             (long long)t->numel);
   if (t->device == GAM_CUDA) { /* the element to the host (waits for the device) */
-    union { float f; int64_t i; uint8_t u; } v;
+    union { float f; int64_t i; uint8_t u; } v = {.i = 0};
     GAM_TRY(gam_cuda__memcpy(&v, gam__data(t), nbytes(t), GAM_COPY_D2H, "item"));
     *value = t->dtype == GAM_FLOAT32 ? v.f : t->dtype == GAM_INT64 ? (double)v.i : v.u;
     return 0;
@@ -638,7 +638,7 @@ int gam_allclose(const gam_tensor *a, const gam_tensor *b, double rtol, double a
   *result = 0;
   if (!gam__same_shape(a, b)) return 0;
   if (a->device == GAM_CUDA) { /* compare host copies */
-    gam_tensor *ha, *hb;
+    gam_tensor *ha = NULL, *hb = NULL;
     GAM_TRY(transfer(&ha, (gam_tensor *)a, GAM_CPU, "allclose"));
     if (transfer(&hb, (gam_tensor *)b, GAM_CPU, "allclose") != 0) return gam__fail(1, ha);
     int rc = gam_allclose(ha, hb, rtol, atol, result);

@@ -12,6 +12,10 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#ifndef GAM_CUDA_ARCH
+#define GAM_CUDA_ARCH 90  // the Makefile passes CUDA_ARCH
+#endif
+
 namespace {
 
 pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,16 +32,31 @@ void setup() {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
-    snprintf(failure, sizeof failure, "no CUDA device is available (%s)",
+    snprintf(failure, sizeof failure,
+             "no CUDA device is available, so no cuda tensor can be made (cudaGetDeviceCount: %s)",
              e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports no device");
     cudaGetLastError();  // not sticky: clear it
     __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
     return;
   }
-  e = cudaSetDevice(0);
+  // The kernels were compiled for one architecture (sm_GAM_CUDA_ARCH plus its
+  // PTX, which later devices can run): an older device cannot run them.
+  int major = 0, minor = 0;
+  e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  if (e == cudaSuccess && major * 10 + minor < GAM_CUDA_ARCH) {
+    snprintf(failure, sizeof failure,
+             "the CUDA device has compute capability %d.%d, but libgam was built for %d.%d and "
+             "later: rebuild with CUDA_ARCH=%d%d",
+             major, minor, GAM_CUDA_ARCH / 10, GAM_CUDA_ARCH % 10, major, minor);
+    __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
+    return;
+  }
+  if (e == cudaSuccess) e = cudaSetDevice(0);
   if (e == cudaSuccess) e = cudaStreamCreate(&the_stream);
   if (e != cudaSuccess) {
-    snprintf(failure, sizeof failure, "no CUDA device is available (device 0: %s)",
+    snprintf(failure, sizeof failure,
+             "no CUDA device is available, so no cuda tensor can be made (device 0: %s)",
              cudaGetErrorString(e));
     cudaGetLastError();
     __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
@@ -123,8 +142,12 @@ int gam_cuda__memcpy(void *dst, const void *src, size_t bytes, int kind, const c
 int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                        size_t height, const char *op) {
   if (width == 0 || height == 0) return 0;
-  cudaError_t e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height,
-                                    cudaMemcpyDeviceToDevice, the_stream);
+  cudaError_t e;
+  if (height == 1 || (dpitch == width && spitch == width))  // contiguous: one plain copy
+    e = cudaMemcpyAsync(dst, src, width * height, cudaMemcpyDeviceToDevice, the_stream);
+  else
+    e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice,
+                          the_stream);
   return e == cudaSuccess ? 0 : failed(op, "a strided copy", e);
 }
 

@@ -4,7 +4,7 @@
 --
 --   gamlua scripts/bench_layers.lua [--threads N] [--batches 32,128]
 --                                   [--models resnet18_c,cnn_small] [--iters K] [--no-torch]
---                                   [--winograd]
+--                                   [--winograd] [--cpu-time]
 --
 -- One iteration: logits = model(x) in training mode (batch-norm statistics),
 -- loss = mean cross-entropy, loss:backward(), gradients zeroed in place.
@@ -12,7 +12,9 @@
 -- gamlua / PyTorch (below 1 means gamlua is faster). --winograd runs gamlua's
 -- 3x3 stride-1 convolutions through oneDNN's Winograd kernels (F.set_conv_algorithm).
 -- Medians damp the noise of a shared machine, but numbers from a busy machine
--- are still only indicative.
+-- are still only indicative. --cpu-time measures process CPU time instead of
+-- wall time on both sides: with --threads 1 it barely moves when other
+-- processes compete for the cores (with more threads it counts spinning too).
 local ffi = require 'ffi'
 local gam = require 'gam'
 local F = gam.F
@@ -22,14 +24,16 @@ typedef struct { long tv_sec; long tv_nsec; } gam_bench_timespec;
 int clock_gettime(int clk, gam_bench_timespec *ts);
 ]])
 local ts = ffi.new('gam_bench_timespec')
+local CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID = 1, 2
+local clock = CLOCK_MONOTONIC
 local function now()
-  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  ffi.C.clock_gettime(clock, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
 -- ---- options -----------------------------------------------------------------------
 local opt = {threads = gam.get_num_threads(), batches = {32, 128}, models = {'resnet18_c', 'cnn_small'},
-             iters = nil, torch = true, winograd = false}
+             iters = nil, torch = true, winograd = false, cpu_time = false}
 local function split(s, conv)
   local r = {}
   for v in s:gmatch('[^,]+') do r[#r + 1] = conv and conv(v) or v end
@@ -44,11 +48,13 @@ while i <= #arg do
   elseif a == '--iters' then opt.iters = tonumber(arg[i + 1]); i = i + 1
   elseif a == '--no-torch' then opt.torch = false
   elseif a == '--winograd' then opt.winograd = true
+  elseif a == '--cpu-time' then opt.cpu_time = true
   else error('bench_layers: unknown argument ' .. a .. ' (see the header of scripts/bench_layers.lua)', 0) end
   i = i + 1
 end
 gam.set_num_threads(opt.threads)
 if opt.winograd then F.set_conv_algorithm('winograd') end
+if opt.cpu_time then clock = CLOCK_PROCESS_CPUTIME_ID end
 
 local SPEC = {
   resnet18_c = {input = {3, 32, 32}, iters = {[32] = 6, [128] = 3}},
@@ -96,6 +102,7 @@ local TORCH = [[
 import sys, time, statistics
 import torch, torch.nn as nn, torch.nn.functional as F
 threads, name, batch, iters = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+clock = time.process_time if sys.argv[5] == 'cpu' else time.perf_counter
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -147,7 +154,7 @@ def step():
 step(); step()
 times = []
 for _ in range(iters):
-    t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+    t0 = clock(); step(); times.append(clock() - t0)
 print('TIME %.9f' % statistics.median(times))
 ]]
 
@@ -156,7 +163,8 @@ local function bench_torch(name, batch, iters)
   local f = assert(io.open(path, 'w'))
   f:write(TORCH)
   f:close()
-  local p = io.popen(string.format('/usr/bin/python3 %s %d %s %d %d 2>&1', path, opt.threads, name, batch, iters))
+  local p = io.popen(string.format('/usr/bin/python3 %s %d %s %d %d %s 2>&1', path, opt.threads, name, batch,
+                                   iters, opt.cpu_time and 'cpu' or 'wall'))
   local out = p:read('*a')
   p:close()
   os.remove(path)
@@ -169,8 +177,8 @@ local function bench_torch(name, batch, iters)
 end
 
 -- ---- run -----------------------------------------------------------------------------
-print(string.format('bench_layers: forward+backward per iteration, %d thread(s), median of K iterations%s',
-                    opt.threads, opt.winograd and ', gamlua convs: winograd' or ''))
+print(string.format('bench_layers: forward+backward per iteration, %d thread(s), median %s time of K iterations%s',
+                    opt.threads, opt.cpu_time and 'CPU' or 'wall', opt.winograd and ', gamlua convs: winograd' or ''))
 print(string.format('%-12s %6s %4s %12s %12s %8s', 'model', 'batch', 'K', 'gamlua ms', 'pytorch ms', 'ratio'))
 for _, name in ipairs(opt.models) do
   if not SPEC[name] then error('bench_layers: unknown model ' .. name .. ' (resnet18_c or cnn_small)', 0) end

@@ -188,14 +188,25 @@ describe('conv2d', function()
     grad_check(function(t) return F.conv2d(t[1], t[2], t[3], {padding = 1}) end, inputs, {eps = 0.5})
   end)
 
-  it('is repeatable across calls and after many other shapes (primitive cache)', function()
-    local x, w = from(rand_data({2, 4, 6, 6}, 1)), from(rand_data({5, 4, 3, 3}, 2))
-    local first = F.conv2d(x, w, nil, {padding = 1}):tolist()
-    assert.are.same(first, F.conv2d(x, w, nil, {padding = 1}):tolist())
-    for n = 1, 70 do -- more distinct shapes than the cache holds
-      F.conv2d(gam.randn({n, 2, 3, 3}), gam.randn({2, 2, 2, 2}))
-    end
-    assert.are.same(first, F.conv2d(x, w, nil, {padding = 1}):tolist())
+  it('is repeatable across calls and after its primitives were evicted from the cache', function()
+    local C = require 'gam.lib'
+    assert.are.equal(0, C.gam_conv2d_set_cache_capacity(4))
+    local ok, err = pcall(function()
+      local x, w = from(rand_data({2, 4, 6, 6}, 1)), from(rand_data({5, 4, 3, 3}, 2))
+      local first = F.conv2d(x, w, nil, {padding = 1}):tolist()
+      assert.are.same(first, F.conv2d(x, w, nil, {padding = 1}):tolist())
+      assert.are.equal(1, C.gam_conv2d_cache_size())
+      for n = 1, 6 do -- more distinct shapes than the cache holds, with backward passes
+        local xi = gam.randn({n, 2, 3, 3}, {requires_grad = true})
+        F.conv2d(xi, gam.randn({2, 2, 2, 2}, {requires_grad = true})):sum():backward()
+      end
+      assert.are.equal(4, C.gam_conv2d_cache_size())
+      assert.are.same(first, F.conv2d(x, w, nil, {padding = 1}):tolist())
+    end)
+    assert.are.equal(0, C.gam_conv2d_set_cache_capacity(512))
+    assert(ok, err)
+    assert.are.equal(0, C.gam_conv2d_cache_size())
+    assert.are_not.equal(0, C.gam_conv2d_set_cache_capacity(0))
   end)
 
   it('winograd algorithm agrees with direct (values and gradients), and can be switched back', function()

@@ -9,7 +9,8 @@ local tensor = require 'gam.tensor'
 local gam = {}
 for _, k in ipairs {'tensor', 'zeros', 'ones', 'full', 'empty', 'rand', 'randn', 'randint', 'randperm',
                     'arange', 'cat', 'manual_seed', 'rng_state', 'set_rng_state', 'from_buffer',
-                    'memory', 'empty_cache', 'set_num_threads', 'get_num_threads', 'scope', 'keep',
+                    'memory', 'empty_cache', 'cuda_built', 'cuda_available', 'synchronize',
+                    'set_num_threads', 'get_num_threads', 'scope', 'keep',
                     'release', 'no_grad', 'enable_grad', 'is_grad_enabled', 'is_tensor', 'Tensor'} do
   gam[k] = tensor[k]
 end

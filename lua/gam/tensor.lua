@@ -309,9 +309,16 @@ local function shape_and_opts(op, ...)
   return shape, opts
 end
 
-local function finish_creation(h, o)
+-- Tensors made on the cpu (random ones, from data) move to o.device, and
+-- then become leaves that require grad if asked to.
+local function finish_creation(h, o, op_name)
+  local dev = device_arg(o.device, op_name or 'tensor')
+  if dev ~= C.GAM_CPU and T(h, 'to', 'tensor').device ~= dev then
+    local d = op(C.gam_to_device, T(h, 'to', 'tensor'), dev)
+    M.release(h)
+    h = d
+  end
   if o.requires_grad then h:requires_grad_(true) end
-  if o.device and o.device ~= 'cpu' then return h:to(o.device) end
   return h
 end
 
@@ -319,14 +326,16 @@ function M.empty(...)
   local s, o = shape_and_opts('empty', ...)
   o = opts_of(o, 'empty')
   local buf, n = shape_arg('empty', s)
-  return finish_creation(op(C.gam_empty, dtype_arg(o.dtype, 'empty'), C.GAM_CPU, n, buf), o)
+  return finish_creation(op(C.gam_empty, dtype_arg(o.dtype, 'empty'), device_arg(o.device, 'empty'),
+                            n, buf), o, 'empty')
 end
 
 local function full(name, s, value, o)
   o = opts_of(o, name)
   local buf, n = shape_arg(name, s)
   num_arg(value, name, 'value')
-  return finish_creation(op(C.gam_full, dtype_arg(o.dtype, name), C.GAM_CPU, n, buf, value), o)
+  return finish_creation(op(C.gam_full, dtype_arg(o.dtype, name), device_arg(o.device, name), n, buf,
+                            value), o, name)
 end
 --- gam.full(shape, value, opts)
 function M.full(s, value, o) return full('full', s, value, o) end
@@ -468,6 +477,13 @@ function M.memory()
           device_cached_bytes = tonumber(s.device_cached_bytes)}
 end
 function M.empty_cache() check(C.gam_empty_cache()) end
+
+--- gam.cuda_built(): libgam was compiled with the CUDA backend
+function M.cuda_built() return C.gam_cuda_built() ~= 0 end
+--- gam.cuda_available(): a CUDA device can be used (false, quietly, without one)
+function M.cuda_available() return C.gam_cuda_available() ~= 0 end
+--- gam.synchronize(): waits for the device's queued work (timing); no-op without one
+function M.synchronize() check(C.gam_cuda_synchronize()) end
 
 function M.set_num_threads(n)
   int_arg(n, 'set_num_threads', 'n', 1, 4096)

@@ -1,0 +1,124 @@
+-- The CUDA backend as seen from a run without a GPU (the CPU suite): that it
+-- was compiled when it should have been, that a machine without a device says
+-- so clearly (and says nothing otherwise), and that memory stats carry the
+-- device fields. On a machine with a GPU the same file checks the other side:
+-- the device is found and a tensor makes the round trip.
+-- The GPU's own tests are tests/cuda/ops_cuda.lua (`make test-cuda`).
+local gam = require 'gam'
+
+local function dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
+local GAMLUA = dirname(_GAMLUA.lib) .. '/gamlua' -- the host beside the library under test
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- stdout and stderr of a shell command, and its exit code
+local function run(cmd)
+  local p = io.popen(cmd .. ' 2>&1; echo "__exit=$?"')
+  local out = p:read('*a')
+  p:close()
+  local code = tonumber(out:match('__exit=(%d+)%s*$'))
+  return (out:gsub('__exit=%d+%s*$', '')), code
+end
+
+local function exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- nvcc where the Makefile looks for it: $CUDA_HOME/bin, /usr/local/cuda/bin, the PATH
+local function nvcc_found()
+  local home = os.getenv('CUDA_HOME')
+  if home and home ~= '' and exists(home .. '/bin/nvcc') then return true end
+  if exists('/usr/local/cuda/bin/nvcc') then return true end
+  local out, code = run('command -v nvcc')
+  return code == 0 and out:find('nvcc') ~= nil
+end
+
+-- a GPU this process may use: an NVIDIA device node, not hidden by CUDA_VISIBLE_DEVICES
+local function gpu_present()
+  local vis = os.getenv('CUDA_VISIBLE_DEVICES')
+  if vis == '' or vis == '-1' then return false end
+  return exists('/dev/nvidia0')
+end
+
+local function errmsg(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, 'expected an error, the call succeeded')
+  return tostring(err)
+end
+
+describe('the CUDA backend build', function()
+  it('is compiled in exactly when the build asked for it (make sets GAM_EXPECT_CUDA; else: nvcc exists)', function()
+    local expect = os.getenv('GAM_EXPECT_CUDA')
+    local want
+    if expect == '1' then want = true
+    elseif expect == '0' then want = false
+    else want = nvcc_found() end
+    assert.are.equal(want, gam.cuda_built(),
+                     'GAM_EXPECT_CUDA=' .. tostring(expect) .. ', nvcc found: ' .. tostring(nvcc_found()))
+  end)
+
+  it('reports device memory in gam.memory()', function()
+    local m = gam.memory()
+    assert.are.equal('number', type(m.device_live_bytes))
+    assert.are.equal('number', type(m.device_cached_bytes))
+    assert.is_true(m.device_live_bytes >= 0 and m.device_cached_bytes >= 0)
+    assert.is_true(m.live_bytes >= m.device_live_bytes) -- live_bytes counts every device
+  end)
+end)
+
+if not gpu_present() then
+  describe('without a GPU', function()
+    it('cuda_available() is false and cuda tensors are a clear error', function()
+      assert.is_false(gam.cuda_available())
+      local want = gam.cuda_built() and 'no CUDA device is available' or 'not available in this build'
+      local e = errmsg(function() return gam.zeros({2}):to('cuda') end)
+      assert.truthy(e:find('to: ', 1, true) and e:find(want, 1, true) and e:find('cuda', 1, true), e)
+      e = errmsg(function() return gam.zeros({2}, {device = 'cuda'}) end)
+      assert.truthy(e:find(want, 1, true), e)
+      e = errmsg(function() return gam.randn({2, 3}, {device = 'cuda'}) end)
+      assert.truthy(e:find(want, 1, true), e)
+      e = errmsg(function() return gam.ones(2):cuda() end)
+      assert.truthy(e:find(want, 1, true), e)
+      -- asking again gives the same answer, and no device memory was taken
+      assert.is_false(gam.cuda_available())
+      assert.are.equal(0, gam.memory().device_live_bytes)
+      assert.are.equal(0, gam.memory().device_cached_bytes)
+    end)
+
+    it('leaves a CPU run quiet: nothing is printed, however CUDA is asked for', function()
+      local code = [[
+        local gam = require 'gam'
+        local x = gam.ones(3) * 2
+        gam.synchronize()
+        gam.empty_cache()
+        local ok = pcall(function() return x:to('cuda') end)
+        io.write(tostring(gam.cuda_available()), ' ', tostring(ok), ' ', x:sum():item())
+      ]]
+      local out, rc = run(q(GAMLUA) .. ' -e ' .. q(code))
+      assert.are.equal(0, rc, out)
+      assert.are.equal('false false 6', out)
+    end)
+  end)
+else
+  describe('with a GPU', function()
+    it('cuda_available() is true and a tensor makes the round trip', function()
+      assert.is_true(gam.cuda_built(), 'a GPU is present but libgam was built without CUDA')
+      assert.is_true(gam.cuda_available())
+      local x = gam.tensor{{1, 2}, {3, 4}}
+      local d = x:to('cuda')
+      assert.are.equal('cuda', d:device())
+      assert.are.same({{1, 2}, {3, 4}}, d:to('cpu'):totable())
+    end)
+  end)
+end
+
+describe('devices', function()
+  it('an unknown device is a clear error', function()
+    local e = errmsg(function() return gam.ones(2):to('tpu') end)
+    assert.truthy(e:find('tpu', 1, true), e)
+    e = errmsg(function() return gam.ones({2}, {device = 'gpu'}) end)
+    assert.truthy(e:find("unknown device 'gpu'", 1, true), e)
+  end)
+end)
