@@ -187,6 +187,119 @@ GAM_CUDA_FN(int gam_cuda_ce_backward(const float *g, const float *logp, const in
 GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
                               const float *b, float *c, float beta))
 
+/* ---- convolution through cuDNN (kernels/conv.cu) ------------------------------
+ * x [n,c,h,w], w [o,c,kh,kw], y [n,o,oh,ow], b [o]; strides, padding,
+ * dilation as in ops_conv.c; n >= 1. Every shape gets its cuDNN descriptors
+ * and its three algorithms once (heuristics, FMA math only: no TF32), and
+ * the workspace is the runtime's cached one. */
+typedef struct gam_conv_geom {
+  int64_t n, c, h, w, o, kh, kw, oh, ow;
+  int sh, sw, ph, pw, dh, dw;
+} gam_conv_geom;
+/* y = conv(x, w) (+ b when b is not NULL) */
+GAM_CUDA_FN(int gam_cuda_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w,
+                                        const float *b, float *y))
+/* dx = the gradient w.r.t. x of sum(dy * conv(x, w)) */
+GAM_CUDA_FN(int gam_cuda_conv2d_backward_data(const gam_conv_geom *g, const float *dy,
+                                              const float *w, float *dx))
+/* dw (when not NULL) and db (when not NULL) from x and dy */
+GAM_CUDA_FN(int gam_cuda_conv2d_backward_filter(const gam_conv_geom *g, const float *x,
+                                                const float *dy, float *dw, float *db))
+/* shapes with their cuDNN plans cached (for tests) */
+GAM_CUDA_FN(int gam_cuda_conv2d_plans(int *count))
+
+/* ---- batch norm (kernels/norm.cu); x, y [n, c, inner] --------------------------
+ * Training through cuDNN (spatial mode): normalises with the batch mean and
+ * biased variance, writes stats[0..c) = mean and stats[c..2c) = 1/sqrt(var+eps)
+ * and, when rm/rv are not NULL, moves the running statistics by
+ * (1-momentum) r + momentum stat with cuDNN's unbiased variance (the caller
+ * passes NULL for momentum 0: the statistics are then not touched at all).
+ * weight/bias may be NULL (1 and 0). */
+GAM_CUDA_FN(int gam_cuda_bn_train_forward(const float *x, float *y, int64_t n, int64_t c,
+                                          int64_t inner, const float *weight, const float *bias,
+                                          float *rm, float *rv, double momentum, double eps,
+                                          float *stats))
+/* From the forward's stats: dx, dw, db, each skipped when NULL. */
+GAM_CUDA_FN(int gam_cuda_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n,
+                                           int64_t c, int64_t inner, const float *weight,
+                                           float *dw, float *db, double eps, const float *stats))
+/* Evaluation with the running statistics (plain kernels, ops_norm.c's
+ * formulas in double): y = a x + s0 per channel, stats as above. */
+GAM_CUDA_FN(int gam_cuda_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c,
+                                         int64_t inner, const float *weight, const float *bias,
+                                         const float *rm, const float *rv, double eps, float *stats))
+/* dx = weight invstd dy; dw = sum dy (x - mean) invstd; db = sum dy (NULL: skipped) */
+GAM_CUDA_FN(int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n,
+                                          int64_t c, int64_t inner, const float *weight, float *dw,
+                                          float *db, const float *stats))
+
+/* ---- pooling (kernels/pool.cu): ops_pool.c's loops, one thread per output
+ * (forward) or per input element (backward, gathering the windows that cover
+ * it in the cpu's order), so both backends give the same bits ------------------ */
+typedef struct gam_pool_geom {
+  int64_t planes, h, w, oh, ow;
+  int kh, kw, sh, sw, ph, pw;
+} gam_pool_geom;
+/* y and, when idx is not NULL, the flat in-plane index of each maximum */
+GAM_CUDA_FN(int gam_cuda_max_pool_forward(const gam_pool_geom *g, const float *x, float *y,
+                                          int64_t *idx))
+GAM_CUDA_FN(int gam_cuda_max_pool_backward(const gam_pool_geom *g, const float *dy,
+                                           const int64_t *idx, float *dx))
+GAM_CUDA_FN(int gam_cuda_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y,
+                                          int count_include_pad))
+GAM_CUDA_FN(int gam_cuda_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx,
+                                           int count_include_pad))
+/* adaptive: only planes, h, w, oh, ow of g are used */
+GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y))
+GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy,
+                                                    float *dx))
+
+/* ---- fused optimiser kernels (kernels/optim.cu) ----------------------------------
+ * The passes of optim.c over flat float vectors of n elements. A step's
+ * scalars live in a device block s of GAM_OPT_NSCALARS doubles (gam.h): a
+ * reduction writes s[0] (a norm) or s[0..2] (‖a‖², ⟨a,b⟩, ‖b‖²) and, when its
+ * check code is not 0 and s[GAM_OPT_FLAG] is still 0, records a non-finite
+ * result there (flag = code, s[GAM_OPT_BAD] = the value). A later pass reads
+ * its coefficient from s itself (gam_coef), so no pass waits for the host.
+ * Reductions run in two fixed stages accumulated in double: deterministic. */
+typedef struct gam_coef {
+  int kind;             /* GAM_COEF_* */
+  double value;         /* VALUE: the coefficient; RADIUS: the radius rho */
+  const double *s;      /* the scalars block (RADIUS, DECOMPOSE) */
+} gam_coef;
+enum {
+  GAM_COEF_VALUE,       /* value */
+  GAM_COEF_RADIUS,      /* value / (s[0] + ξ) */
+  GAM_COEF_DECOMPOSE    /* s[1] / (√s[0] √s[2] + ξ) · √s[2] / (√s[0] + ξ) */
+};
+GAM_CUDA_FN(int gam_cuda_opt_norm(double *s, const float *g, const float *w, int64_t n, int code))
+GAM_CUDA_FN(int gam_cuda_opt_ascend(float *theta, float *theta_save, const float *g, float *g_save,
+                                    int64_t n, gam_coef scale, int adaptive))
+GAM_CUDA_FN(int gam_cuda_opt_dot3(double *s, const float *a, const float *b, int64_t n, int code0,
+                                  int code2))
+GAM_CUDA_FN(int gam_cuda_opt_decompose(float *h, const float *v, int64_t n, double weight, gam_coef c))
+GAM_CUDA_FN(int gam_cuda_gam_pass1(double *s, float *hplus, const float *g, const float *g0,
+                                   const float *theta0, int64_t n, double alpha, int adaptive, int code))
+GAM_CUDA_FN(int gam_cuda_gam_ascend_h0(float *theta, const float *theta0, const float *g,
+                                       const float *g0, int64_t n, gam_coef scale, int adaptive))
+GAM_CUDA_FN(int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, const float *theta,
+                                   int64_t n, double c0, double c1, int adaptive, int code))
+GAM_CUDA_FN(int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus,
+                                   int64_t n, double c, int code0, int code2))
+/* The base steps (optim.c's formulas). guard (NULL: none) is a scalars block:
+ * when its flag is set the step only restores param = src (when src is not
+ * NULL) and leaves the optimiser state untouched. */
+GAM_CUDA_FN(int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src,
+                                  int64_t n, double lr, double momentum, double dampening,
+                                  double weight_decay, int nesterov, int first, const double *guard))
+GAM_CUDA_FN(int gam_cuda_adam_step(float *param, const float *grad, float *m, float *v,
+                                   const float *src, int64_t n, double lr, double beta1,
+                                   double beta2, double eps, double weight_decay, int decoupled,
+                                   int64_t step, const double *guard))
+/* loss (one device float) non-finite and no flag yet: flag = code, bad = loss;
+ * keep: s[GAM_OPT_LOSS] = loss */
+GAM_CUDA_FN(int gam_cuda_opt_check_loss(double *s, const float *loss, int code, int keep))
+
 #undef GAM_CUDA_FN
 
 #ifdef __cplusplus

@@ -285,6 +285,46 @@ int gam_cuda_available(void);
 /* Waits until the device has finished all queued work (for timing); 0 at once
  * when the device was never used. */
 int gam_cuda_synchronize(void);
+
+/* Optimiser passes whose scalars stay on the parameters' device (optim.c; on
+ * cuda: kernels/optim.cu). A step's scalars live in a block made by
+ * gam_opt_scalars: GAM_OPT_NSCALARS float64 values (an int64 tensor holding
+ * their bits) on the device of the vectors. A reduction writes slot 0 (a
+ * norm) or slots 0-2 (‖a‖², ⟨a,b⟩, ‖b‖²); a pass that needs a coefficient
+ * computes it from the block itself: "rho" passes use rho / (s[0] + ξ), the
+ * decomposition c = s[1] / (√s[0] √s[2] + ξ) · √s[2] / (√s[0] + ξ), ξ = 1e-12
+ * (the formulas the Lua optimisers used on the host, in the same order). A
+ * check code c > 0 makes a reduction record a non-finite result: when the
+ * flag slot is still 0, flag = c and bad = the value. The guarded base steps
+ * (gam_*_step_s) only restore param = src when the flag is set. So a GAM or
+ * SAM step on the GPU queues every pass without waiting and reads the block
+ * once at its end (gam_opt_read). Everything else as the functions above. */
+enum { GAM_OPT_FLAG = 3, GAM_OPT_BAD = 4, GAM_OPT_LOSS = 5, GAM_OPT_NSCALARS = 8 };
+int gam_opt_scalars(gam_tensor **out, int device);                 /* a zeroed block */
+int gam_opt_read(const gam_tensor *s, double *out);                /* all slots to the host (waits) */
+int gam_opt_clear(gam_tensor *s);                                  /* every slot = 0 */
+/* loss: a float32 scalar tensor; keep: also s[GAM_OPT_LOSS] = loss */
+int gam_opt_check_loss(gam_tensor *s, const gam_tensor *loss, int code, int keep);
+int gam_opt_norm_s(gam_tensor *s, const gam_tensor *g, const gam_tensor *w, int code);
+int gam_opt_ascend_s(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
+                     gam_tensor *g_save, double rho, const gam_tensor *s, int adaptive);
+int gam_opt_dot3_s(gam_tensor *s, const gam_tensor *a, const gam_tensor *b, int code0, int code2);
+int gam_opt_decompose_s(gam_tensor *h, const gam_tensor *v, double weight, const gam_tensor *s);
+int gam_gam_pass1_s(gam_tensor *s, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
+                    const gam_tensor *theta0, double alpha, int adaptive, int code);
+int gam_gam_ascend_h0_s(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
+                        const gam_tensor *g0, double rho, const gam_tensor *s, int adaptive);
+int gam_gam_pass2_s(gam_tensor *s, gam_tensor *g0_hminus, const gam_tensor *g,
+                    const gam_tensor *theta, double c0, double c1, int adaptive, int code);
+int gam_gam_pass3_s(gam_tensor *s, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
+                    double c, int code0, int code2);
+int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
+                   const gam_tensor *src, double lr, double momentum, double dampening,
+                   double weight_decay, int nesterov, int first, const gam_tensor *guard);
+int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
+                    gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, int decoupled, int64_t step,
+                    const gam_tensor *guard);
 /* GAM_FFI_END */
 
 #endif

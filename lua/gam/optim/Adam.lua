@@ -50,10 +50,10 @@ function Adam:traffic()
   return 7   -- read src, g, m, v; write θ, m, v
 end
 
-function Adam:kernel(param, grad, bufs, src, lr, step)
-  tensor.check(C.gam_adam_step(param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
-                               self.betas[1], self.betas[2], self.eps, self.weight_decay,
-                               self.decoupled and 1 or 0, step))
+function Adam:kernel(param, grad, bufs, src, lr, step, guard)
+  tensor.check(C.gam_adam_step_s(param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
+                                 self.betas[1], self.betas[2], self.eps, self.weight_decay,
+                                 self.decoupled and 1 or 0, step, guard and guard.t or nil))
 end
 
 return Adam

@@ -39,24 +39,26 @@ function GSAM:hyper()
           alpha = util.current(self.__typename, 'alpha', self.alpha)}
 end
 
+-- The scalars stay in the block S on the parameters' device: the perturbation
+-- scales by rho / (S[0] + ξ), and the decomposition's coefficient
+-- cos ‖g‖ / (‖gs‖ + ξ) comes from S = {‖gs‖², ⟨gs,g⟩, ‖g‖²} (gam.h).
 function GSAM:run(h)
   local theta, g = self.flat.t, self.flat_grad.t
   local bufs = self:_buffers()
   local theta0, g0 = bufs[1], bufs[2]
-  local s = self._norms
+  local S = self:_scalars()
   local ad = self.adaptive and 1 or 0
   -- perturb, keeping θ and g
-  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm, s, g, self.adaptive and theta or nil)
-  self:_check(0, 'gradient norm', s[0])
-  self:_k(5, C.gam_opt_ascend, theta, theta0.t, g, g0.t, h.rho / (s[0] + util.XI), ad)
+  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm_s, S, g, self.adaptive and theta or nil,
+          self:_code(0, 'gradient norm'))
+  self:_check()
+  self:_k(5, C.gam_opt_ascend_s, theta, theta0.t, g, g0.t, h.rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
-  -- decompose: s = {‖gs‖², ⟨gs,g⟩, ‖g‖²}
-  self:_k(2, C.gam_opt_dot3, s, g, g0.t)
-  local ngs = self:_check(1, 'gradient norm', math.sqrt(s[0]))
-  local ng, dot = math.sqrt(s[2]), s[1]
-  local cos = dot / (ngs * ng + util.XI)
-  self:_k(3, C.gam_opt_decompose, g, g0.t, h.alpha, cos * ng / (ngs + util.XI))
+  -- decompose: S = {‖gs‖², ⟨gs,g⟩, ‖g‖²}
+  self:_k(2, C.gam_opt_dot3_s, S, g, g0.t, self:_code(1, 'gradient norm'), 0)
+  self:_check()
+  self:_k(3, C.gam_opt_decompose_s, g, g0.t, h.alpha, S)
   return theta0
 end
 

@@ -13,8 +13,11 @@
 --   Cls.state_names_for(hyper) -> {'momentum_buffer'}   kinds of flat state
 --   Cls.hyper_names  = {'lr', 'momentum', ...}          saved by state_dict
 --   Cls.traffic(self) -> vectors read + written per element by one step
---   Cls.kernel(self, param, grad, bufs, src, lr, step)  one engine call over a
---                      vector (bufs[k] = state slice of kind k, step counts from 1)
+--   Cls.kernel(self, param, grad, bufs, src, lr, step, guard)  one engine call over a
+--                      vector (bufs[k] = state slice of kind k, step counts from 1;
+--                      guard: nil, or the SAM family's scalars block, whose flag
+--                      turns the update into param = src)
+-- State lives on the parameters' device (cpu or cuda), like the kernels.
 local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
@@ -114,12 +117,14 @@ function Optimizer:_arena()
   return self._flat, self._flat_grad
 end
 
--- the state buffers, allocated on first use: self._bufs[k] is a flat vector
+-- the state buffers, allocated on first use on the parameters' device:
+-- self._bufs[k] is a flat vector
 function Optimizer:_buffers()
   if not self._bufs then
     local bufs = {}
+    local device = self.params[1]:device()
     for k, _ in ipairs(self.state_names) do
-      bufs[k] = tensor.keep(tensor.zeros({self._numel}))
+      bufs[k] = tensor.keep(tensor.zeros({self._numel}, {device = device}))
     end
     self._bufs = bufs
   end
@@ -152,7 +157,10 @@ end
 
 -- The update itself. src (a flat vector or nil): the point the step starts
 -- from instead of the current parameters; only with the arena (the SAM family).
-function Optimizer:_update(src)
+-- guard (a scalars block or nil, see gam.h): with its flag set the kernel
+-- only restores the parameters to src; the caller then undoes the step count
+-- with _unstep.
+function Optimizer:_update(src, guard)
   local lr = self:get_lr()
   local flat, grad = self:_arena()
   local steps = self.state.steps
@@ -163,7 +171,7 @@ function Optimizer:_update(src)
   end
   tensor.scope(function()
     if flat and uniform then
-      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1)
+      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1, guard)
       for i = 1, #steps do steps[i] = steps[i] + 1 end
     else
       for i, p in ipairs(self.params) do
@@ -175,6 +183,12 @@ function Optimizer:_update(src)
       end
     end
   end)
+end
+
+-- takes back the step count of an update that the guard turned into a restore
+function Optimizer:_unstep()
+  local steps = self.state.steps
+  for i = 1, #steps do steps[i] = steps[i] - 1 end
 end
 
 --- opt:zero_grad(): zeroes every gradient in place

@@ -36,19 +36,22 @@ function SAM:hyper()
   return {rho = util.current(self.__typename, 'rho', self.rho)}
 end
 
+-- The scalars (‖g‖ in slot 0) stay in the block S on the parameters' device;
+-- gam_opt_ascend_s scales by rho / (S[0] + ξ) itself.
 function SAM:run(h)
   local theta, g = self.flat.t, self.flat_grad.t
   local theta0 = self:_buffers()[1]
-  local norm = self._norms
+  local S = self:_scalars()
   local ad = self.adaptive and 1 or 0
   -- perturb: θ0 = θ ; θ = θ + e
-  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm, norm, g, self.adaptive and theta or nil)
-  self:_check(0, 'gradient norm', norm[0])
-  self:_k(4, C.gam_opt_ascend, theta, theta0.t, g, nil, h.rho / (norm[0] + util.XI), ad)
+  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm_s, S, g, self.adaptive and theta or nil,
+          self:_code(0, 'gradient norm'))
+  self:_check()
+  self:_k(4, C.gam_opt_ascend_s, theta, theta0.t, g, nil, h.rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
-  self:_k(1, C.gam_opt_norm, norm, g, nil)
-  self:_check(1, 'gradient norm', norm[0])
+  self:_k(1, C.gam_opt_norm_s, S, g, nil, self:_code(1, 'gradient norm'))
+  self:_check()
   return theta0
 end
 

@@ -44,10 +44,10 @@ function SGD:traffic()
   return self.momentum ~= 0 and 5 or 3   -- read src, g (, buf); write θ (, buf)
 end
 
-function SGD:kernel(param, grad, bufs, src, lr, step)
-  tensor.check(C.gam_sgd_step(param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
-                              self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
-                              step == 1 and 1 or 0))
+function SGD:kernel(param, grad, bufs, src, lr, step, guard)
+  tensor.check(C.gam_sgd_step_s(param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
+                                self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
+                                step == 1 and 1 or 0, guard and guard.t or nil))
 end
 
 return SGD

@@ -14,6 +14,21 @@
 -- optimiser's state is untouched: its update is the last thing a step does).
 -- BatchNorm running statistics moved by pass 0 are not rolled back.
 --
+-- Devices. The same code drives both: the fused passes (engine/optim.c, on
+-- cuda kernels/optim.cu) keep the step's scalars (norms, dot products, the
+-- non-finite flag, pass 0's loss) in a small block on the parameters' device
+-- and read their coefficients from it, so on a GPU a whole step is queued
+-- without waiting for the device. The non-finite checks differ in WHEN they
+-- are read, not in what they decide: on the cpu each check is read at once
+-- (the step stops at the first failing pass, as before); on cuda the kernels
+-- record the first failure in the block's flag, the base update is guarded by
+-- that flag (with it set it only restores θ, leaving the base state alone),
+-- and the block is read once, at the end of the step (the only wait of a GPU
+-- step, which also fetches pass 0's loss). A failing GPU step thus runs its
+-- remaining passes on garbage before raising the same error; the parameters
+-- and the base state end exactly as on the cpu. A closure that returns its
+-- loss as a number (or as a cpu tensor) is checked on the host at once.
+--
 -- A subclass defines:
 --   Cls.nbuffers                       flat work buffers it keeps (besides the gradient)
 --   Cls.run(self, pass, hyper)         the step between pass 0 and the base update;
@@ -25,6 +40,11 @@ local util = require 'gam.optim.util'
 
 local Sharpness = {}
 Sharpness.__index = Sharpness
+
+-- non-finite checks: code = 1 + 8 pass + (index of what) - 1
+local WHAT = {'loss', 'gradient norm', 'norm of g1 − g0', 'norm of h+', 'norm of h−'}
+local WHAT_INDEX = {}
+for k, w in ipairs(WHAT) do WHAT_INDEX[w] = k end
 
 -- opt.lr reads and writes the base optimiser's lr, so that an lr scheduler
 -- can be attached to the sharpness-aware optimiser itself
@@ -67,19 +87,47 @@ function Sharpness.init(self, who, opts)
   end
   self.profile = false        -- true: time the vector work into kernel_seconds / kernel_bytes
   self.kernel_seconds, self.kernel_bytes = 0, 0
-  self._norms = ffi.new('double[3]')
+  self._host = ffi.new('double[?]', C.GAM_OPT_NSCALARS)
   return self
 end
 
--- the work buffers, allocated on the first step
+-- the work buffers, allocated on the first step, on the parameters' device
 function Sharpness:_buffers()
   if not self._bufs then
     local n = self.flat:numel()
     local b = {}
-    for k = 1, self.nbuffers do b[k] = tensor.keep(tensor.empty({n})) end
+    for k = 1, self.nbuffers do b[k] = tensor.keep(tensor.empty({n}, {device = self.flat:device()})) end
     self._bufs = b
   end
   return self._bufs
+end
+
+-- the step's scalars block (engine tensor), on the parameters' device
+function Sharpness:_scalars()
+  if not self._S then
+    local dev = tensor.device_arg(self.flat:device(), self.__typename)
+    self._S = tensor.keep(tensor.op(C.gam_opt_scalars, dev))
+  end
+  return self._S.t
+end
+
+--- self:_code(k, what): the check code of a non-finite `what` in pass k
+function Sharpness:_code(k, what) return 1 + 8 * k + WHAT_INDEX[what] - 1 end
+
+-- raises the error of a failed check
+function Sharpness:_fail(code, value)
+  local k, what = math.floor((code - 1) / 8), WHAT[(code - 1) % 8 + 1]
+  error(string.format('%s: pass %d%s gave a non-finite %s (%s); the parameters are left as before the step',
+                      self.__typename, k, self.pass_names and self.pass_names[k] or '', what, tostring(value)), 0)
+end
+
+--- self:_check(): on the cpu, raises at once when a check of the block failed;
+-- on cuda nothing (the block is read at the end of the step)
+function Sharpness:_check()
+  if self._on_device then return end
+  local host = self._host
+  tensor.check(C.gam_opt_read(self:_scalars(), host))
+  if host[C.GAM_OPT_FLAG] ~= 0 then self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD]) end
 end
 
 --- opt:state_bytes(): bytes of the work buffers and the base optimiser's state
@@ -115,8 +163,10 @@ end
 -- vectors of traffic when profiling
 function Sharpness:_k(nvec, fn, ...)
   if self.profile then
+    if self._on_device then tensor.synchronize() end  -- (profiling waits for each pass)
     local t0 = util.now()
     tensor.check(fn(...))
+    if self._on_device then tensor.synchronize() end
     self.kernel_seconds = self.kernel_seconds + (util.now() - t0)
     self.kernel_bytes = self.kernel_bytes + nvec * 4 * self.flat:numel()
   else
@@ -132,12 +182,21 @@ local function loss_number(loss)
 end
 
 --- self:_pass(k): zero the gradient, run the closure in a scope; returns the
--- detached prediction (pass 0 only) and the loss as a number
+-- detached prediction (pass 0 only) and the loss as a number (nil when it is
+-- a cuda tensor: then it is checked on the device, and pass 0's is kept in
+-- the scalars block)
 function Sharpness:_pass(k)
   self:_k(1, C.gam_fill_, self.flat_grad.t, 0)
   local closure = self._step_closure
+  local on_device = self._on_device
   local pred, loss = tensor.scope(function()
     local p, l = tensor.enable_grad(closure)
+    if on_device and tensor.is_tensor(l) and l:device() ~= 'cpu' then
+      tensor.check(C.gam_opt_check_loss(self:_scalars(), tensor.T(l, self.__typename, 'loss'),
+                                        self:_code(k, 'loss'), k == 0 and 1 or 0))
+      if k == 0 and tensor.is_tensor(p) then return p:detach(), nil end
+      return nil, nil
+    end
     local v = loss_number(l)
     if v == nil then
       error(string.format('%s: pass %d: the closure must return (pred, loss) with loss a number or a '
@@ -146,20 +205,11 @@ function Sharpness:_pass(k)
     if k == 0 and tensor.is_tensor(p) then return p:detach(), v end
     return nil, v
   end)
-  if not util.is_finite(loss) then
+  if loss ~= nil and not util.is_finite(loss) then
     error(string.format('%s: pass %d%s gave a non-finite loss (%s); the parameters are left as before the step',
                         self.__typename, k, self.pass_names and self.pass_names[k] or '', tostring(loss)), 0)
   end
   return pred, loss
-end
-
---- self:_check(k, what, v): v must be finite, else an error naming pass k
-function Sharpness:_check(k, what, v)
-  if not util.is_finite(v) then
-    error(string.format('%s: pass %d%s gave a non-finite %s (%s); the parameters are left as before the step',
-                        self.__typename, k, self.pass_names and self.pass_names[k] or '', what, tostring(v)), 0)
-  end
-  return v
 end
 
 -- momentum of every module with one -> 0; returns the saved values
@@ -194,11 +244,24 @@ function Sharpness:step(closure)
   local hyper = self:hyper()
   self._step_closure = closure
   self._theta_saved = false
+  self._on_device = self.flat:device() ~= 'cpu'
+  local S = self:_scalars()
+  tensor.check(C.gam_opt_clear(S))
   local pred, loss = self:_pass(0)
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
-    self:_k(self.base:traffic(), function() self.base:_update(src); return 0 end)
+    self:_k(self.base:traffic(), function() self.base:_update(src, self._S); return 0 end)
+    if self._on_device then
+      -- the step's one wait: its checks and pass 0's loss
+      local host = self._host
+      tensor.check(C.gam_opt_read(S, host))
+      if host[C.GAM_OPT_FLAG] ~= 0 then
+        self.base:_unstep()     -- the guarded update only restored θ
+        self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD])
+      end
+      if loss == nil then loss = host[C.GAM_OPT_LOSS] end
+    end
   end)
   restore_running_stats(frozen)
   self._step_closure = nil
