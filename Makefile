@@ -124,11 +124,11 @@ deps:
 test: deps all
 	@GAM_EXPECT_CUDA=$(CUDA_ON) bash tests/run_all.sh $(BUILD) $(REFERENCE_DIR)
 
-# The CUDA backend against the CPU backend: needs a GPU. tests/cuda/ops_cuda.lua
-# is named so that the default runner (pattern _spec.lua) does not pick it up.
-# (The golden-case harness has no device option yet: it runs on the CPU only.)
+# The CUDA backend against the CPU backend: needs a GPU. The files of tests/cuda/
+# are named *_cuda.lua so that the default runner (pattern _spec.lua) does not
+# pick them up; tests/cuda/run_cuda.sh runs them and the golden cases on the GPU.
 test-cuda: all
-	@$(BUILD)/gamlua tests/run_busted.lua tests/cuda/ops_cuda.lua
+	@bash tests/cuda/run_cuda.sh $(BUILD) $(REFERENCE_DIR)
 
 test-lua: all
 	@$(BUILD)/gamlua tests/run_busted.lua

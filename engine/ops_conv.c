@@ -22,8 +22,13 @@
  * Primitives are cached per shape (conv_plan below): creating a oneDNN
  * primitive descriptor costs far more than a small convolution, and a training
  * loop repeats the same few shapes. oneDNN runs on the same OpenMP runtime as
- * the rest of the engine and uses omp_get_max_threads() threads. */
+ * the rest of the engine and uses omp_get_max_threads() threads.
+ *
+ * On the cuda device the same op runs through cuDNN (kernels/conv.cu: one
+ * plan per shape, algorithms from cuDNN's heuristics with FMA math only, the
+ * runtime's cached workspace). */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <dnnl.h>
 #include <pthread.h>
 
@@ -357,6 +362,44 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   return rc;
 }
 
+static gam_conv_geom geom_of(const conv_shape *s) {
+  gam_conv_geom g;
+  memset(&g, 0, sizeof g);
+  g.n = s->n; g.c = s->c; g.h = s->h; g.w = s->w; g.o = s->o; g.kh = s->kh; g.kw = s->kw;
+  g.oh = s->oh; g.ow = s->ow;
+  g.sh = (int)s->sh; g.sw = (int)s->sw; g.ph = (int)s->ph; g.pw = (int)s->pw;
+  g.dh = (int)s->dh; g.dw = (int)s->dw;
+  return g;
+}
+
+/* the gradients on the cuda device (cuDNN), s.n >= 1 */
+static int conv2d_backward_cuda(gam_node *n, gam_tensor *g, const conv_shape *s, int need_x,
+                                int need_w, int need_b) {
+  gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->ninputs > 2 ? n->inputs[2] : NULL;
+  gam_conv_geom geo = geom_of(s);
+  if (need_x) {
+    gam_tensor *gx = gam__new_like(x);
+    if (!gx) return -1;
+    if (gam_cuda_conv2d_backward_data(&geo, gam__f32(g), gam__f32(w), gam__f32(gx)) != 0)
+      return gam__fail(1, gx);
+    GAM_TRY(accumulate_new(n, 0, gx));
+  }
+  if (need_w || need_b) {
+    gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
+    if ((need_w && !gw) || (need_b && !gb)) return gam__fail(2, gw, gb);
+    if (gam_cuda_conv2d_backward_filter(&geo, gam__f32(x), gam__f32(g), gw ? gam__f32(gw) : NULL,
+                                        gb ? gam__f32(gb) : NULL) != 0)
+      return gam__fail(2, gw, gb);
+    int rc = 0;
+    if (gw) rc = gam__accumulate(n, 1, gw);
+    if (rc == 0 && gb) rc = gam__accumulate(n, 2, gb);
+    gam_release(gw);
+    gam_release(gb);
+    GAM_TRY(rc);
+  }
+  return 0;
+}
+
 /* gx = conv_transpose(g, w); gw = sum_n g[n] * x[n] (correlation); gb = sum g */
 static int conv2d_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->ninputs > 2 ? n->inputs[2] : NULL;
@@ -369,6 +412,7 @@ static int conv2d_backward(gam_node *n, gam_tensor *g) {
     if (need_b) { gam_tensor *z = gam__new_zeros_like(b); if (!z) return -1; GAM_TRY(accumulate_new(n, 2, z)); }
     return 0;
   }
+  if (x->device == GAM_CUDA) return conv2d_backward_cuda(n, g, &s, need_x, need_w, need_b);
   if (need_x) {
     gam_tensor *gx = gam__new_like(x);
     if (!gx) return -1;
@@ -393,8 +437,9 @@ static int conv2d_backward(gam_node *n, gam_tensor *g) {
 
 int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h,
                int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
-  GAM_TRY(gam__check_float(x, "conv2d", "input"));
-  GAM_TRY(gam__check_float(w, "conv2d", "weight"));
+  GAM_TRY(gam__check_float_dev(x, "conv2d", "input"));
+  GAM_TRY(gam__check_float_dev(w, "conv2d", "weight"));
+  GAM_TRY(gam__same_device("conv2d", x, w));
   char b1[160], b2[160];
   GAM_CHECK(x->ndim == 4, "conv2d: input must be 4-D [N, C, H, W], got %s", gam__shape_str(x, b1));
   GAM_CHECK(w->ndim == 4, "conv2d: weight must be 4-D [out, in, kh, kw], got %s",
@@ -404,7 +449,8 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
   GAM_CHECK(w->shape[0] > 0 && w->shape[1] > 0 && w->shape[2] > 0 && w->shape[3] > 0,
             "conv2d: weight %s has an empty dimension", gam__shape_str(w, b1));
   if (b) {
-    GAM_TRY(gam__check_float(b, "conv2d", "bias"));
+    GAM_TRY(gam__check_float_dev(b, "conv2d", "bias"));
+    GAM_TRY(gam__same_device("conv2d", x, b));
     GAM_CHECK(b->ndim == 1 && b->shape[0] == w->shape[0],
               "conv2d: bias %s does not match weight %s (expected [%lld])", gam__shape_str(b, b1),
               gam__shape_str(w, b2), (long long)w->shape[0]);
@@ -430,11 +476,15 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
   s.oh = (hp - ekh) / stride_h + 1; s.ow = (wp - ekw) / stride_w + 1;
   s.sh = stride_h; s.sw = stride_w; s.ph = pad_h; s.pw = pad_w; s.dh = dil_h; s.dw = dil_w;
   s.bias = b != NULL;
-  s.winograd = winograd_fits(&s);
+  s.winograd = x->device == GAM_CPU && winograd_fits(&s);
   int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
-  gam_tensor *y = gam__new(GAM_FLOAT32, GAM_CPU, 4, shape);
+  gam_tensor *y = gam__new(GAM_FLOAT32, x->device, 4, shape);
   if (!y) return -1;
-  if (s.n > 0) {
+  if (s.n > 0 && x->device == GAM_CUDA) {
+    gam_conv_geom geo = geom_of(&s);
+    if (gam_cuda_conv2d_forward(&geo, gam__f32(x), gam__f32(w), b ? gam__f32(b) : NULL, gam__f32(y)) != 0)
+      return gam__fail(1, y);
+  } else if (s.n > 0) {
     float *data[3] = {gam__f32(x), gam__f32(w), gam__f32(y)};
     if (conv_run(&s, PASS_FWD, data, b ? gam__f32(b) : NULL) != 0) return gam__fail(1, y);
   }

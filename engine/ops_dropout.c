@@ -3,26 +3,38 @@
  *   mask[i] = (u_i >= p) / (1 - p),  u_i uniform in [0, 1) drawn in element order
  *   y = x * mask,  gx = g * mask
  * The same seed gives the same mask on every run and thread count. When not
- * training, or p = 0, the op is the identity and returns x itself. */
+ * training, or p = 0, the op is the identity and returns x itself.
+ *
+ * On the cuda device the mask is drawn here the same way (the engine's one
+ * generator, in element order) and copied to the device: a seed gives the
+ * same mask on both devices, and the products run as elementwise kernels. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
+
+/* o = a * b over n elements (both devices) */
+static int times(float *o, const float *a, const float *b, int64_t n, int device) {
+  if (device == GAM_CUDA) {
+    int64_t shape[1] = {n}, one[1] = {1};
+    return gam_cuda_binary(GAM_BIN_MUL, a, b, o, 1, shape, one, one, n);
+  }
+#pragma omp parallel for simd if (n > GAM_PAR_MIN)
+  for (int64_t i = 0; i < n; i++) o[i] = a[i] * b[i];
+  return 0;
+}
 
 static int dropout_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *mask = n->saved[0];
   gam_tensor *gx = gam__new_like(g);
   if (!gx) return -1;
-  const float *gp = gam__f32(g), *mp = gam__f32(mask);
-  float *p = gam__f32(gx);
-  int64_t count = g->numel;
-#pragma omp parallel for simd if (count > GAM_PAR_MIN)
-  for (int64_t i = 0; i < count; i++) p[i] = gp[i] * mp[i];
+  if (times(gam__f32(gx), gam__f32(g), gam__f32(mask), g->numel, g->device) != 0) return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
 }
 
 int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training) {
-  GAM_TRY(gam__check_float(x, "dropout", "input"));
+  GAM_TRY(gam__check_float_dev(x, "dropout", "input"));
   GAM_CHECK(p >= 0 && p < 1, "dropout: probability p must be in [0, 1), got %g", p);
   if (!training || p == 0) {
     gam_retain(x);
@@ -32,12 +44,17 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training) {
   gam_tensor *mask = gam__new_like(x), *y = gam__new_like(x);
   if (!mask || !y) return gam__fail(2, mask, y);
   float keep = (float)(1.0 / (1.0 - p));
-  float *mp = gam__f32(mask), *yp = gam__f32(y);
-  const float *xp = gam__f32(x);
   int64_t count = x->numel;
+  /* the mask, drawn on the host (for a cuda x into a host buffer, then copied) */
+  float *mp = x->device == GAM_CUDA ? gam__host_alloc((size_t)count * sizeof(float)) : gam__f32(mask);
+  if (!mp) return gam__fail(2, mask, y);
   for (int64_t i = 0; i < count; i++) mp[i] = gam__rng_uniform() >= p ? keep : 0.f;
-#pragma omp parallel for simd if (count > GAM_PAR_MIN)
-  for (int64_t i = 0; i < count; i++) yp[i] = xp[i] * mp[i];
+  if (x->device == GAM_CUDA) {
+    int rc = gam_cuda__memcpy(gam__f32(mask), mp, (size_t)count * sizeof(float), GAM_COPY_H2D, "dropout");
+    gam__host_free(mp, (size_t)count * sizeof(float)); /* staged by the copy: free to reuse */
+    if (rc != 0) return gam__fail(2, mask, y);
+  }
+  if (times(gam__f32(y), gam__f32(x), gam__f32(mask), count, x->device) != 0) return gam__fail(2, mask, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, "dropout", dropout_backward, 1, &x);
     if (!n || gam__save(n, 0, mask) != 0) return gam__fail(2, mask, y);

@@ -15,8 +15,14 @@
  * Plain OpenMP loops over channels: on NCHW data a channel is N contiguous
  * runs, so each thread streams its own channels; sums are taken in double.
  * (PyTorch's CPU path does the same for NCHW; oneDNN's batch norm wants a
- * blocked layout, which would cost a reorder each way.) */
+ * blocked layout, which would cost a reorder each way.)
+ *
+ * On the cuda device (kernels/norm.cu) training runs through cuDNN, which
+ * moves the running statistics the same way (unbiased variance; with
+ * momentum 0 it is not handed them at all, so they stay bit for bit), and
+ * evaluation through plain kernels with the formulas above. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
 
 typedef struct bn_dims { int64_t n, c, inner; } bn_dims;
@@ -51,16 +57,11 @@ static double channel_sqdev(const float *x, bn_dims d, int64_t c, double mu) {
   return s;
 }
 
-static int bn_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
-  const float *stats = gam__f32(n->saved[0]); /* [2, C]: mean, invstd */
-  int training = (int)n->i[0];
+/* the cpu gradients gx, gw, gb (each skipped when NULL) from the forward's stats */
+static void bn_backward_cpu(const gam_tensor *x, const gam_tensor *g, const gam_tensor *w,
+                            const float *stats, int training, gam_tensor *gx, gam_tensor *gw,
+                            gam_tensor *gb) {
   bn_dims d = dims_of(x);
-  int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
-  int need_b = gam__input_needs_grad(n, 2);
-  gam_tensor *gx = need_x ? gam__new_like(x) : NULL;
-  gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
-  if ((need_x && !gx) || (need_w && !gw) || (need_b && !gb)) return gam__fail(3, gx, gw, gb);
   const float *xp = gam__f32(x), *gp = gam__f32(g), *wp = w ? gam__f32(w) : NULL;
   float *gxp = gx ? gam__f32(gx) : NULL, *gwp = gw ? gam__f32(gw) : NULL;
   float *gbp = gb ? gam__f32(gb) : NULL;
@@ -95,6 +96,29 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
       for (int64_t k = 0; k < d.inner; k++) o[k] = a * gr[k] + bx * xr[k] + c0;
     }
   }
+}
+
+static int bn_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
+  const float *stats = gam__f32(n->saved[0]); /* [2, C]: mean, invstd */
+  int training = (int)n->i[0];
+  bn_dims d = dims_of(x);
+  int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
+  int need_b = gam__input_needs_grad(n, 2);
+  gam_tensor *gx = need_x ? gam__new_like(x) : NULL;
+  gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
+  if ((need_x && !gx) || (need_w && !gw) || (need_b && !gb)) return gam__fail(3, gx, gw, gb);
+  if (x->device == GAM_CUDA) {
+    float *px = gx ? gam__f32(gx) : NULL, *pw = gw ? gam__f32(gw) : NULL, *pb = gb ? gam__f32(gb) : NULL;
+    const float *wp = w ? gam__f32(w) : NULL;
+    int rc = training ? gam_cuda_bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp,
+                                                   pw, pb, n->f[0], stats)
+                      : gam_cuda_bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp,
+                                                  pw, pb, stats);
+    if (rc != 0) return gam__fail(3, gx, gw, gb);
+  } else {
+    bn_backward_cpu(x, g, w, stats, training, gx, gw, gb);
+  }
   int rc = 0;
   if (gx) rc = gam__accumulate(n, 0, gx);
   if (rc == 0 && gw) rc = gam__accumulate(n, 1, gw);
@@ -105,45 +129,13 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
   return rc;
 }
 
-static int check_vec(const gam_tensor *v, const char *what, int64_t c) {
-  GAM_TRY(gam__check_float(v, "batch_norm", what));
-  char b1[160];
-  GAM_CHECK(v->ndim == 1 && v->shape[0] == c,
-            "batch_norm: %s %s does not match the input's %lld channels (expected [%lld])", what,
-            gam__shape_str(v, b1), (long long)c, (long long)c);
-  return 0;
-}
-
-int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
-                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
-                   double momentum, double eps) {
-  GAM_TRY(gam__check_float(x, "batch_norm", "input"));
-  char b1[160];
-  GAM_CHECK(x->ndim >= 2 && x->ndim <= 4,
-            "batch_norm: input must be [N, C, H, W] (or [N, C] / [N, C, L]), got %s",
-            gam__shape_str(x, b1));
+/* the cpu forward: y and stats [2, C] (mean, invstd); running statistics moved
+ * when training with momentum != 0 */
+static void bn_forward_cpu(const gam_tensor *x, gam_tensor *running_mean, gam_tensor *running_var,
+                           const gam_tensor *weight, const gam_tensor *bias, int training,
+                           double momentum, double eps, gam_tensor *y, gam_tensor *stats) {
   bn_dims d = dims_of(x);
-  GAM_CHECK(d.c > 0, "batch_norm: input %s has no channels", gam__shape_str(x, b1));
-  GAM_CHECK((running_mean == NULL) == (running_var == NULL),
-            "batch_norm: give both running_mean and running_var, or neither");
-  if (running_mean) {
-    GAM_TRY(check_vec(running_mean, "running_mean", d.c));
-    GAM_TRY(check_vec(running_var, "running_var", d.c));
-  }
-  if (weight) GAM_TRY(check_vec(weight, "weight", d.c));
-  if (bias) GAM_TRY(check_vec(bias, "bias", d.c));
-  GAM_CHECK(isfinite(momentum) && momentum >= 0 && momentum <= 1,
-            "batch_norm: momentum must be in [0, 1], got %g", momentum);
-  GAM_CHECK(isfinite(eps) && eps >= 0, "batch_norm: eps must be a non-negative number, got %g", eps);
-  GAM_CHECK(training || running_mean,
-            "batch_norm: evaluation mode needs running_mean and running_var");
   int64_t m = d.n * d.inner;
-  GAM_CHECK(!training || m > 1,
-            "batch_norm: expected more than 1 value per channel when training, got input %s",
-            gam__shape_str(x, b1));
-  int64_t sshape[2] = {2, d.c};
-  gam_tensor *y = gam__new_like(x), *stats = gam__new(GAM_FLOAT32, GAM_CPU, 2, sshape);
-  if (!y || !stats) return gam__fail(2, y, stats);
   const float *xp = gam__f32(x), *wp = weight ? gam__f32(weight) : NULL;
   const float *bp = bias ? gam__f32(bias) : NULL;
   float *yp = gam__f32(y), *sp = gam__f32(stats);
@@ -177,11 +169,72 @@ int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
       for (int64_t k = 0; k < d.inner; k++) o[k] = a * xr[k] + s0;
     }
   }
+}
+
+static int check_vec(const gam_tensor *x, const gam_tensor *v, const char *what, int64_t c) {
+  GAM_TRY(gam__check_float_dev(v, "batch_norm", what));
+  GAM_CHECK(v->device == x->device, "batch_norm: %s is on %s, the input on %s", what,
+            gam__device_name(v->device), gam__device_name(x->device));
+  char b1[160];
+  GAM_CHECK(v->ndim == 1 && v->shape[0] == c,
+            "batch_norm: %s %s does not match the input's %lld channels (expected [%lld])", what,
+            gam__shape_str(v, b1), (long long)c, (long long)c);
+  return 0;
+}
+
+int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
+                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
+                   double momentum, double eps) {
+  GAM_TRY(gam__check_float_dev(x, "batch_norm", "input"));
+  char b1[160];
+  GAM_CHECK(x->ndim >= 2 && x->ndim <= 4,
+            "batch_norm: input must be [N, C, H, W] (or [N, C] / [N, C, L]), got %s",
+            gam__shape_str(x, b1));
+  bn_dims d = dims_of(x);
+  GAM_CHECK(d.c > 0, "batch_norm: input %s has no channels", gam__shape_str(x, b1));
+  GAM_CHECK((running_mean == NULL) == (running_var == NULL),
+            "batch_norm: give both running_mean and running_var, or neither");
+  if (running_mean) {
+    GAM_TRY(check_vec(x, running_mean, "running_mean", d.c));
+    GAM_TRY(check_vec(x, running_var, "running_var", d.c));
+  }
+  if (weight) GAM_TRY(check_vec(x, weight, "weight", d.c));
+  if (bias) GAM_TRY(check_vec(x, bias, "bias", d.c));
+  GAM_CHECK(isfinite(momentum) && momentum >= 0 && momentum <= 1,
+            "batch_norm: momentum must be in [0, 1], got %g", momentum);
+  GAM_CHECK(isfinite(eps) && eps >= 0, "batch_norm: eps must be a non-negative number, got %g", eps);
+  GAM_CHECK(training || running_mean,
+            "batch_norm: evaluation mode needs running_mean and running_var");
+  int64_t m = d.n * d.inner;
+  GAM_CHECK(!training || m > 1,
+            "batch_norm: expected more than 1 value per channel when training, got input %s",
+            gam__shape_str(x, b1));
+  int64_t sshape[2] = {2, d.c};
+  gam_tensor *y = gam__new_like(x), *stats = gam__new(GAM_FLOAT32, x->device, 2, sshape);
+  if (!y || !stats) return gam__fail(2, y, stats);
+  if (x->device == GAM_CUDA) {
+    const float *wp = weight ? gam__f32(weight) : NULL, *bp = bias ? gam__f32(bias) : NULL;
+    int rc;
+    if (training) { /* running statistics only when they move (momentum 0: not handed over) */
+      int update = running_mean && momentum != 0;
+      rc = gam_cuda_bn_train_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
+                                     update ? gam__f32(running_mean) : NULL,
+                                     update ? gam__f32(running_var) : NULL, momentum, eps,
+                                     gam__f32(stats));
+    } else {
+      rc = gam_cuda_bn_eval_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
+                                    gam__f32(running_mean), gam__f32(running_var), eps, gam__f32(stats));
+    }
+    if (rc != 0) return gam__fail(2, y, stats);
+  }
+  if (x->device == GAM_CPU)
+    bn_forward_cpu(x, running_mean, running_var, weight, bias, training, momentum, eps, y, stats);
   gam_tensor *in[3] = {x, weight, bias};
   if (gam__grad_needed(3, in)) {
     gam_node *n = gam__record(y, "batch_norm", bn_backward, 3, in);
     if (!n || gam__save(n, 0, stats) != 0) return gam__fail(2, y, stats);
     n->i[0] = training;
+    n->f[0] = eps;
   }
   gam_release(stats);
   *out = y;

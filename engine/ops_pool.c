@@ -10,8 +10,10 @@
  *   Adaptive average pooling: window o covers [floor(o I/O), ceil((o+1) I/O)).
  *
  * Plain OpenMP loops over planes; pooling is a small part of every network
- * here, and these loops need no layout change. */
+ * here, and these loops need no layout change. On the cuda device the same
+ * loops run as kernels (kernels/pool.cu), with the same bits as here. */
 #include "internal.h"
+#include "cuda_backend.h"
 #include <math.h>
 
 typedef struct pool_geom {
@@ -32,7 +34,7 @@ static int64_t pool_out(int64_t in, int k, int s, int p, int ceil_mode) {
 
 static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, int sh, int sw,
                          int ph, int pw, int ceil_mode, pool_geom *g) {
-  GAM_TRY(gam__check_float(x, op, "input"));
+  GAM_TRY(gam__check_float_dev(x, op, "input"));
   char b1[160];
   GAM_CHECK(x->ndim == 4, "%s: input must be 4-D [N, C, H, W], got %s", op, gam__shape_str(x, b1));
   GAM_CHECK(kh >= 1 && kw >= 1, "%s: kernel size must be positive, got (%d, %d)", op, kh, kw);
@@ -56,7 +58,21 @@ static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, in
 
 static gam_tensor *pool_output(const gam_tensor *x, int dtype, int64_t oh, int64_t ow) {
   int64_t shape[4] = {x->shape[0], x->shape[1], oh, ow};
-  return gam__new(dtype, GAM_CPU, 4, shape);
+  return gam__new(dtype, x->device, 4, shape);
+}
+
+/* the geometry for the device kernels */
+static gam_pool_geom dev_geom(const pool_geom *g) {
+  gam_pool_geom d = {g->planes, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
+  return d;
+}
+
+/* the geometry of a node's input x and output gradient g (kernel parameters in i[0..5]) */
+static pool_geom node_geom(const gam_node *n, const gam_tensor *g) {
+  const gam_tensor *x = n->inputs[0];
+  pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
+                   (int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5]};
+  return geo;
 }
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
@@ -68,6 +84,15 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
 /* ---- max pooling ---------------------------------------------------------------- */
 static int max_pool_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
+  if (x->device == GAM_CUDA) {
+    pool_geom geo = node_geom(n, g);
+    gam_pool_geom dg = dev_geom(&geo);
+    gam_tensor *gx = gam__new_like(x); /* every element is written */
+    if (!gx) return -1;
+    if (gam_cuda_max_pool_backward(&dg, gam__f32(g), gam__i64(idx), gam__f32(gx)) != 0)
+      return gam__fail(1, gx);
+    return accumulate_new(n, 0, gx);
+  }
   int64_t plane = x->shape[2] * x->shape[3], oplane = g->shape[2] * g->shape[3];
   int64_t planes = x->shape[0] * x->shape[1];
   gam_tensor *gx = gam__new_zeros_like(x);
@@ -92,6 +117,11 @@ int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
   const float *xp = gam__f32(x);
   float *yp = gam__f32(y);
   int64_t *ip = idx ? gam__i64(idx) : NULL;
+  if (x->device == GAM_CUDA) {
+    gam_pool_geom dg = dev_geom(&g);
+    if (gam_cuda_max_pool_forward(&dg, xp, yp, ip) != 0) return gam__fail(2, y, idx);
+    g.planes = 0; /* nothing left for the cpu loop */
+  }
 #pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xpl = xp + pl * g.h * g.w;
@@ -122,6 +152,8 @@ int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
   if (need) {
     gam_node *n = gam__record(y, "max_pool2d", max_pool_backward, 1, &x);
     if (!n || gam__save(n, 0, idx) != 0) return gam__fail(2, y, idx);
+    int64_t p[6] = {kh, kw, sh, sw, ph, pw};
+    memcpy(n->i, p, sizeof p);
   }
   gam_release(idx);
   *out = y;
@@ -142,9 +174,15 @@ static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int count_
 
 static int avg_pool_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
-  pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
-                   (int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5]};
+  pool_geom geo = node_geom(n, g);
   int include = (int)n->i[6];
+  if (x->device == GAM_CUDA) {
+    gam_pool_geom dg = dev_geom(&geo);
+    gam_tensor *gx = gam__new_like(x); /* every element is written */
+    if (!gx) return -1;
+    if (gam_cuda_avg_pool_backward(&dg, gam__f32(g), gam__f32(gx), include) != 0) return gam__fail(1, gx);
+    return accumulate_new(n, 0, gx);
+  }
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   const float *gp = gam__f32(g);
@@ -173,6 +211,11 @@ int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
   if (!y) return -1;
   const float *xp = gam__f32(x);
   float *yp = gam__f32(y);
+  if (x->device == GAM_CUDA) {
+    gam_pool_geom dg = dev_geom(&g);
+    if (gam_cuda_avg_pool_forward(&dg, xp, yp, count_include_pad) != 0) return gam__fail(1, y);
+    g.planes = 0; /* nothing left for the cpu loop */
+  }
 #pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xpl = xp + pl * g.h * g.w;
@@ -204,6 +247,13 @@ static int adaptive_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
   int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
   int64_t oh = g->shape[2], ow = g->shape[3];
+  if (x->device == GAM_CUDA) {
+    gam_pool_geom dg = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
+    gam_tensor *gx = gam__new_like(x); /* every element is written */
+    if (!gx) return -1;
+    if (gam_cuda_adaptive_avg_pool_backward(&dg, gam__f32(g), gam__f32(gx)) != 0) return gam__fail(1, gx);
+    return accumulate_new(n, 0, gx);
+  }
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   const float *gp = gam__f32(g);
@@ -223,7 +273,7 @@ static int adaptive_backward(gam_node *n, gam_tensor *g) {
 }
 
 int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
-  GAM_TRY(gam__check_float(x, "adaptive_avg_pool2d", "input"));
+  GAM_TRY(gam__check_float_dev(x, "adaptive_avg_pool2d", "input"));
   char b1[160];
   GAM_CHECK(x->ndim == 4, "adaptive_avg_pool2d: input must be 4-D [N, C, H, W], got %s",
             gam__shape_str(x, b1));
@@ -236,6 +286,11 @@ int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
   if (!y) return -1;
   const float *xp = gam__f32(x);
   float *yp = gam__f32(y);
+  if (x->device == GAM_CUDA) {
+    gam_pool_geom dg = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
+    if (gam_cuda_adaptive_avg_pool_forward(&dg, xp, yp) != 0) return gam__fail(1, y);
+    planes = 0; /* nothing left for the cpu loop */
+  }
 #pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t i = 0; i < oh; i++) {

@@ -2,9 +2,11 @@
 -- work) of gamlua against an SGD step of the same engine and against the same
 -- optimiser written in PyTorch as the public reference code does it.
 --
---   gamlua scripts/bench_step.lua --model cnn_small|resnet18_c --opt sgd|sam|gsam|gam
+--   gamlua scripts/bench_step.lua --model cnn_small|resnet18_c|pyramidnet110_c --opt sgd|sam|gsam|gam
 --          [--batch 128] [--steps 10] [--warmup 2] [--threads T] [--device cpu|cuda]
 --          [--no-torch] [--no-sgd]
+-- (scripts/bench_cuda.sh runs the GPU set: resnet18_c and pyramidnet110_c at
+-- batch 128 with sgd, sam and gam.)
 --
 -- A step is: SGD — zero_grad, forward, smooth cross-entropy, backward, update;
 -- SAM/GSAM/GAM — opt:step() on a closure doing the same (2, 2 and 4 passes).
@@ -27,6 +29,18 @@
 --   * last: "<model> batch=<B> opt=<opt> threads=<T>: median <X> ms/step".
 -- Medians damp the noise of a shared machine; figures from a busy machine are
 -- indicative only.
+--
+-- With --device cuda: every step is timed until the device has finished it
+-- (gam.synchronize; a GAM/SAM step itself waits only once, at its end). The
+-- optimiser's vector work is measured apart from the timed steps, each fused
+-- kernel queued back to back on buffers of the model's size and timed as a
+-- batch (one wait): its achieved bandwidth (bytes it must move / time) is
+-- printed against the device-to-device copy bandwidth measured the same way
+-- (gam_opt_copy on the device is cudaMemcpyAsync). The PyTorch peer runs on
+-- the same GPU in float32 with TF32 off (cudnn.allow_tf32 = False,
+-- matmul.allow_tf32 = False), as gamlua's cuDNN/cuBLAS calls, and
+-- cudnn.benchmark off (heuristic algorithm choice, as gamlua); its python is
+-- $GAM_PYTHON, else python3 on the PATH (/usr/bin/python3 for the cpu).
 local gam = require 'gam'
 local optim, F = gam.optim, gam.F
 local util = require 'gam.optim.util'
@@ -55,12 +69,18 @@ while i <= #arg do
   else error('bench_step: unknown argument ' .. a .. ' (see the header of scripts/bench_step.lua)', 0) end
   i = i + 1
 end
-local INPUT = {cnn_small = {1, 28, 28}, resnet18_c = {3, 32, 32}}
-if not INPUT[o.model] then error('bench_step: --model must be cnn_small or resnet18_c, got ' .. o.model, 0) end
+local INPUT = {cnn_small = {1, 28, 28}, resnet18_c = {3, 32, 32}, pyramidnet110_c = {3, 32, 32}}
+if not INPUT[o.model] then
+  error('bench_step: --model must be cnn_small, resnet18_c or pyramidnet110_c, got ' .. o.model, 0)
+end
 if not ({sgd = 1, sam = 1, gsam = 1, gam = 1})[o.opt] then
   error('bench_step: --opt must be sgd, sam, gsam or gam, got ' .. o.opt, 0)
 end
 if o.device ~= 'cpu' and o.device ~= 'cuda' then error('bench_step: --device must be cpu or cuda', 0) end
+if o.device == 'cuda' and not gam.cuda_available() then
+  error('bench_step: --device cuda, but no CUDA device is available' ..
+        (gam.cuda_built() and '' or ' (libgam was built without CUDA)'), 0)
+end
 for _, k in ipairs {'batch', 'steps', 'threads'} do
   if not o[k] or o[k] < 1 then error('bench_step: --' .. k .. ' must be a positive integer', 0) end
 end
@@ -168,9 +188,10 @@ say('%s: %d parameters, batch %d, %d threads, %s; %d timed steps after %d warm-u
     o.model, nparams, o.batch, o.threads, o.device, o.steps, o.warmup)
 
 local sharp = o.opt ~= 'sgd'
-if sharp then opt.profile = true end
+local on_gpu = o.device == 'cuda'
+if sharp and not on_gpu then opt.profile = true end   -- (on the GPU: measured apart, below)
 local sgd_step = sharp and o.sgd and make_step('sgd') or nil
-local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and opt or nil, sgd_step)
+local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and not on_gpu and opt or nil, sgd_step)
 step, opt, sgd_step = nil, nil, nil
 collectgarbage()
 if sgd_ms then
@@ -182,7 +203,7 @@ end
 -- vector of the same size with the same threads: in cache (copied again and
 -- again) and from memory (the caches swept by writing 128 MB before each copy,
 -- as a forward/backward pass sweeps them before each phase of a step)
-if kernel_ms then
+if kernel_ms and not on_gpu then
   local n = nparams
   local a, b = gam.empty({n}), gam.empty({n})
   a:fill_(1)
@@ -213,6 +234,58 @@ if kernel_ms then
       bytes / bw_hot * 1e3, kernel_ms / (bytes / bw_hot * 1e3))
 end
 
+-- The fused optimiser kernels on the GPU, each timed as a batch of back-to-back
+-- launches on vectors of the model's size, against the device's copy bandwidth.
+-- Bytes are what each pass must move (vectors read + written, 4 bytes each).
+if on_gpu and sharp then
+  local ffi = require 'ffi'
+  local n = nparams
+  local function vec(v) local t = gam.empty({n}, {device = 'cuda'}); t:fill_(v); return t end
+  local th, th0, g, g0, hp, buf = vec(0.5), vec(0.5), vec(1e-3), vec(2e-3), vec(0), vec(0)
+  local T = require 'gam.tensor'
+  local out = ffi.new('gam_tensor*[1]')
+  T.check(C.gam_opt_scalars(out, C.GAM_CUDA))
+  local S = T.wrap(out[0])
+  local reps = math.max(10, math.floor(4e10 / (20 * 4 * n)))   -- about 40 GB of traffic per kernel
+  local function bench(nvec, fn)
+    T.check(fn())
+    gam.synchronize()
+    local t0 = util.now()
+    for _ = 1, reps do T.check(fn()) end
+    gam.synchronize()
+    local sec = (util.now() - t0) / reps
+    return sec, nvec * 4 * n / sec
+  end
+  local _, copy_bw = bench(2, function() return C.gam_opt_copy(th0.t, th.t) end)
+  local s = S.t
+  local kernels = {
+    {'norm (g)', 1, function() return C.gam_opt_norm_s(s, g.t, nil, 1) end},
+    {'ascend + save θ, g', 5, function() return C.gam_opt_ascend_s(th.t, th0.t, g.t, g0.t, 0.0, s, 0) end},
+    {'gam pass 1', 3, function() return C.gam_gam_pass1_s(s, hp.t, g.t, g0.t, th0.t, 0.1, 0, 2) end},
+    {'gam ascend h0', 4, function() return C.gam_gam_ascend_h0_s(th.t, th0.t, g.t, g0.t, 0.0, s, 0) end},
+    {'gam pass 2', 3, function() return C.gam_gam_pass2_s(s, g0.t, g.t, th.t, 1, 0.9, 0, 3) end},
+    {'ascend', 3, function() return C.gam_opt_ascend_s(th.t, nil, g.t, nil, 0.0, s, 0) end},
+    {'gam pass 3', 4, function() return C.gam_gam_pass3_s(s, g.t, hp.t, g0.t, 0.9, 4, 5) end},
+    {'decompose', 3, function() return C.gam_opt_decompose_s(g.t, g0.t, 0.0, s) end},
+    {'sgd from θ0 (momentum)', 5, function() return C.gam_sgd_step_s(th.t, g.t, buf.t, th0.t, 0, 0.9, 0, 5e-4, 0, 0, s) end},
+    {'zero the gradient', 1, function() return C.gam_fill_(g.t, 0) end},
+  }
+  say('fused optimiser kernels on the GPU (%d floats; device-to-device copy %.0f GB/s):', n, copy_bw / 1e9)
+  local total_s, total_b = 0, 0
+  for _, k in ipairs(kernels) do
+    local sec, bw = bench(k[2], k[3])
+    total_s, total_b = total_s + sec, total_b + k[2] * 4 * n
+    say('  %-24s %d vectors  %8.1f us  %7.0f GB/s = %3.0f%% of copy', k[1], k[2], sec * 1e6, bw / 1e9,
+        100 * bw / copy_bw)
+  end
+  -- one step's worth: GAM runs each kernel above once (ascend twice, zeroing 4x),
+  -- SAM norm x2, ascend (4 vectors), sgd, zeroing 2x
+  say('  all of them once: %.3f ms moving %.1f MB: %.0f GB/s = %.0f%% of copy', total_s * 1e3, total_b / 1e6,
+      total_b / total_s / 1e9, 100 * total_b / total_s / copy_bw)
+  S = nil
+  collectgarbage()
+end
+
 -- ---- the PyTorch peer ------------------------------------------------------------------------
 local PEER = [==[
 import sys, time, statistics
@@ -222,6 +295,11 @@ model_name, opt_name, batch, steps, warmup, threads, device = sys.argv[1:8]
 batch, steps, warmup, threads = int(batch), int(steps), int(warmup), int(threads)
 torch.set_num_threads(threads)
 torch.manual_seed(1)
+if device == 'cuda':
+    # float32 as gamlua computes it: no TF32 anywhere; heuristic cuDNN algorithms
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
 
 def cnn_small():
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
@@ -257,6 +335,49 @@ class ResNet18C(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.avg_pool2d(out, 4)
         return self.linear(out.view(out.size(0), -1))
+
+class PyrBottleneck(nn.Module):
+    def __init__(self, cin, planes, stride, down):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin); self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes); self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes); self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn4 = nn.BatchNorm2d(planes * 4); self.relu = nn.ReLU(); self.down = down
+    def forward(self, x):
+        out = self.conv1(self.bn1(x))
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        out = self.bn4(out)
+        sc = self.down(x) if self.down is not None else x
+        extra = out.size(1) - sc.size(1)
+        if extra > 0:
+            sc = torch.cat([sc, torch.zeros(sc.size(0), extra, sc.size(2), sc.size(3), device=sc.device)], 1)
+        return out + sc
+
+class PyramidNet(nn.Module):   # lua/gam/models/pyramidnet.lua, depth 110, alpha 270
+    def __init__(self, depth=110, alpha=270, num_classes=10):
+        super().__init__()
+        n = (depth - 2) // 9
+        self.addrate, self.input_dim, self.dim = alpha / (3 * n), 16, 16
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = self.stage(n, 1); self.layer2 = self.stage(n, 2); self.layer3 = self.stage(n, 2)
+        self.bn_final = nn.BatchNorm2d(self.input_dim); self.relu = nn.ReLU()
+        self.avgpool = nn.AvgPool2d(8); self.fc = nn.Linear(self.input_dim, num_classes)
+    def stage(self, n, stride):
+        down = nn.AvgPool2d((2, 2), stride=(2, 2), ceil_mode=True) if stride != 1 else None
+        self.dim += self.addrate
+        blocks = [PyrBottleneck(self.input_dim, int(round(self.dim)), stride, down)]
+        for _ in range(1, n):
+            nxt = self.dim + self.addrate
+            blocks.append(PyrBottleneck(int(round(self.dim)) * 4, int(round(nxt)), 1, None))
+            self.dim = nxt
+        self.input_dim = int(round(self.dim)) * 4
+        return nn.Sequential(*blocks)
+    def forward(self, x):
+        out = self.bn1(self.conv1(x))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = self.avgpool(self.relu(self.bn_final(out)))
+        return self.fc(out.view(out.size(0), -1))
 
 def smooth_ce(pred, gold, s=0.1):
     one_hot = torch.full_like(pred, s / (pred.size(1) - 1))
@@ -404,7 +525,9 @@ class GAM(Sharp):
         enable_running_stats(self.model)
         return out, loss
 
-model = (cnn_small() if model_name == 'cnn_small' else ResNet18C()).to(device).train()
+model = {'cnn_small': cnn_small, 'resnet18_c': ResNet18C, 'pyramidnet110_c': PyramidNet}[model_name]()
+model = model.to(device).train()
+print('params=%d' % sum(p.numel() for p in model.parameters()))
 shape = (batch, 1, 28, 28) if model_name == 'cnn_small' else (batch, 3, 32, 32)
 x = torch.randn(*shape, device=device); y = torch.randint(0, 10, (batch,), device=device)
 base = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -432,16 +555,21 @@ if o.torch then
   local f = assert(io.open(path, 'w'))
   f:write(PEER)
   f:close()
-  local cmd = string.format('OMP_NUM_THREADS=%d /usr/bin/python3 %s %s %s %d %d %d %d %s 2>&1', o.threads, path,
+  local python = os.getenv('GAM_PYTHON') or (on_gpu and 'python3' or '/usr/bin/python3')
+  local cmd = string.format('OMP_NUM_THREADS=%d %s %s %s %s %d %d %d %d %s 2>&1', o.threads, python, path,
                             o.model, o.opt, o.batch, o.steps, o.warmup, o.threads, o.device)
   local p = io.popen(cmd)
   local out = p:read('*a')
   p:close()
   os.remove(path)
   local peer = tonumber(out:match('median_ms=([%d%.]+)'))
+  local peer_params = tonumber(out:match('params=(%d+)'))
+  if peer_params and peer_params ~= nparams then
+    say('note: the pytorch model has %d parameters, gamlua\'s %d', peer_params, nparams)
+  end
   if peer then
-    say('pytorch %s step (reference structure): median %.2f ms/step; gamlua/pytorch = %.2fx', o.opt, peer,
-        ms / peer)
+    say('pytorch %s step (reference structure%s): median %.2f ms/step; gamlua/pytorch = %.2fx', o.opt,
+        on_gpu and ', float32, no TF32' or '', peer, ms / peer)
   else
     say('pytorch peer failed: %s', (out:gsub('%s+$', '')):sub(-600))
   end

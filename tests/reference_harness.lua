@@ -4,15 +4,40 @@
 -- parameter and BatchNorm buffer after each step, as max|ours − ref| / max|ref|
 -- per tensor (tolerance 1e-4, or $GAM_REFERENCE_TOL).
 --
---   gamlua tests/reference_harness.lua [folder]     (default ../shared/reference,
---                                                    or $GAM_REFERENCE_DIR)
+--   gamlua tests/reference_harness.lua [--device cpu|cuda] [folder]
+--          (folder: default ../shared/reference, or $GAM_REFERENCE_DIR)
+-- --device cuda runs every case on the GPU (model, data, optimiser; the
+-- comparison reads the results back), against the same float64 reference.
 -- Prints one line per case, then "N passed, N failed"; exits 1 on any failure.
 local ffi = require 'ffi'
 local gam = require 'gam'
 local nn, optim, F = gam.nn, gam.optim, gam.F
 
-local dir = arg and arg[1] or os.getenv('GAM_REFERENCE_DIR') or '../shared/reference'
+local device, dir = 'cpu', nil
+do
+  local i = 1
+  while arg and arg[i] do
+    if arg[i] == '--device' then
+      device = arg[i + 1]
+      i = i + 2
+    else
+      dir = dir or arg[i]
+      i = i + 1
+    end
+  end
+end
+dir = dir or os.getenv('GAM_REFERENCE_DIR') or '../shared/reference'
 local TOL = tonumber(os.getenv('GAM_REFERENCE_TOL') or '') or 1e-4
+if device ~= 'cpu' and device ~= 'cuda' then
+  print(string.format("--device must be cpu or cuda, got %s", tostring(device)))
+  print('0 passed, 1 failed')
+  os.exit(1)
+end
+if device == 'cuda' and not gam.cuda_available() then
+  print('--device cuda: no CUDA device is available' .. (gam.cuda_built() and '' or ' (libgam was built without CUDA)'))
+  print('0 passed, 1 failed')
+  os.exit(1)
+end
 
 -- ---- validation of a case: errors name the field -----------------------------------
 local Malformed = {}
@@ -158,6 +183,7 @@ local function run_case(case)
   end
   local ok, err = pcall(model.load_state_dict, model, sd)
   if not ok then bad('initial', '%s', tostring(err)) end
+  if device ~= 'cpu' then model:to(device) end
   local base = make_base(case.base, model:parameters())
   local opt = make_opt(case, base, model)
   local s = want_number(case.label_smoothing or 0, 'label_smoothing')
@@ -195,8 +221,8 @@ local function run_case(case)
   end
   for i, st in ipairs(steps) do
     gam.scope(function()
-      local x = tensor_of(st.input)
-      local y = tensor_of(st.target, 'int64')
+      local x = tensor_of(st.input):to(device)
+      local y = tensor_of(st.target, 'int64'):to(device)
       opt:set_closure(loss_fn, x, y)
       local pred, loss = opt:step()
       note(i, 'loss', math.abs(loss - st.loss) / math.max(math.abs(st.loss), 1e-30))
@@ -256,8 +282,8 @@ for _, file in ipairs(files) do
         line = string.format('FAIL %s (%s): %d comparisons over %.0e: %s', short, name, #failures, TOL,
                              table.concat(failures, '; ', 1, math.min(#failures, 6)))
       else
-        line = string.format('PASS %s (%s): %d steps, worst relative error %.2e (%s)', short, name, nsteps,
-                             worst, where)
+        line = string.format('PASS %s (%s): %d steps, worst relative error %.2e (%s)%s', short, name, nsteps,
+                             worst, where, device ~= 'cpu' and ' on ' .. device or '')
       end
     end
   end

@@ -58,7 +58,8 @@ function Bottleneck:forward(x)
   local extra = out:size(2) - shortcut:size(2)
   if extra > 0 then
     -- zero channels [n, extra, h, w] appended to the shortcut
-    local zeros = tensor.zeros({shortcut:size(1), extra, shortcut:size(3), shortcut:size(4)})
+    local zeros = tensor.zeros({shortcut:size(1), extra, shortcut:size(3), shortcut:size(4)},
+                               {device = shortcut:device()})
     shortcut = tensor.cat({shortcut, zeros}, 2)
   end
   return out + shortcut
