@@ -18,9 +18,12 @@
  * batch k of epoch e from (seed, e, k). A worker thread fills a ring of
  * `prefetch` slots in batch order; the caller copies a ready slot into new
  * tensors (all tensor allocation happens on the caller's thread). */
+#define _GNU_SOURCE
 #include "internal.h"
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* ---- the loader's generator: xoroshiro128++ on a caller-owned state ------- */
@@ -466,8 +469,19 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
 
 int64_t gam_loader_num_batches(const gam_loader *l) { return l ? l->nbatches : 0; }
 
+/* The worker may run on any core: it inherits the affinity of the thread that
+ * made it, which OpenMP may have pinned to one core (OMP_PROC_BIND). */
+static void unpin_self(void) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &all);
+  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+}
+
 static void *worker(void *arg) {
   gam_loader *l = arg;
+  unpin_self();
   const uint8_t *img = gam__data(l->images);
   const int64_t *lab = gam__i64(l->labels);
   for (int64_t b = 0; b < l->nbatches; b++) {

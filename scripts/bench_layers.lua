@@ -39,10 +39,20 @@ local function split(s, conv)
   for v in s:gmatch('[^,]+') do r[#r + 1] = conv and conv(v) or v end
   return r
 end
+-- --help: print this file's header comment
+local function print_help()
+  local src = debug.getinfo(1, 'S').source:sub(2)
+  for line in io.lines(src) do
+    if not line:match('^%-%-') then break end
+    print((line:gsub('^%-%- ?', '')))
+  end
+  os.exit(0)
+end
 local i = 1
 while i <= #arg do
   local a = arg[i]
-  if a == '--threads' then opt.threads = tonumber(arg[i + 1]); i = i + 1
+  if a == '--help' or a == '-h' then print_help()
+  elseif a == '--threads' then opt.threads = tonumber(arg[i + 1]); i = i + 1
   elseif a == '--batches' then opt.batches = split(arg[i + 1], tonumber); i = i + 1
   elseif a == '--models' then opt.models = split(arg[i + 1]); i = i + 1
   elseif a == '--iters' then opt.iters = tonumber(arg[i + 1]); i = i + 1

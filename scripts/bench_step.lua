@@ -48,6 +48,15 @@ local util = require 'gam.optim.util'
 -- ---- options ---------------------------------------------------------------------------
 local o = {model = 'cnn_small', opt = 'gam', batch = 128, steps = 10, warmup = 2,
            threads = gam.get_num_threads(), device = 'cpu', torch = true, sgd = true}
+-- --help: print this file's header comment
+local function print_help()
+  local src = debug.getinfo(1, 'S').source:sub(2)
+  for line in io.lines(src) do
+    if not line:match('^%-%-') then break end
+    print((line:gsub('^%-%- ?', '')))
+  end
+  os.exit(0)
+end
 local i = 1
 local function value(name)
   local v = arg[i + 1]
@@ -57,7 +66,8 @@ local function value(name)
 end
 while i <= #arg do
   local a = arg[i]
-  if a == '--model' then o.model = value(a)
+  if a == '--help' or a == '-h' then print_help()
+  elseif a == '--model' then o.model = value(a)
   elseif a == '--opt' then o.opt = value(a)
   elseif a == '--batch' then o.batch = tonumber(value(a))
   elseif a == '--steps' then o.steps = tonumber(value(a))
