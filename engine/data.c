@@ -27,39 +27,16 @@
 #include <zlib.h>
 
 /* ---- the loader's generator: xoroshiro128++ on a caller-owned state ------- */
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t s0 = s[0], s1 = s[1];
-  uint64_t r = rotl(s0 + s1, 17) + s0;
-  s1 ^= s0;
-  s[0] = rotl(s0, 49) ^ s1 ^ (s1 << 21);
-  s[1] = rotl(s1, 28);
-  return r;
-}
-
-/* uniform integer in [0, n), n > 0, without modulo bias */
-static uint64_t rng_below(uint64_t *s, uint64_t n) {
-  uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
-  do x = rng_next(s); while (x >= limit);
-  return x % n;
-}
-
+/* The steps are the gam__xoro_* helpers of internal.h; the state is the
+ * loader's own, never the global generator's. */
 void gam_rng_derive(uint64_t *st, uint64_t seed, uint64_t a, uint64_t b) {
   uint64_t x = seed;
-  uint64_t h = splitmix64(&x);
+  uint64_t h = gam__splitmix64(&x);
   x = h ^ (a * 0xd1b54a32d192ed03ULL);
-  h = splitmix64(&x);
+  h = gam__splitmix64(&x);
   x = h ^ (b * 0x8cb92ba72f3d8dd7ULL);
-  st[0] = splitmix64(&x);
-  st[1] = splitmix64(&x);
+  st[0] = gam__splitmix64(&x);
+  st[1] = gam__splitmix64(&x);
   if (!st[0] && !st[1]) st[1] = 1;
 }
 
@@ -316,10 +293,10 @@ static void augment_one(float *dst, const uint8_t *src, int64_t C, int64_t H, in
                         const gam_augment *a, uint64_t *rng) {
   int64_t dy = 0, dx = 0;
   if (a->pad > 0) { /* window origin inside the padded canvas, minus the padding */
-    dy = (int64_t)rng_below(rng, 2 * (uint64_t)a->pad + 1) - a->pad;
-    dx = (int64_t)rng_below(rng, 2 * (uint64_t)a->pad + 1) - a->pad;
+    dy = (int64_t)gam__xoro_below(rng, 2 * (uint64_t)a->pad + 1) - a->pad;
+    dx = (int64_t)gam__xoro_below(rng, 2 * (uint64_t)a->pad + 1) - a->pad;
   }
-  int flip = a->flip ? (int)(rng_next(rng) >> 63) : 0;
+  int flip = a->flip ? (int)(gam__xoro_next(rng) >> 63) : 0;
   for (int64_t c = 0; c < C; c++) {
     float scale = 1.0f / 255.0f, shift = 0.0f;
     if (a->normalize) { /* (v/255 - m)/s = v * (1/(255 s)) - m/s */
@@ -343,7 +320,7 @@ static void augment_one(float *dst, const uint8_t *src, int64_t C, int64_t H, in
     }
   }
   if (a->cutout > 0) {
-    int64_t cy = (int64_t)rng_below(rng, (uint64_t)H), cx = (int64_t)rng_below(rng, (uint64_t)W);
+    int64_t cy = (int64_t)gam__xoro_below(rng, (uint64_t)H), cx = (int64_t)gam__xoro_below(rng, (uint64_t)W);
     int64_t y0 = cy - a->cutout / 2, x0 = cx - a->cutout / 2;
     int64_t y1 = y0 + a->cutout, x1 = x0 + a->cutout;
     if (y0 < 0) y0 = 0;
@@ -530,7 +507,7 @@ int gam_loader_start(gam_loader *l, int64_t epoch) {
     uint64_t rng[2];
     gam_rng_derive(rng, l->seed, (uint64_t)epoch, 0);
     for (int64_t i = l->n - 1; i > 0; i--) {
-      int64_t j = (int64_t)rng_below(rng, (uint64_t)i + 1), t = l->order[i];
+      int64_t j = (int64_t)gam__xoro_below(rng, (uint64_t)i + 1), t = l->order[i];
       l->order[i] = l->order[j];
       l->order[j] = t;
     }

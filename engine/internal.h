@@ -94,6 +94,29 @@ int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_
 void gam__node_release(gam_node *n);
 
 /* ---- random (random.c): the global generator ---------------------------- */
+/* xoroshiro128++ steps on a caller-owned state s[2], shared by the global
+ * generator (random.c) and the loader's own generators (data.c). */
+static inline uint64_t gam__splitmix64(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static inline uint64_t gam__rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t gam__xoro_next(uint64_t *s) {
+  uint64_t s0 = s[0], s1 = s[1];
+  uint64_t r = gam__rotl64(s0 + s1, 17) + s0;
+  s1 ^= s0;
+  s[0] = gam__rotl64(s0, 49) ^ s1 ^ (s1 << 21);
+  s[1] = gam__rotl64(s1, 28);
+  return r;
+}
+/* uniform integer in [0, n), n > 0, without modulo bias */
+static inline uint64_t gam__xoro_below(uint64_t *s, uint64_t n) {
+  uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
+  do x = gam__xoro_next(s); while (x >= limit);
+  return x % n;
+}
 uint64_t gam__rng_next(void);
 double gam__rng_uniform(void);          /* [0, 1) */
 uint64_t gam__rng_below(uint64_t n);    /* [0, n) */

@@ -8,38 +8,17 @@
 
 static uint64_t rng[2] = {0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL};
 
-static uint64_t splitmix64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t gam__rng_next(void) {
-  uint64_t s0 = rng[0], s1 = rng[1];
-  uint64_t r = rotl(s0 + s1, 17) + s0;
-  s1 ^= s0;
-  rng[0] = rotl(s0, 49) ^ s1 ^ (s1 << 21);
-  rng[1] = rotl(s1, 28);
-  return r;
-}
+uint64_t gam__rng_next(void) { return gam__xoro_next(rng); }
 
 /* uniform in [0, 1) with 53 random bits */
 double gam__rng_uniform(void) { return (double)(gam__rng_next() >> 11) * (1.0 / 9007199254740992.0); }
 
-/* uniform integer in [0, n), n > 0, without modulo bias */
-uint64_t gam__rng_below(uint64_t n) {
-  uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
-  do x = gam__rng_next(); while (x >= limit);
-  return x % n;
-}
+uint64_t gam__rng_below(uint64_t n) { return gam__xoro_below(rng, n); }
 
 int gam_manual_seed(uint64_t seed) {
   uint64_t x = seed;
-  rng[0] = splitmix64(&x);
-  rng[1] = splitmix64(&x);
+  rng[0] = gam__splitmix64(&x);
+  rng[1] = gam__splitmix64(&x);
   return 0;
 }
 

@@ -17,6 +17,8 @@
 -- processes compete for the cores (with more threads it counts spinning too).
 local ffi = require 'ffi'
 local gam = require 'gam'
+local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
+local bench = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'bench_util.lua')
 local F = gam.F
 
 pcall(ffi.cdef, [[
@@ -39,19 +41,10 @@ local function split(s, conv)
   for v in s:gmatch('[^,]+') do r[#r + 1] = conv and conv(v) or v end
   return r
 end
--- --help: print this file's header comment
-local function print_help()
-  local src = debug.getinfo(1, 'S').source:sub(2)
-  for line in io.lines(src) do
-    if not line:match('^%-%-') then break end
-    print((line:gsub('^%-%- ?', '')))
-  end
-  os.exit(0)
-end
 local i = 1
 while i <= #arg do
   local a = arg[i]
-  if a == '--help' or a == '-h' then print_help()
+  if a == '--help' or a == '-h' then bench.print_help(SCRIPT)
   elseif a == '--threads' then opt.threads = tonumber(arg[i + 1]); i = i + 1
   elseif a == '--batches' then opt.batches = split(arg[i + 1], tonumber); i = i + 1
   elseif a == '--models' then opt.models = split(arg[i + 1]); i = i + 1
@@ -72,12 +65,6 @@ local SPEC = {
 }
 local function iters_for(name, batch)
   return opt.iters or SPEC[name].iters[batch] or 5
-end
-
-local function median(t)
-  table.sort(t)
-  local n = #t
-  return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
 end
 
 -- ---- gamlua ------------------------------------------------------------------------
@@ -104,7 +91,7 @@ local function bench_gam(name, batch, iters)
     step()
     times[k] = now() - t0
   end
-  return median(times)
+  return bench.median(times)
 end
 
 -- ---- PyTorch -----------------------------------------------------------------------

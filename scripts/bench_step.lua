@@ -42,21 +42,14 @@
 -- cudnn.benchmark off (heuristic algorithm choice, as gamlua); its python is
 -- $GAM_PYTHON, else python3 on the PATH (/usr/bin/python3 for the cpu).
 local gam = require 'gam'
+local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
+local bench = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'bench_util.lua')
 local optim, F = gam.optim, gam.F
 local util = require 'gam.optim.util'
 
 -- ---- options ---------------------------------------------------------------------------
 local o = {model = 'cnn_small', opt = 'gam', batch = 128, steps = 10, warmup = 2,
            threads = gam.get_num_threads(), device = 'cpu', torch = true, sgd = true}
--- --help: print this file's header comment
-local function print_help()
-  local src = debug.getinfo(1, 'S').source:sub(2)
-  for line in io.lines(src) do
-    if not line:match('^%-%-') then break end
-    print((line:gsub('^%-%- ?', '')))
-  end
-  os.exit(0)
-end
 local i = 1
 local function value(name)
   local v = arg[i + 1]
@@ -66,7 +59,7 @@ local function value(name)
 end
 while i <= #arg do
   local a = arg[i]
-  if a == '--help' or a == '-h' then print_help()
+  if a == '--help' or a == '-h' then bench.print_help(SCRIPT)
   elseif a == '--model' then o.model = value(a)
   elseif a == '--opt' then o.opt = value(a)
   elseif a == '--batch' then o.batch = tonumber(value(a))
@@ -95,14 +88,6 @@ for _, k in ipairs {'batch', 'steps', 'threads'} do
   if not o[k] or o[k] < 1 then error('bench_step: --' .. k .. ' must be a positive integer', 0) end
 end
 gam.set_num_threads(o.threads)
-
-local function median(t)
-  local s = {}
-  for k, v in ipairs(t) do s[k] = v end
-  table.sort(s)
-  local n = #s
-  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
-end
 
 -- ---- gamlua -------------------------------------------------------------------------------
 local function setup()
@@ -182,7 +167,7 @@ local function time_steps(step, opt, sgd_step)
       ts[k] = (util.now() - t0) * 1e3
     end
   end
-  return median(t), sgd_step and median(ts), opt and median(kt), opt and kb
+  return bench.median(t), sgd_step and bench.median(ts), opt and bench.median(kt), opt and kb
 end
 
 local function say(fmt, ...)
@@ -234,7 +219,7 @@ if kernel_ms and not on_gpu then
     cold[k] = util.now() - t0
   end
   sweep = nil
-  local bw_hot, bw_cold = 8 * n / hot, 8 * n / median(cold)
+  local bw_hot, bw_cold = 8 * n / hot, 8 * n / bench.median(cold)
   local bytes = kernel_mb * 1e6
   say('%s vector work: median %.3f ms/step, its passes moving %.1f MB (%.1f vectors of %d floats)', o.opt, kernel_ms,
       kernel_mb, bytes / (4 * n), n)

@@ -1,26 +1,9 @@
 -- Checkpoints: gam.save / gam.load round trips, atomic writes, and every way a
 -- file can be bad (truncated, corrupt, foreign, wrong version, missing).
 local gam = require 'gam'
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  os.execute('mkdir -p ' .. p)
-  return p
-end
-
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-end
+local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+local T = dofile(here .. '/helpers.lua')
+local tmpdir, read, write, errmsg, contains = T.tmpdir, T.read, T.write, T.errmsg, T.contains
 
 local function listdir(dir)
   local r = {}
@@ -29,16 +12,6 @@ local function listdir(dir)
   p:close()
   table.sort(r)
   return r
-end
-
-local function errmsg(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, 'expected an error')
-  return tostring(err)
-end
-
-local function contains(s, sub)
-  assert.is_truthy(s:find(sub, 1, true), string.format('expected %q in the message: %s', sub, s))
 end
 
 local function same_tensor(a, b)

@@ -6,19 +6,9 @@
 -- The GPU's own tests are tests/cuda/ops_cuda.lua (`make test-cuda`).
 local gam = require 'gam'
 
-local function dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
+local T = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/helpers.lua')
+local dirname, q, run = T.dirname, T.q, T.run
 local GAMLUA = dirname(_GAMLUA.lib) .. '/gamlua' -- the host beside the library under test
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- stdout and stderr of a shell command, and its exit code
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "__exit=$?"')
-  local out = p:read('*a')
-  p:close()
-  local code = tonumber(out:match('__exit=(%d+)%s*$'))
-  return (out:gsub('__exit=%d+%s*$', '')), code
-end
 
 local function exists(path)
   local f = io.open(path, 'rb')

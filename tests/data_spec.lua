@@ -5,25 +5,9 @@ local gam = require 'gam'
 local ffi = require 'ffi'
 
 -- ---- helpers -------------------------------------------------------------------------
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(os.execute('mkdir -p ' .. p) == 0 or true)
-  return p
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+local T = dofile(here .. '/helpers.lua')
+local tmpdir, write, read, errmsg, contains = T.tmpdir, T.write, T.read, T.errmsg, T.contains
 
 local function gzip(path) -- path -> path.gz, original removed
   assert(os.execute('gzip -n -f ' .. path) == 0 or true)
@@ -47,16 +31,6 @@ local function cifar_record(labels, k, r)
   for _, l in ipairs(labels) do s[#s + 1] = string.char(l) end
   s[#s + 1] = bytes(3072, function(j) return pixel(k, r, j) end)
   return table.concat(s)
-end
-
-local function errmsg(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, 'expected an error')
-  return tostring(err)
-end
-
-local function contains(s, sub)
-  assert.is_truthy(s:find(sub, 1, true), string.format('expected %q in the message: %s', sub, s))
 end
 
 local function values(t)

@@ -1,19 +1,11 @@
 -- `make install PREFIX=dir` gives a gamlua that works from any directory with
 -- its own library and Lua package. The spec installs the build it runs from
 -- (make -o keeps make from rebuilding it) into a temporary prefix.
-local function dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
+local T = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/helpers.lua')
+local dirname, q, run = T.dirname, T.q, T.run
 local here = dirname(debug.getinfo(1, 'S').source:sub(2))
 local build = dirname(_GAMLUA.lib)
 local root = here .. '/..'
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "__exit=$?"')
-  local out = p:read('*a')
-  p:close()
-  local code = tonumber(out:match('__exit=(%d+)%s*$'))
-  return out:gsub('__exit=%d+%s*$', ''), code
-end
 
 describe('make install', function()
   local prefix

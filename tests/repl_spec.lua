@@ -5,34 +5,12 @@
 local ffi = require 'ffi'
 pcall(ffi.cdef, 'int poll(void *fds, unsigned long nfds, int timeout);')
 
-local function dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
+local T = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/helpers.lua')
+local dirname, q, run, tmpname, write = T.dirname, T.q, T.run, T.tmpname, T.write
 local here = dirname(debug.getinfo(1, 'S').source:sub(2))
 local GAMLUA = dirname(_GAMLUA.lib) .. '/gamlua' -- the host beside the library under test
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- runs a shell command; returns its output (stdout and stderr) and exit code
-local function run(cmd)
-  local p = io.popen(cmd .. ' 2>&1; echo "__exit=$?"')
-  local out = p:read('*a')
-  p:close()
-  local code = tonumber(out:match('__exit=(%d+)%s*$'))
-  return out:gsub('__exit=%d+%s*$', ''), code
-end
-
 local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
-
-local function tmpname()
-  local name = os.tmpname()
-  os.remove(name)
-  return name
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, 'w'))
-  f:write(text)
-  f:close()
-end
 
 local function read(path)
   local f = io.open(path, 'r')

@@ -6,6 +6,8 @@ local gam = require 'gam'
 
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 local root = here .. '/..'
+local T = dofile(here .. '/helpers.lua')
+local q, read, contains = T.q, T.read, T.contains
 -- this very gamlua binary (the one running the specs)
 local function self_exe()
   local ffi = require 'ffi'
@@ -19,8 +21,6 @@ end
 local gamlua = self_exe()
 local script = root .. '/scripts/train_cifar.lua'
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
 -- runs the program; returns its output (stdout and stderr) and exit code
 local function run(flags)
   local out = os.tmpname()
@@ -32,17 +32,6 @@ local function run(flags)
   os.remove(out)
   local rc = tonumber(s:match('rc=(%d+)%s*$'))
   return s, rc
-end
-
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-
-local function contains(s, sub)
-  assert.is_truthy(s:find(sub, 1, true), string.format('expected %q in the output:\n%s', sub, s))
 end
 
 -- the rows of metrics.csv without the timing columns
