@@ -465,8 +465,12 @@ end
 -- ---- main ---------------------------------------------------------------------------------------
 local function pick_device(want)
   if want == 'cpu' then return 'cpu' end
-  local ok = pcall(function() gam.release(gam.zeros({1}, {device = 'cuda'})) end)
-  if want == 'cuda' and not ok then fail('--device cuda: no CUDA device is available in this build or machine') end
+  local ok = gam.cuda_available()
+  if want == 'cuda' and not ok then
+    io.stderr:write('train_cifar: --device cuda: no CUDA device is available ('
+                    .. (gam.cuda_built() and 'none found on this machine' or 'this build has no CUDA backend')
+                    .. '); running on the CPU\n')
+  end
   return ok and 'cuda' or 'cpu'
 end
 

@@ -57,6 +57,20 @@ describe('scripts/train_cifar.lua', function()
   end)
   teardown(function() os.execute('rm -rf ' .. q(dir)) end)
 
+  it('runs --device cuda on the CPU, saying so once, when no GPU is available', function()
+    local out, rc = run(SMALL .. ' --epochs 1 --device cuda --out ' .. q(dir .. '/dev'))
+    assert.are.equal(0, rc, out)
+    if gam.cuda_available() then
+      assert.truthy(out:find(' on cuda', 1, true), out)
+    else
+      local _, n = out:gsub('no CUDA device is available', '')
+      assert.are.equal(1, n, out)
+      assert.truthy(out:find('running on the CPU', 1, true), out)
+      assert.truthy(out:find(' on cpu', 1, true), out)
+      assert.truthy(out:find('final test accuracy', 1, true), out)
+    end
+  end)
+
   it('lists every flag with its default in --help', function()
     local out, rc = run('--help')
     assert.are.equal(0, rc)
