@@ -37,6 +37,15 @@ int64_t gam__numel(int ndim, const int64_t *shape);
 static inline void *gam__data(const gam_tensor *t) {
   return (char *)t->storage->data + (size_t)t->offset * gam__dtype_size(t->dtype);
 }
+/* View t as [outer, size, inner] around dim d (reductions, softmax, gather). */
+static inline void gam__split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size,
+                                 int64_t *inner) {
+  *outer = 1;
+  *inner = 1;
+  for (int k = 0; k < d; k++) *outer *= t->shape[k];
+  for (int k = d + 1; k < t->ndim; k++) *inner *= t->shape[k];
+  *size = t->shape[d];
+}
 static inline float *gam__f32(const gam_tensor *t) { return (float *)gam__data(t); }
 static inline int64_t *gam__i64(const gam_tensor *t) { return (int64_t *)gam__data(t); }
 

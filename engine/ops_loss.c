@@ -4,14 +4,6 @@
 #include "cuda_backend.h"
 #include <math.h>
 
-static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
-  *outer = 1;
-  *inner = 1;
-  for (int k = 0; k < d; k++) *outer *= t->shape[k];
-  for (int k = d + 1; k < t->ndim; k++) *inner *= t->shape[k];
-  *size = t->shape[d];
-}
-
 /* y = softmax or log_softmax of each line of x along the middle axis:
  * m = max x, s = sum exp(x - m) (in double); softmax = exp(x - m) / s,
  * log_softmax = (x - m) - log s. One exp per element. */
@@ -44,7 +36,7 @@ static int softmax_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
   int log_out = (int)n->i[1];
   int64_t outer, size, inner;
-  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
   const float *gp = gam__f32(g), *yp = gam__f32(y);
@@ -80,7 +72,7 @@ static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
   int d;
   GAM_TRY(gam__dim(name, dim, a->ndim, &d));
   int64_t outer, size, inner;
-  split_at(a, d, &outer, &size, &inner);
+  gam__split_at(a, d, &outer, &size, &inner);
   gam_tensor *r = gam__new_like(a);
   if (!r) return -1;
   if (a->device == GAM_CUDA) {
@@ -106,7 +98,7 @@ int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_o
 static int gather_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *a = n->inputs[0], *index = n->inputs[1];
   int64_t outer, size, inner, osize = index->shape[n->i[0]];
-  split_at(a, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(a, (int)n->i[0], &outer, &size, &inner);
   gam_tensor *ga = gam__new_zeros_like(a);
   if (!ga) return -1;
   const float *gp = gam__f32(g);
@@ -146,7 +138,7 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
               "gather: index %s must match input %s except along dim %d", gam__shape_str(index, b1),
               gam__shape_str(a, b2), d + 1);
   int64_t outer, size, inner, osize = index->shape[d];
-  split_at(a, d, &outer, &size, &inner);
+  gam__split_at(a, d, &outer, &size, &inner);
   const int64_t *ip = gam__i64(index);
   if (index->device == GAM_CUDA) {
     int64_t pos = -1, value = 0;

@@ -6,14 +6,6 @@
 #include <math.h>
 #include <float.h>
 
-static void split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
-  *outer = 1;
-  *inner = 1;
-  for (int k = 0; k < d; k++) *outer *= t->shape[k];
-  for (int k = d + 1; k < t->ndim; k++) *inner *= t->shape[k];
-  *size = t->shape[d];
-}
-
 static void reduced_shape(const gam_tensor *t, int d, int keepdim, int *nd, int64_t *shape) {
   int n = 0;
   for (int k = 0; k < t->ndim; k++) {
@@ -77,7 +69,7 @@ int gam_mean(gam_tensor **out, gam_tensor *a) { return reduce_all(out, a, 1); }
 static int sum_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
   int64_t outer, size, inner;
-  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
   const float *gp = gam__f32(g);
@@ -141,7 +133,7 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
   int d;
   GAM_TRY(gam__dim(name, dim, a->ndim, &d));
   int64_t outer, size, inner, shape[GAM_MAX_DIMS];
-  split_at(a, d, &outer, &size, &inner);
+  gam__split_at(a, d, &outer, &size, &inner);
   GAM_CHECK(!mean || size > 0, "mean: dim %d is empty", d + 1);
   int nd;
   reduced_shape(a, d, keepdim, &nd, shape);
@@ -176,7 +168,7 @@ int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
 static int max_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
   int64_t outer, size, inner;
-  split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   const float *gp = gam__f32(g);
@@ -196,7 +188,7 @@ static int max_dim_backward(gam_node *n, gam_tensor *g) {
 static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam_tensor **indices,
                      const char *name) {
   int64_t outer, size, inner, shape[GAM_MAX_DIMS];
-  split_at(a, d, &outer, &size, &inner);
+  gam__split_at(a, d, &outer, &size, &inner);
   GAM_CHECK(size > 0, "%s: dim %d is empty", name, d + 1);
   int nd;
   reduced_shape(a, d, keepdim, &nd, shape);
