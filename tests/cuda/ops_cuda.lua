@@ -19,11 +19,9 @@ if not gam.cuda_available() then
 end
 
 -- ---- helpers ---------------------------------------------------------------------------
-local function errmsg(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, 'expected an error, the call succeeded')
-  return tostring(err)
-end
+local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+local H = dofile(here .. '/helpers.lua')
+local errmsg = dofile(here .. '/../helpers.lua').errmsg
 
 local function contains(s, ...)
   for i = 1, select('#', ...) do
@@ -33,21 +31,7 @@ local function contains(s, ...)
 end
 
 -- max |got - ref| / max |ref| (NaN in the same places counts as equal)
-local function rel_error(ref, got)
-  local r, g = ref:tolist(), got:tolist()
-  assert(#r == #g, 'element counts differ')
-  local num, den = 0, 0
-  for i = 1, #r do
-    local a, b = r[i], g[i]
-    if a ~= a or b ~= b then
-      if not (a ~= a and b ~= b) then return math.huge end
-    else
-      num = math.max(num, math.abs(a - b))
-      den = math.max(den, math.abs(a))
-    end
-  end
-  return den > 0 and num / den or num
-end
+local function rel_error(ref, got) return H.list_error(ref:tolist(), got:tolist()) end
 
 -- got (cuda) matches ref (cpu): device, shape, dtype, values
 local function close(ref, got, what)
