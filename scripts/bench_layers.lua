@@ -1,5 +1,5 @@
 -- bench_layers.lua — forward+backward time of resnet18_c and cnn_small on the
--- CPU, against the same networks in PyTorch (/usr/bin/python3 with Debian's
+-- CPU, against the same networks in PyTorch (scripts/torch_peer.py, /usr/bin/python3 with Debian's
 -- python3-torch) run by this script with the same thread count.
 --
 --   gamlua scripts/bench_layers.lua [--threads N] [--batches 32,128]
@@ -94,77 +94,12 @@ local function bench_gam(name, batch, iters)
   return bench.median(times)
 end
 
--- ---- PyTorch -----------------------------------------------------------------------
-local TORCH = [[
-import sys, time, statistics
-import torch, torch.nn as nn, torch.nn.functional as F
-threads, name, batch, iters = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-clock = time.process_time if sys.argv[5] == 'cpu' else time.perf_counter
-torch.set_num_threads(threads)
-torch.manual_seed(0)
-
-class BasicBlock(nn.Module):
-    def __init__(self, cin, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-class ResNet18C(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); self.bn1 = nn.BatchNorm2d(64)
-        cin, layers = 64, []
-        for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            blocks = []
-            for s in (stride, 1):
-                blocks.append(BasicBlock(cin, planes, s)); cin = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.linear = nn.Linear(512, num_classes)
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.avg_pool2d(out, 4).flatten(1)
-        return self.linear(out)
-
-def cnn_small(num_classes=10):
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
-
-model, shape = (ResNet18C(), (3, 32, 32)) if name == 'resnet18_c' else (cnn_small(), (1, 28, 28))
-model.train()
-x = torch.randn(batch, *shape)
-y = torch.randint(0, 10, (batch,))
-def step():
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    model.zero_grad(set_to_none=False)
-step(); step()
-times = []
-for _ in range(iters):
-    t0 = clock(); step(); times.append(clock() - t0)
-print('TIME %.9f' % statistics.median(times))
-]]
-
+-- ---- PyTorch (scripts/torch_peer.py) --------------------------------------------------------
 local function bench_torch(name, batch, iters)
-  local path = os.tmpname()
-  local f = assert(io.open(path, 'w'))
-  f:write(TORCH)
-  f:close()
-  local p = io.popen(string.format('/usr/bin/python3 %s %d %s %d %d %s 2>&1', path, opt.threads, name, batch,
-                                   iters, opt.cpu_time and 'cpu' or 'wall'))
+  local p = io.popen(string.format('/usr/bin/python3 %s layers %d %s %d %d %s 2>&1', bench.torch_peer, opt.threads,
+                                   name, batch, iters, opt.cpu_time and 'cpu' or 'wall'))
   local out = p:read('*a')
   p:close()
-  os.remove(path)
   local t = out:match('TIME ([%d%.]+)')
   if not t then
     io.stderr:write('bench_layers: PyTorch run failed:\n' .. out .. '\n')

@@ -3,6 +3,9 @@
 --   local bench = dofile(<the script's folder> .. 'bench_util.lua')
 local M = {}
 
+-- The PyTorch peer every script measures against, beside this file.
+M.torch_peer = (debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or './') .. 'torch_peer.py'
+
 -- Prints the header comment of the script at path (its --help) and exits.
 function M.print_help(path)
   for line in io.lines(path) do

@@ -190,6 +190,7 @@ describe('gam.data.fashion_mnist and IDX files', function()
     local test = gam.data.fashion_mnist {root = root .. '/plain', train = false}
     assert.are.equal(3, test:size())
     assert.are.same({0.2860}, test.mean)
+    assert.are.equal(root .. '/plain', test.root)
   end)
 
   it('reads gzipped IDX files', function()
@@ -197,6 +198,7 @@ describe('gam.data.fashion_mnist and IDX files', function()
     assert.are.same({4, 1, 28, 28}, ds.images:shape())
     assert.are.same({3, 6, 9, 2}, ds.labels:tolist())
     assert.are.equal((783 * 3 + 4) % 256, values(ds.images)[783])
+    assert.are.equal(root .. '/gz', ds.root)
     local raw = gam.data.idx {images = root .. '/gz/t10k-images-idx3-ubyte.gz',
                               labels = root .. '/gz/t10k-labels-idx1-ubyte.gz'}
     assert.are.equal(2, raw:size())

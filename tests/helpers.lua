@@ -22,6 +22,17 @@ function T.run(cmd)
   return (out:gsub('__exit=%d+%s*$', '')), code
 end
 
+-- the path of this very gamlua binary (the one running the specs)
+function T.gamlua()
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'int getpid(void);')
+  local p = io.popen('readlink -f /proc/' .. ffi.C.getpid() .. '/exe')
+  local exe = p and p:read('*l')
+  if p then p:close() end
+  if exe and exe:match('gamlua$') then return exe end
+  return ((_GAMLUA and _GAMLUA.lib or ''):gsub('libgam%.so$', 'gamlua'))
+end
+
 -- a fresh temporary name (nothing there yet)
 function T.tmpname()
   local name = os.tmpname()

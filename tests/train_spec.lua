@@ -8,17 +8,7 @@ local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 local root = here .. '/..'
 local T = dofile(here .. '/helpers.lua')
 local q, read, contains = T.q, T.read, T.contains
--- this very gamlua binary (the one running the specs)
-local function self_exe()
-  local ffi = require 'ffi'
-  pcall(ffi.cdef, 'int getpid(void);')
-  local p = io.popen('readlink -f /proc/' .. ffi.C.getpid() .. '/exe')
-  local exe = p and p:read('*l')
-  if p then p:close() end
-  if exe and exe:match('gamlua$') then return exe end
-  return ((_GAMLUA and _GAMLUA.lib or ''):gsub('libgam%.so$', 'gamlua'))
-end
-local gamlua = self_exe()
+local gamlua = T.gamlua()
 local script = root .. '/scripts/train_cifar.lua'
 
 -- runs the program; returns its output (stdout and stderr) and exit code

@@ -183,7 +183,8 @@ end
 
 --- gam.data.fashion_mnist{root, train = true}
 -- Looks for train-images-idx3-ubyte(.gz) etc. in root (and root/raw); without
--- root in ./data/FashionMNIST then /usr/share/datasets/fashion-mnist.
+-- root in ./data/FashionMNIST then /usr/share/datasets/fashion-mnist. The dataset's
+-- root field names the folder the files were found in.
 function M.fashion_mnist(o)
   o = opts_table(o, 'fashion_mnist')
   local train = train_flag(o, 'fashion_mnist')
@@ -208,9 +209,11 @@ function M.fashion_mnist(o)
     found[#found + 1] = p
   end
   local st = M.stats.FashionMNIST
-  return M.idx {images = found[1], labels = found[2], classes = 10,
-                name = 'FashionMNIST' .. (train and ' train' or ' test'), mean = st.mean, std = st.std,
-                augment = {flip = true}}
+  local ds = M.idx {images = found[1], labels = found[2], classes = 10,
+                    name = 'FashionMNIST' .. (train and ' train' or ' test'), mean = st.mean, std = st.std,
+                    augment = {flip = true}}
+  ds.root = found[1]:match('^(.*)/[^/]*$') or '.'   -- the folder the files were found in
+  return ds
 end
 
 return M
