@@ -1,7 +1,8 @@
 # torch_peer.py — the PyTorch peer that gamlua's scripts measure themselves
 # against (Debian's python3-torch on the CPU, $GAM_PYTHON on a GPU machine).
 # Never a dependency of gamlua: only scripts/bench_layers.lua,
-# scripts/bench_step.lua and scripts/study_fmnist.lua run it.
+# scripts/bench_step.lua and scripts/study_fmnist.lua run it (and people, for
+# the README's PyTorch training figures).
 #
 #   torch_peer.py layers THREADS MODEL BATCH ITERS wall|cpu
 #       forward+backward (mean cross-entropy) per iteration  -> TIME <median seconds>
@@ -9,6 +10,8 @@
 #       whole optimiser steps on one random batch            -> params=<n>, median_ms=<ms>
 #   torch_peer.py fmnist DATA_DIR SEED STEPS THREADS OPT LR GRAD_RHO GRAD_NORM_RHO ALPHA BETA GAMMA
 #       the first STEPS steps of `make train` on Fashion-MNIST  -> seed=, loss=, alive=
+#   torch_peer.py train DATA_DIR SEED EPOCHS THREADS OPT LR GRAD_RHO GRAD_NORM_RHO ALPHA BETA GAMMA
+#       all of `make train` (cosine lr per epoch)            -> a line per epoch, final test accuracy
 #
 # The models are the PyTorch definitions of gamlua's cnn_small, resnet18_c and
 # pyramidnet110_c (same parameter counts); SAM, GSAM and GAM keep the released
@@ -353,21 +356,29 @@ def hidden_alive(model, x):
         return int((model[:11](x) > 0).any(0).sum())
 
 
-def cmd_fmnist(root, seed, steps, threads, opt_name, lr, grad_rho, grad_norm_rho, alpha, beta, gamma):
-    seed, steps = int(seed), int(steps)
+def fmnist_setup(root, seed, threads, opt_name, lr, grad_rho, grad_norm_rho, alpha, beta, gamma):
+    # the data (normalised as gamlua does), cnn_small and its optimiser as `make train` builds them
     torch.set_num_threads(int(threads))
-    torch.manual_seed(seed)
-    images = read_idx(find_idx(root, 'train-images-idx3-ubyte')).float().div(255)
-    labels = read_idx(find_idx(root, 'train-labels-idx1-ubyte')).long()
-    images = images.sub(FMNIST_MEAN).div(FMNIST_STD).unsqueeze(1)
-    probe = read_idx(find_idx(root, 't10k-images-idx3-ubyte'))[:1000].float().div(255)
-    probe = probe.sub(FMNIST_MEAN).div(FMNIST_STD).unsqueeze(1)
+    torch.manual_seed(int(seed))
+
+    def images(stem):
+        x = read_idx(find_idx(root, stem)).float().div(255)
+        return x.sub(FMNIST_MEAN).div(FMNIST_STD).unsqueeze(1)
+    data = {'train': (images('train-images-idx3-ubyte'), read_idx(find_idx(root, 'train-labels-idx1-ubyte')).long()),
+            'test': (images('t10k-images-idx3-ubyte'), read_idx(find_idx(root, 't10k-labels-idx1-ubyte')).long())}
     model = cnn_small().train()
     base = torch.optim.SGD(model.parameters(), lr=float(lr), momentum=0.9, weight_decay=5e-4)
     opt = None
     if opt_name == 'gam':
         opt = GAM(model.parameters(), base, model, grad_rho=float(grad_rho), grad_norm_rho=float(grad_norm_rho),
                   alpha=float(alpha), beta=float(beta), gamma=float(gamma))
+    return data, model, base, opt
+
+
+def fmnist_epoch(data, model, base, opt, steps):
+    # one epoch's first `steps` batches of 128 (shuffled, random flips); returns the losses
+    images, labels = data['train']
+    model.train()
     perm, losses = torch.randperm(images.size(0)), []
     for step in range(steps):
         idx = perm[step * 128:(step + 1) * 128]
@@ -380,15 +391,40 @@ def cmd_fmnist(root, seed, steps, threads, opt_name, lr, grad_rho, grad_norm_rho
             opt.set_closure(loss_fn, x, y)
             _, loss = opt.step()
         losses.append(float(loss))
+    return losses
+
+
+def cmd_fmnist(root, seed, steps, *setup):
+    data, model, base, opt = fmnist_setup(root, seed, *setup)
+    losses = fmnist_epoch(data, model, base, opt, int(steps))
     tail = losses[-min(20, len(losses)):]
-    print('seed=%d loss=%.4f alive=%d' % (seed, sum(tail) / len(tail), hidden_alive(model, probe)))
+    print('seed=%d loss=%.4f alive=%d' % (int(seed), sum(tail) / len(tail), hidden_alive(model, data['test'][0][:1000])))
 
 
-COMMANDS = {'layers': (cmd_layers, 5), 'step': (cmd_step, 7), 'fmnist': (cmd_fmnist, 11)}
+def cmd_train(root, seed, epochs, *setup):
+    # `make train` in PyTorch: cosine learning rate set once per epoch (CosineAnnealingLR), test accuracy per epoch
+    data, model, base, opt = fmnist_setup(root, seed, *setup)
+    epochs, t0 = int(epochs), time.perf_counter()
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(base, T_max=epochs)
+    steps = (data['train'][0].size(0) + 127) // 128
+    for epoch in range(1, epochs + 1):
+        losses = fmnist_epoch(data, model, base, opt, steps)
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            x, y = data['test']
+            correct = sum(int((model(x[i:i + 500]).argmax(1) == y[i:i + 500]).sum()) for i in range(0, x.size(0), 500))
+        acc = 100.0 * correct / x.size(0)
+        print('epoch %d/%d  train loss %.4f  test acc %.2f%%  time %.0fs' % (epoch, epochs, sum(losses) / len(losses),
+                                                                           acc, time.perf_counter() - t0), flush=True)
+    print('final test accuracy: %.2f%%; total time %.0fs' % (acc, time.perf_counter() - t0))
+
+
+COMMANDS = {'layers': (cmd_layers, 5), 'step': (cmd_step, 7), 'fmnist': (cmd_fmnist, 11), 'train': (cmd_train, 11)}
 
 if __name__ == '__main__':
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS or len(sys.argv) - 2 != COMMANDS[sys.argv[1]][1]:
-        header = [l[2:] for l in open(__file__).read().split('\n') if l.startswith('# ')][:13]
-        raise SystemExit('\n'.join(header))
+        lines = open(__file__).read().split('\n')
+        raise SystemExit('\n'.join(l[2:] for l in lines[:lines.index('import gzip, os, statistics, sys, time')]))
     fn, _ = COMMANDS[sys.argv[1]]
     fn(*sys.argv[2:])

@@ -9,32 +9,7 @@ set -u
 build=${1:-build}
 refdir=${2:-../shared/reference}
 cd "$(dirname "$0")/../.."
-passed=0
-failed=0
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-
-suite() { # name, command...
-  local name=$1; shift
-  echo "== $name"
-  "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  local line p f
-  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
-  if [ -z "$line" ]; then
-    echo "$name: no result line (exit $rc); counted as 1 failure"
-    failed=$((failed + 1))
-    return
-  fi
-  p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
-  f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
-  passed=$((passed + p))
-  failed=$((failed + f))
-  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
-    echo "$name: exited $rc; counted as 1 failure"
-    failed=$((failed + 1))
-  fi
-}
+. tests/suite.sh
 
 for spec in ops layers optim models; do
   suite "cuda: $spec" "$build/gamlua" tests/run_busted.lua "tests/cuda/${spec}_cuda.lua"
@@ -42,5 +17,4 @@ done
 suite "golden optimiser cases on cuda ($refdir)" "$build/gamlua" tests/reference_harness.lua --device cuda "$refdir"
 suite "extra golden cases on cuda" "$build/gamlua" tests/reference_harness.lua --device cuda tests/fixtures/reference_extra
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+suite_summary
