@@ -11,6 +11,7 @@
  * lib/gamlua/libgam.so, share/gamlua/lua/). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +44,39 @@ static const char *usage =
     "Ctrl-D exits; history is kept in $GAMLUA_HISTORY or ~/.gamlua_history.\n"
     "The script's arguments are in the global table arg (arg[0] is the script).\n"
     "Environment: GAMLUA_LIB overrides the libgam.so to load.\n";
+
+/* ---- child processes get every core ------------------------------------------------------
+ * With OMP_PROC_BIND (set below) OpenMP binds the main thread to one core, and
+ * a child process inherits the affinity of the thread that starts it: without
+ * this, every program started by io.popen or os.execute (a benchmark's PyTorch
+ * peer, say) would run on that one core. The wrapped functions let the main
+ * thread run on every online core while they start the child, then restore
+ * its binding. */
+static int unpinned_call(lua_State *L) {
+  cpu_set_t saved, all;
+  int pinned = sched_getaffinity(0, sizeof saved, &saved) == 0;
+  if (pinned) {
+    CPU_ZERO(&all);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < n && c < CPU_SETSIZE; c++) CPU_SET((int)c, &all);
+    pinned = sched_setaffinity(0, sizeof all, &all) == 0;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  if (pinned) sched_setaffinity(0, sizeof saved, &saved);
+  if (status != 0) return lua_error(L);
+  return lua_gettop(L);
+}
+
+/* lib.name = a wrapper calling the original with the main thread unpinned */
+static void wrap_unpinned(lua_State *L, const char *lib, const char *name) {
+  lua_getglobal(L, lib);
+  lua_getfield(L, -1, name);
+  lua_pushcclosure(L, unpinned_call, 1);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
 
@@ -428,6 +462,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   luaL_openlibs(L);
+  wrap_unpinned(L, "io", "popen");
+  wrap_unpinned(L, "os", "execute");
   setup_paths(L);
 
   int interactive = 0, ran_code = 0, i = 1;
