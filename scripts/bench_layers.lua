@@ -96,10 +96,7 @@ end
 
 -- ---- PyTorch (scripts/torch_peer.py) --------------------------------------------------------
 local function bench_torch(name, batch, iters)
-  local p = io.popen(string.format('/usr/bin/python3 %s layers %d %s %d %d %s 2>&1', bench.torch_peer, opt.threads,
-                                   name, batch, iters, opt.cpu_time and 'cpu' or 'wall'))
-  local out = p:read('*a')
-  p:close()
+  local out = bench.run_peer(opt.threads, {'layers', opt.threads, name, batch, iters, opt.cpu_time and 'cpu' or 'wall'})
   local t = out:match('TIME ([%d%.]+)')
   if not t then
     io.stderr:write('bench_layers: PyTorch run failed:\n' .. out .. '\n')

@@ -284,11 +284,8 @@ end
 -- ---- the PyTorch peer (scripts/torch_peer.py) ------------------------------------------------
 if o.torch then
   local python = os.getenv('GAM_PYTHON') or (on_gpu and 'python3' or '/usr/bin/python3')
-  local cmd = string.format('OMP_NUM_THREADS=%d %s %s step %s %s %d %d %d %d %s 2>&1', o.threads, python,
-                            bench.torch_peer, o.model, o.opt, o.batch, o.steps, o.warmup, o.threads, o.device)
-  local p = io.popen(cmd)
-  local out = p:read('*a')
-  p:close()
+  local out = bench.run_peer(o.threads, {'step', o.model, o.opt, o.batch, o.steps, o.warmup, o.threads, o.device},
+                             python)
   local peer = tonumber(out:match('median_ms=([%d%.]+)'))
   local peer_params = tonumber(out:match('params=(%d+)'))
   if peer_params and peer_params ~= nparams then

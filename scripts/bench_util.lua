@@ -6,6 +6,17 @@ local M = {}
 -- The PyTorch peer every script measures against, beside this file.
 M.torch_peer = (debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or './') .. 'torch_peer.py'
 
+-- Runs the peer: `torch_peer.py <args...>` with OMP_NUM_THREADS = threads, under
+-- python (default /usr/bin/python3, Debian's python3-torch). Returns its output
+-- (stdout and stderr together).
+function M.run_peer(threads, args, python)
+  local p = io.popen(string.format('OMP_NUM_THREADS=%d %s %s %s 2>&1', threads, python or '/usr/bin/python3',
+                                   M.torch_peer, table.concat(args, ' ')))
+  local out = p:read('*a')
+  p:close()
+  return out
+end
+
 -- Prints the header comment of the script at path (its --help) and exits.
 function M.print_help(path)
   for line in io.lines(path) do

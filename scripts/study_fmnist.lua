@@ -132,12 +132,9 @@ end
 
 -- ---- the PyTorch peer ----------------------------------------------------------------------------
 local function run_torch(seed)
-  local cmd = string.format('OMP_NUM_THREADS=%d /usr/bin/python3 %s fmnist %s %d %d %d %s %.17g %.17g %.17g %.17g %.17g %.17g 2>&1',
-                            o.threads, bench.torch_peer, train.root, seed, o.steps, o.threads, o.opt, o.lr,
-                            o['grad-rho'], o['grad-norm-rho'], o.alpha, o.beta, o.gamma)
-  local p = io.popen(cmd)
-  local out = p:read('*a')
-  p:close()
+  local out = bench.run_peer(o.threads, {'fmnist', train.root, seed, o.steps, o.threads, o.opt,
+                                         string.format('%.17g %.17g %.17g %.17g %.17g %.17g', o.lr, o['grad-rho'],
+                                                       o['grad-norm-rho'], o.alpha, o.beta, o.gamma)})
   local loss, alive = out:match('loss=([%d%.]+) alive=(%d+)')
   if not loss then
     io.stderr:write('study_fmnist: PyTorch peer failed: ', (out:gsub('%s+$', '')):sub(-600), '\n')
