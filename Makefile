@@ -86,7 +86,7 @@ $(BUILD)/config.stamp: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
 
-$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h $(BUILD)/config.stamp
+$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
