@@ -33,10 +33,16 @@ GAM.nbuffers = 3
 GAM.hyper_names = {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
 GAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + ρ′ĝ0)', [2] = ' (at θ + ρĥ0)', [3] = ' (at θ2 + ρ′ĝ2)'}
 
-local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
+local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode', 'variant'}
 
 function GAM.new(opts)
   local who = 'optim.GAM'
+  -- variant = 'original': the paper's Algorithm 1, with Hessian-vector products (GAMOriginal.lua)
+  local variant = type(opts) == 'table' and opts.variant or 'accelerated'
+  if variant == 'original' then return require('gam.optim.GAMOriginal').new(opts) end
+  if variant ~= 'accelerated' then
+    error(string.format("%s: variant must be 'accelerated' or 'original', got %s", who, tostring(variant)), 2)
+  end
   util.check_options(who, opts, OPTIONS)
   local self = setmetatable({}, GAM)
   self.grad_rho = util.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
