@@ -12,60 +12,60 @@
 -- row is appended to that file (written whole to a temporary file and renamed
 -- over it, so the file is never half written; a header when it is new).
 local gam = require 'gam'
-local argparse = require 'argparse'
 local F = gam.F
 
+local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
+local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'   -- as scripts/train_cifar.lua writes it
 local MEASURES = {lambda_max = true, trace = true, zeroth = true, first = true}
-local ORDER = {'lambda_max', 'trace', 'zeroth', 'first'}
 
-local function fail(msg)
-  io.stderr:write('flatness: ', msg, '\n')
-  os.exit(1)
+local function fail(msg) cli.fail('flatness', msg) end
+
+local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
+  {'dataset', 'string', nil, 'CIFAR10 | CIFAR100 | FashionMNIST', "the checkpoint's"},
+  {'data-dir', 'string', nil, 'dataset folder', './data/<dataset>; FashionMNIST also the system copy'},
+  {'examples', 'int', 2000, 'the first N training images'},
+  {'batch-size', 'int', 500, 'images per batch'},
+  {'measures', 'strings', {'lambda_max', 'trace', 'zeroth', 'first'}, 'what to measure'},
+  {'rho', 'number', 0.05, 'radius of the zeroth- and first-order flatness'},
+  {'seed', 'int', 0, 'seed of the random vectors'},
+  {'iters', 'int', 100, 'power iterations for lambda_max (at most)'},
+  {'tol', 'number', 1e-4, 'relative change stopping the power iteration'},
+  {'samples', 'int', 100, 'Hutchinson probes for the trace'},
+  {'steps', 'int', 20, 'ascent steps of the zeroth- and first-order flatness (at most)'},
+  {'threads', 'int', nil, 'CPU threads', 'all'},
+  {'device', 'string', 'cpu', 'cpu | cuda'},
+  {'csv', 'string', nil, 'append a row of results to this CSV file', 'none'},
+}
+local USAGE = 'usage: gamlua scripts/flatness.lua CHECKPOINT [flags]'
+-- cli.parse takes flags only: the checkpoint is the one word that is not a flag
+local ok_parse, parsed = cli.parser {name = 'flatness', flags = FLAGS, usage = USAGE,
+                                description = cli.header(SCRIPT)}:pparse(arg)
+if not ok_parse then fail(tostring(parsed) .. ' (see --help)') end
+local extra = parsed.extra or {}
+if #extra == 0 then fail('give the checkpoint to measure; ' .. USAGE) end
+if #extra > 1 then fail("unknown argument '" .. extra[2] .. "' (see --help)") end
+local args = {checkpoint = extra[1]}
+for _, f in ipairs(FLAGS) do
+  local v = parsed[f[1]]
+  if v == nil then v = f[3] end
+  args[f[1]:gsub('%-', '_')] = v
 end
 
-local parser = argparse('flatness.lua', 'Flatness of the loss at a train_cifar checkpoint (gam.flatness).')
-parser:argument('checkpoint', 'checkpoint.gam written by scripts/train_cifar.lua')
-parser:option('--dataset', 'CIFAR10 | CIFAR100 | FashionMNIST (default: the checkpoint\'s)')
-parser:option('--data-dir', 'dataset folder (default: ./data/<dataset>; FashionMNIST also the system copy)')
-parser:option('--examples', 'the first N training images', '2000'):convert(tonumber)
-parser:option('--batch-size', 'images per batch', '500'):convert(tonumber)
-parser:option('--measures', 'comma-separated: lambda_max, trace, zeroth, first', 'lambda_max,trace,zeroth,first')
-parser:option('--rho', 'radius of the zeroth- and first-order flatness', '0.05'):convert(tonumber)
-parser:option('--seed', 'seed of the random vectors', '0'):convert(tonumber)
-parser:option('--iters', 'power iterations for lambda_max (at most)', '100'):convert(tonumber)
-parser:option('--tol', 'relative tolerance stopping the power iteration', '1e-4'):convert(tonumber)
-parser:option('--samples', 'Hutchinson probes for the trace', '100'):convert(tonumber)
-parser:option('--steps', 'ascent steps of the zeroth- and first-order flatness (at most)', '20'):convert(tonumber)
-parser:option('--threads', 'CPU threads (default: all)'):convert(tonumber)
-parser:option('--device', 'cpu | cuda', 'cpu')
-parser:option('--csv', 'append a row of results to this CSV file')
-
-local ok_parse, args = parser:pparse(arg)
-if not ok_parse then fail(args .. '\n' .. parser:get_usage()) end
-
-local function positive_int(name, v)
-  if type(v) ~= 'number' or v < 1 or v ~= math.floor(v) then
-    fail(string.format('--%s must be a positive integer, got %s', name, tostring(v)))
-  end
+for _, k in ipairs {'examples', 'batch_size', 'iters', 'samples', 'steps'} do
+  if args[k] < 1 then fail(string.format('--%s must be a positive integer, got %s', k:gsub('_', '-'), args[k])) end
 end
-positive_int('examples', args.examples)
-positive_int('batch-size', args.batch_size)
-positive_int('iters', args.iters)
-positive_int('samples', args.samples)
-positive_int('steps', args.steps)
-if type(args.seed) ~= 'number' or args.seed < 0 or args.seed ~= math.floor(args.seed) then
-  fail('--seed must be an integer >= 0, got ' .. tostring(args.seed))
+if args.seed < 0 then fail('--seed must be an integer >= 0, got ' .. args.seed) end
+if not (args.rho > 0) or args.rho == math.huge then fail('--rho must be a number > 0, got ' .. tostring(args.rho)) end
+if not (args.tol >= 0) then fail('--tol must be a number >= 0') end
+if args.threads then
+  if args.threads < 1 then fail('--threads must be a positive integer') end
+  gam.set_num_threads(args.threads)
 end
-if type(args.rho) ~= 'number' or not (args.rho > 0) or args.rho == math.huge then
-  fail('--rho must be a number > 0, got ' .. tostring(args.rho))
-end
-if type(args.tol) ~= 'number' or not (args.tol >= 0) then fail('--tol must be a number >= 0') end
-if args.threads then positive_int('threads', args.threads); gam.set_num_threads(args.threads) end
 if args.device ~= 'cpu' and args.device ~= 'cuda' then fail('--device must be cpu or cuda, got ' .. args.device) end
 if args.device == 'cuda' and not gam.cuda_available() then fail('--device cuda: no CUDA device is available') end
 local wanted = {}
-for m in args.measures:gmatch('[^,%s]+') do
+for _, m in ipairs(args.measures) do
   if not MEASURES[m] then fail("--measures: unknown measure '" .. m .. "' (lambda_max, trace, zeroth, first)") end
   wanted[m] = true
 end
@@ -137,7 +137,7 @@ local t_start = now()
 res.loss = timed('loss', function() return fl:loss(), '' end)
 if wanted.lambda_max then
   local lam, _, info = timed('lambda_max', function()
-    local l, v, i = fl:lambda_max {iters = args.iters, tol = args.tol, seed = args.seed}
+    local l, _, i = fl:lambda_max {iters = args.iters, tol = args.tol, seed = args.seed}
     return l, string.format('%d iterations%s', i.iters, i.converged and '' or ' (not converged)'), i
   end)
   res.lambda_max, res.lambda_iters, res.lambda_converged = lam, info.iters, info.converged
@@ -190,7 +190,7 @@ if args.csv then
   end
   local line = {}
   for i, c in ipairs(cols) do line[i] = field(vals[c]) end
-  local old = ''
+  local old
   local f = io.open(args.csv, 'rb')
   if f then
     old = f:read('*a')

@@ -54,7 +54,8 @@ describe('scripts/flatness.lua', function()
     local ds = gam.data.fashion_mnist{train = true}
     local x, y = gam.data.augment(ds:slice(1, 12))
     local fl = gam.flatness.new{model = model, loss = function(p, t) return F.cross_entropy(p, t):mean() end,
-                                batches = {{x:narrow(1, 1, 6), y:narrow(1, 1, 6)}, {x:narrow(1, 7, 6), y:narrow(1, 7, 6)}}}
+                                batches = {{x:narrow(1, 1, 6), y:narrow(1, 1, 6)},
+                                           {x:narrow(1, 7, 6), y:narrow(1, 7, 6)}}}
     local lam = fl:lambda_max{iters = 2, seed = 0}
     assert.is_true(math.abs(lam - tonumber(row.lambda_max)) <= 1e-6 * math.abs(lam))
     assert.is_true(math.abs(fl:loss() - tonumber(row.loss)) <= 1e-7)
@@ -80,6 +81,6 @@ describe('scripts/flatness.lua', function()
     contains(out, '--examples must be a positive integer')
     out, rc = run('')
     assert.are_not.equal(0, rc)
-    contains(out, 'Usage')
+    contains(out, 'give the checkpoint')
   end)
 end)

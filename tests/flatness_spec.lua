@@ -114,7 +114,9 @@ local function assert_same(model, s, what)
   local flat, grad = model:flat_parameters()
   assert.is_true(flat:allclose(s.flat, 0, 0), what .. ': parameters changed')
   assert.is_true(grad:allclose(s.grad, 0, 0), what .. ': gradient changed')
-  for i, b in ipairs(model:buffers()) do assert.is_true(b:allclose(s.buffers[i], 0, 0), what .. ': a buffer changed') end
+  for i, b in ipairs(model:buffers()) do
+    assert.is_true(b:allclose(s.buffers[i], 0, 0), what .. ': a buffer changed')
+  end
   for i, m in ipairs(model:modules()) do assert.are.equal(s.modes[i], m.training, what .. ': a mode changed') end
 end
 
@@ -236,7 +238,9 @@ end)
 -- ---- against PyTorch's exact HVPs ------------------------------------------------------------------
 local fixture = dofile(here .. '/fixtures/flatness_hvp.lua')
 local builders = {
-  mlp = function() return nn.Sequential{nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 5)} end,
+  mlp = function()
+    return nn.Sequential{nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 5)}
+  end,
   cnn_bn_eval = function()
     return nn.Sequential{nn.Conv2d(3, 4, 3, {padding = 1}), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(64, 5)}

@@ -125,7 +125,8 @@ describe("optim.GAM variant 'original'", function()
   it('bad options are clear errors', function()
     local m = mlp()
     local base = optim.SGD{params = m:parameters(), lr = 0.1}
-    H.contains(H.errmsg(optim.GAM, {base = base, model = m, variant = 'fast'}), "variant must be 'accelerated' or 'original'")
+    H.contains(H.errmsg(optim.GAM, {base = base, model = m, variant = 'fast'}),
+               "variant must be 'accelerated' or 'original'")
     H.contains(H.errmsg(optim.GAM, {base = base, model = m, variant = 'original', adaptive = true}), 'adaptive')
     H.contains(H.errmsg(optim.GAM, {base = base, model = m, variant = 'original', grad_rho = 0.1}),
                "unknown option 'grad_rho'")

@@ -126,7 +126,9 @@ function M.new(o)
             .. tostring(n), 2)
     end
     local L = o.loader
-    if type(L) ~= 'table' or type(L.next) ~= 'function' then error(WHO .. '.new: loader must be a gam.data.loader', 2) end
+    if type(L) ~= 'table' or type(L.next) ~= 'function' then
+      error(WHO .. '.new: loader must be a gam.data.loader', 2)
+    end
     for i = 1, n do
       local x, y = L:next()
       if x == nil then break end
@@ -143,7 +145,9 @@ function M.new(o)
   elseif o.batches ~= nil then
     error(WHO .. '.new: batches must be a list {{x, y}, ...}, got ' .. type(o.batches), 2)
   end
-  if #batches == 0 then error(WHO .. '.new: no batches (give batches = {{x, y}, ...} or a loader that yields some)', 2) end
+  if #batches == 0 then
+    error(WHO .. '.new: no batches (give batches = {{x, y}, ...} or a loader that yields some)', 2)
+  end
   local fd = o.fd_scale or M.FD_SCALE
   if type(fd) ~= 'number' or not (fd > 0 and fd < 1) then
     error(WHO .. '.new: fd_scale must be a number in (0, 1), got ' .. tostring(fd), 2)
