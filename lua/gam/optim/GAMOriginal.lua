@@ -14,10 +14,12 @@
 --   d     = g + α hnorm
 --   θ ← base_optimizer(θ, d)                        θ restored exactly (copied back) first
 --
--- These are the equations of the issue that asked for this variant, as
--- publicly described; where the printed algorithm differs: it writes the
--- perturbation and the gradient-norm gradient with exact Hessians, here every
--- H u is a central difference of two gradients,
+-- These are the equations of the issue that asked for this variant; a public
+-- description of the paper's Algorithm 1 writes the same (ξ in the same
+-- places, the update θ − η (h_loss + α h_norm) through the base optimiser);
+-- the paper's own text was not at hand to check. Where this differs from the
+-- printed algorithm: it applies exact Hessians, here every H u is a central
+-- difference of two gradients,
 --   H u ≈ (∇L(p + εu) − ∇L(p − εu)) / 2ε,   ε = fd_scale · max(‖p‖, 1) / ‖u‖
 -- (fd_scale = 3e-3, the choice and accuracy of gam.flatness: relative error
 -- well below 1e-3 against exact products, with the activation pattern frozen
