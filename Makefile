@@ -16,7 +16,7 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                lua-argparse
+                lua-argparse python3-venv
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -122,7 +122,14 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: deps all
+# Test-only Python packages, in a virtual environment of the build folder:
+# TensorBoard's own event-file reader for tests/tensorboard_spec.lua (needs PyPI once).
+$(BUILD)/venv/.stamp:
+	python3 -m venv $(BUILD)/venv
+	$(BUILD)/venv/bin/pip install -q tensorboard
+	touch $@
+
+test: deps all $(BUILD)/venv/.stamp
 	@GAM_EXPECT_CUDA=$(CUDA_ON) bash tests/run_all.sh $(BUILD) $(REFERENCE_DIR)
 
 # The CUDA backend against the CPU backend: needs a GPU. The files of tests/cuda/
