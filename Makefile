@@ -4,7 +4,8 @@
 #   make test       deps + build + every test; last line "N passed, N failed"
 #   make test-reference REFERENCE_DIR=dir   golden optimiser cases of a folder
 #   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (also DESTDIR=stage; C header and gam.pc for pkg-config)
+#   luarocks make                    gamlua-scm-1.rockspec: the Lua package, libgam and gamlua as a rock
 #   make CUDA=0     build without the CUDA backend
 #   make test-cuda  the CUDA backend against the CPU backend (needs a GPU)
 
@@ -79,7 +80,7 @@ endif
 # the flags) in one build folder rebuilds them.
 BUILD_CONFIG := CUDA=$(CUDA_ON) $(subst ',,$(ALL_CFLAGS) $(ALL_NVCCFLAGS))
 
-.PHONY: all deps test test-lua test-reference test-cuda train install clean bench FORCE
+.PHONY: all deps test test-lua test-reference test-cuda train install install-rock clean bench FORCE
 
 all: $(BUILD)/libgam.so $(BUILD)/gamlua
 
@@ -147,11 +148,27 @@ test-reference: all
 train: deps all
 	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --arch cnn_small --opt gam --epochs 3
 
+# Installs the host, libgam, the Lua package, the C header and gam.pc (pkg-config:
+# cc prog.c $(pkg-config --cflags --libs gam); the library keeps its place under
+# lib/gamlua, found through the rpath gam.pc adds). DESTDIR stages, PREFIX is recorded.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gamlua $(DESTDIR)$(PREFIX)/share/gamlua/lua
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gamlua $(DESTDIR)$(PREFIX)/share/gamlua/lua \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/gamlua $(DESTDIR)$(PREFIX)/bin/gamlua
 	install -m 755 $(BUILD)/libgam.so $(DESTDIR)$(PREFIX)/lib/gamlua/libgam.so
 	cp -r lua/gam $(DESTDIR)$(PREFIX)/share/gamlua/lua/
+	install -m 644 engine/gam.h $(DESTDIR)$(PREFIX)/include/gam.h
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib/gamlua' 'includedir=$${prefix}/include' '' \
+	  'Name: gam' 'Description: libgam, the C engine of gamlua (tensors, autograd, GAM/SAM optimisers)' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -Wl,-rpath,$${libdir} -lgam' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gam.pc
+
+# `luarocks make` (gamlua-scm-1.rockspec) installs into the rock's folders.
+install-rock: all
+	install -d $(LUADIR) $(LIBDIR) $(BINDIR)
+	cp -r lua/gam $(LUADIR)/
+	install -m 755 $(BUILD)/libgam.so $(LIBDIR)/libgam.so
+	install -m 755 $(BUILD)/gamlua $(BINDIR)/gamlua
 
 clean:
 	rm -rf $(BUILD)
