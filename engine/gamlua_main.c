@@ -7,8 +7,9 @@
  *   gamlua -l name             require name into the global name first
  *
  * The host finds its Lua package and libgam next to itself: in the build tree
- * (build/gamlua, build/libgam.so, lua/) or installed (bin/gamlua,
- * lib/gamlua/libgam.so, share/gamlua/lua/). */
+ * (build/gamlua, build/libgam.so, lua/), installed (bin/gamlua,
+ * lib/gamlua/libgam.so, share/gamlua/lua/) or in a luarocks tree (bin/gamlua,
+ * lib/lua/5.1/libgam.so, share/lua/5.1/). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -43,6 +44,8 @@ static const char *usage =
     "line, Tab completes names, Ctrl-C drops the line or interrupts running code,\n"
     "Ctrl-D exits; history is kept in $GAMLUA_HISTORY or ~/.gamlua_history.\n"
     "The script's arguments are in the global table arg (arg[0] is the script).\n"
+    "Modules are found in gamlua's own package, then as by luajit (LUA_PATH,\n"
+    "LUA_CPATH, the system luarocks tree), then in ~/.luarocks (the user tree).\n"
     "Environment: GAMLUA_LIB overrides the libgam.so to load.\n";
 
 /* ---- child processes get every core ------------------------------------------------------
@@ -96,6 +99,11 @@ static void setup_paths(lua_State *L) {
   if (!file_exists(lib) || !file_exists(probe)) {
     snprintf(lib, sizeof lib, "%s/../lib/gamlua/libgam.so", dir);
     snprintf(luadir, sizeof luadir, "%s/../share/gamlua/lua", dir);
+    snprintf(probe, sizeof probe, "%s/gam/init.lua", luadir);
+  }
+  if (!file_exists(lib) || !file_exists(probe)) { /* a luarocks tree: bin/, share/lua/5.1/, lib/lua/5.1/ */
+    snprintf(lib, sizeof lib, "%s/../lib/lua/5.1/libgam.so", dir);
+    snprintf(luadir, sizeof luadir, "%s/../share/lua/5.1", dir);
   }
   const char *env_lib = getenv("GAMLUA_LIB");
   if (env_lib && *env_lib) snprintf(lib, sizeof lib, "%s", env_lib);
@@ -103,10 +111,23 @@ static void setup_paths(lua_State *L) {
   if (realpath(luadir, rl)) snprintf(luadir, sizeof luadir, "%s", rl);
   if (realpath(lib, rl)) snprintf(lib, sizeof lib, "%s", rl);
 
+  /* package.path: our package first, then LuaJIT's (LUA_PATH, the system
+   * luarocks tree), then the user's luarocks tree; the same for C modules. */
+  const char *home = getenv("HOME");
+  char rocks[PATH_MAX];
+  snprintf(rocks, sizeof rocks, "%s/.luarocks", home && *home ? home : "/nonexistent");
+  char cdir[PATH_MAX + 128], cpath_first[PATH_MAX + 16] = "";
+  snprintf(cdir, sizeof cdir, "%s/../../../lib/lua/5.1", luadir);   /* a luarocks tree's C modules */
+  if (realpath(cdir, rl)) snprintf(cpath_first, sizeof cpath_first, "%s/?.so;", rl);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", luadir, luadir, lua_tostring(L, -1));
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s;%s/share/lua/5.1/?.lua;%s/share/lua/5.1/?/init.lua", luadir,
+                  luadir, lua_tostring(L, -1), rocks, rocks);
   lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "cpath");
+  lua_pushfstring(L, "%s%s;%s/lib/lua/5.1/?.so", cpath_first, lua_tostring(L, -1), rocks);
+  lua_setfield(L, -3, "cpath");
   lua_pop(L, 2);
 
   lua_newtable(L);
