@@ -34,7 +34,10 @@
 static const char *usage =
     "usage: gamlua [options] [script [args...]]\n"
     "  -e code      run the string code\n"
-    "  -i           open the REPL after running the script or -e code\n"
+    "  -i           open the REPL after running the script or -e code; the\n"
+    "               script's top-level locals become globals there (those\n"
+    "               whose name is not a global already; a script ending in\n"
+    "               `return` keeps only its globals)\n"
     "  -l name      require library name before the script\n"
     "  -v, --version  print the version\n"
     "  -h, --help   print this help\n"
@@ -82,6 +85,8 @@ static void wrap_unpinned(lua_State *L, const char *lib, const char *name) {
 }
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+static int keep_locals(lua_State *L);
 
 /* Sets package.path and the global _GAMLUA = {lib = ..., lua = ..., version = ...}. */
 static void setup_paths(lua_State *L) {
@@ -137,6 +142,8 @@ static void setup_paths(lua_State *L) {
   lua_setfield(L, -2, "lua");
   lua_pushstring(L, GAM_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, keep_locals);
+  lua_setfield(L, -2, "keep_locals");
   lua_setglobal(L, "_GAMLUA");
 }
 
@@ -223,6 +230,67 @@ static int require_lib(lua_State *L, const char *name) {
   lua_pushstring(L, name);
   int status = report(L, docall(L, 1, 1));
   if (status == 0) lua_setglobal(L, name);
+  return status;
+}
+
+/* ---- gamlua -i script: the script's locals stay reachable ------------------ */
+/* _GAMLUA.keep_locals(), called as the last statement of the script's chunk:
+ * copies the chunk's active locals into globals of the same name, unless a
+ * global of that name exists (a later local of one name wins over an earlier). */
+static int keep_locals(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 1, &ar)) return 0;
+  lua_newtable(L); /* names set here */
+  int mine = lua_gettop(L);
+  const char *name;
+  for (int i = 1; (name = lua_getlocal(L, &ar, i)) != NULL; i++) {
+    int value = lua_gettop(L);
+    if (name[0] != '(') {
+      lua_getfield(L, mine, name);
+      int ours = lua_toboolean(L, -1);
+      lua_getglobal(L, name);
+      int free_name = lua_isnil(L, -1);
+      lua_pop(L, 2);
+      if (ours || free_name) {
+        lua_pushvalue(L, value);
+        lua_setglobal(L, name);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, mine, name);
+      }
+    }
+    lua_settop(L, mine);
+  }
+  return 0;
+}
+
+/* Loads a script for -i: its text with a call of _GAMLUA.keep_locals()
+ * appended (a first line starting with # becomes a comment, as luaL_loadfile
+ * skips it); a script that does not load so (one ending in `return ...`)
+ * loads as it is. */
+static int load_keeping_locals(lua_State *L, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return luaL_loadfile(L, path); /* its error message */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int c = fgetc(f);
+  if (c == '#') luaL_addstring(&b, "--");
+  if (c != EOF) luaL_addchar(&b, (char)c);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+  fclose(f);
+  luaL_addstring(&b, "\n_GAMLUA.keep_locals()\n");
+  luaL_pushresult(&b);
+  lua_pushfstring(L, "@%s", path);
+  size_t len;
+  const char *text = lua_tolstring(L, -2, &len);
+  int status = luaL_loadbuffer(L, text, len, lua_tostring(L, -1));
+  lua_remove(L, -2); /* the chunk name */
+  lua_remove(L, -2); /* the text */
+  if (status == LUA_ERRSYNTAX) {
+    lua_pop(L, 1);
+    return luaL_loadfile(L, path);
+  }
   return status;
 }
 
@@ -340,6 +408,9 @@ static const char *complete_lua =
     "      add('grad', prefix); add('requires_grad', prefix); return\n"
     "    end\n"
     "    local mt = (type(v) == 'table' or type(v) == 'string') and getmetatable(v)\n"
+    "    if type(mt) == 'table' and type(mt.__lazy) == 'table' then\n"   /* fields loaded on first use */
+    "      for k in pairs(mt.__lazy) do add(k, prefix) end\n"
+    "    end\n"
     "    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return end\n"
     "    v = mt.__index\n"
     "  end\n"
@@ -409,7 +480,7 @@ static void repl(lua_State *L) {
   else snprintf(history_path, sizeof history_path, "%s/.gamlua_history", home ? home : ".");
   rl_readline_name = "gamlua";
   rl_catch_signals = 0; /* Ctrl-C is ours (on_sigint) */
-  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],";
+  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],?";
   rl_attempted_completion_function = complete;
   complete_L = L;
   using_history();
@@ -418,7 +489,11 @@ static void repl(lua_State *L) {
   interrupt_L = L;
   catch_sigint();
 
-  printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt; try  gam = require 'gam'\n",
+  /* help(x), ?x and the printer of results (lua/gam/repl.lua); the REPL works without them */
+  const char *install = "local ok, repl = pcall(require, 'gam.repl') if ok then repl.install() end";
+  if (luaL_loadstring(L, install) == 0) report(L, docall(L, 0, 0));
+  else lua_pop(L, 1);
+  printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt, help() for help; try  gam = require 'gam'\n",
          GAM_VERSION, LUAJIT_VERSION);
   fflush(stdout);
   for (;;) {
@@ -426,7 +501,15 @@ static void repl(lua_State *L) {
     char *line = read_line("> ", &interrupted);
     if (interrupted) continue;
     if (!line) break; /* Ctrl-D */
-    char *chunk = strdup(line);
+    const char *start = line;
+    while (*start == ' ' || *start == '\t') start++;
+    char *chunk;
+    if (*start == '?') { /* ?x is help(x) */
+      chunk = malloc(strlen(start) + 8);
+      if (chunk) sprintf(chunk, "help(%s)", start + 1);
+    } else {
+      chunk = strdup(line);
+    }
     free(line);
     if (!chunk) break;
     int base = lua_gettop(L), status, is_expr = 0;
@@ -537,7 +620,8 @@ int main(int argc, char **argv) {
     lua_setglobal(L, "arg");
     const char *script = argv[i];
     int nargs = argc - i - 1;
-    status = strcmp(script, "-") == 0 ? luaL_loadfile(L, NULL) : luaL_loadfile(L, script);
+    if (strcmp(script, "-") == 0) status = luaL_loadfile(L, NULL);
+    else status = interactive ? load_keeping_locals(L, script) : luaL_loadfile(L, script);
     if (status == 0) {
       for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
       status = docall(L, nargs, 0);

@@ -81,7 +81,16 @@ describe('luarocks make (gamlua-scm-1.rockspec)', function()
     assert.are.equal('3\n', out)
     out, code = run(env_clean .. path .. "GAMLUA_LIB=/nowhere/libgam.so luajit -e 'require(\"gam\")'")
     assert.are_not.equal(0, code)
+    contains(out, 'GAMLUA_LIB=/nowhere/libgam.so names no readable file')
+    -- the package alone, with no library beside it or on the paths
+    local alone = T.tmpdir()
+    os.execute('cp -r ' .. q(lua .. '/gam') .. ' ' .. q(alone))
+    out, code = run(env_clean .. string.format("LUA_PATH='%s/?.lua;%s/?/init.lua;;' LUA_CPATH='%s/?.so' ", alone, alone,
+                                               alone) .. "luajit -e 'require(\"gam\")'")
+    assert.are_not.equal(0, code)
+    contains(out, 'cannot find libgam.so')
     contains(out, 'set GAMLUA_LIB')
+    os.execute('rm -rf ' .. q(alone))
   end)
 
   it("runs the tree's gamlua host with no environment, finding the tree's other rocks", function()

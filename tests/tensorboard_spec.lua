@@ -225,12 +225,13 @@ describe('scripts/train_cifar.lua with TensorBoard', function()
 
   it('writes no event file with --tensorboard off, and SAM logs its radius', function()
     local a, b = T.tmpname(), T.tmpname()
-    local out, code = T.run(q(gamlua) .. ' ' .. q(script) .. ' ' .. SMALL
-                            .. ' --epochs 1 --opt sgd --tensorboard off --out ' .. q(a))
+    local ONE = SMALL .. ' --epochs 1 --train-limit 32 --test-limit 32'   -- one step (later flags win)
+    local out, code = T.run(q(gamlua) .. ' ' .. q(script) .. ' ' .. ONE .. ' --opt sgd --tensorboard off --out '
+                            .. q(a))
     assert.are.equal(0, code, out)
     local ls = T.run('ls ' .. q(a))
     assert.is_nil(ls:find('tfevents', 1, true), ls)
-    out, code = T.run(q(gamlua) .. ' ' .. q(script) .. ' ' .. SMALL .. ' --epochs 1 --opt sam --out ' .. q(a)
+    out, code = T.run(q(gamlua) .. ' ' .. q(script) .. ' ' .. ONE .. ' --opt sam --out ' .. q(a)
                       .. ' --tensorboard ' .. q(b))
     assert.are.equal(0, code, out)
     local r = read_back(b)

@@ -39,6 +39,11 @@ local function candidates()
   return list
 end
 
+local env = os.getenv('GAMLUA_LIB')
+if env and env ~= '' and not exists(env) then
+  error('gam: GAMLUA_LIB=' .. env .. ' names no readable file (unset it, or point it at a libgam.so)', 0)
+end
+
 local C
 for _, path in ipairs(candidates()) do
   if exists(path) then
