@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CHECK(call)                                                                      \
-  do {                                                                                   \
-    if ((call) != 0) {                                                                   \
-      fprintf(stderr, "train_tiny: %s failed: %s\n", #call, gam_last_error());          \
-      exit(1);                                                                           \
-    }                                                                                    \
+#define CHECK(call)                                                            \
+  do {                                                                         \
+    if ((call) != 0) {                                                         \
+      fprintf(stderr, "train_tiny: %s failed: %s\n", #call, gam_last_error()); \
+      exit(1);                                                                 \
+    }                                                                          \
   } while (0)
 
 enum { N = 256, IN = 4, HIDDEN = 16, CLASSES = 3, STEPS = 200 };
