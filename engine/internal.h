@@ -69,7 +69,7 @@ int gam__fail(int n, ...);
 
 /* ---- autograd ------------------------------------------------------------- */
 typedef int (*gam_backward_fn)(gam_node *n, gam_tensor *grad_out);
-enum { GAM_NODE_SAVED = 4, GAM_NODE_PARAMS = 8 };
+enum { GAM_NODE_SAVED = 4 };
 struct gam_node {
   int refcount;
   const char *name;
@@ -77,9 +77,8 @@ struct gam_node {
   int ninputs;
   gam_tensor **inputs;                  /* owned refs, ninputs of them */
   gam_tensor *saved[GAM_NODE_SAVED];    /* owned refs to what backward needs */
-  double f[GAM_NODE_PARAMS];            /* scalar arguments of the op */
-  int64_t i[GAM_NODE_PARAMS];
-  void *ctx;                             /* op-specific state, freed with ctx_free */
+  void *ctx;                             /* the op's typed state (its own struct, see
+                                            gam__node_ctx), freed with ctx_free */
   void (*ctx_free)(void *);
   int64_t out_shape[GAM_MAX_DIMS];
   int out_ndim;

@@ -132,8 +132,10 @@ static int accumulate_reduced(gam_node *n, int i, gam_tensor *g) {
   return rc;
 }
 
+typedef struct binary_ctx { int op; } binary_ctx; /* OP_* */
+
 static int binary_backward(gam_node *n, gam_tensor *g) {
-  int op = (int)n->i[0];
+  int op = ((const binary_ctx *)n->ctx)->op;
   gam_tensor *a = n->inputs[0], *b = n->inputs[1], *t = NULL, *u = NULL;
   int rc = 0;
   if (gam__input_needs_grad(n, 0)) {
@@ -175,8 +177,9 @@ static int binary(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b) {
   gam_tensor *in[2] = {a, b};
   if (gam__grad_needed(2, in)) {
     gam_node *n = gam__record(r, binary_names[op], binary_backward, 2, in);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = op;
+    binary_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->op = op;
   }
   *out = r;
   return 0;
@@ -253,12 +256,16 @@ int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, f
   return 0;
 }
 
+/* the op (U_*) and its scalar (pow's exponent, the scalar ops' operand) */
+typedef struct unary_ctx { int op; double s; } unary_ctx;
+
 static int unary_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
+  const unary_ctx *c = n->ctx;
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  if (gam__be(x)->unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL,
-                             gam__f32(gx), x->numel, (float)n->f[0]) != 0)
+  if (gam__be(x)->unary_grad(c->op, gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
+                             x->numel, (float)c->s) != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -275,9 +282,10 @@ static int unary(gam_tensor **out, int op, gam_tensor *x, double s) {
     return gam__fail(1, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, unary_names[op], unary_backward, 1, &x);
-    if (!n) return gam__fail(1, y);
-    n->i[0] = op;
-    n->f[0] = s;
+    unary_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, y);
+    c->op = op;
+    c->s = s;
     int needs_y = op == U_EXP || op == U_SQRT || op == U_RELU || op == U_RDIV;
     if (needs_y && gam__save(n, 0, y) != 0) return gam__fail(1, y);
   }

@@ -32,11 +32,15 @@ int gam_cpu_softmax(const float *x, float *y, int64_t outer, int64_t size, int64
   return 0;
 }
 
+/* softmax and log_softmax (saved[0]: the output y) */
+typedef struct softmax_ctx { int dim, log_out; } softmax_ctx;
+
 static int softmax_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
-  int log_out = (int)n->i[1];
+  const softmax_ctx *c = n->ctx;
+  int log_out = c->log_out;
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, c->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
   if (gam__be(x)->softmax_grad(gam__f32(g), gam__f32(y), gam__f32(gx), outer, size, inner, log_out) != 0)
@@ -79,9 +83,10 @@ static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
     return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, softmax_backward, 1, &a);
-    if (!n || gam__save(n, 0, r) != 0) return gam__fail(1, r);
-    n->i[0] = d;
-    n->i[1] = log_out;
+    softmax_ctx *c = n && gam__save(n, 0, r) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
+    c->log_out = log_out;
   }
   *out = r;
   return 0;
@@ -91,10 +96,13 @@ int gam_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(ou
 int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(out, a, dim, 1); }
 
 /* ---- gather: out[.., j, ..] = a[.., index[.., j, ..], ..] along dim ----- */
+typedef struct gather_ctx { int dim; } gather_ctx;
+
 static int gather_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *a = n->inputs[0], *index = n->inputs[1];
-  int64_t outer, size, inner, osize = index->shape[n->i[0]];
-  gam__split_at(a, (int)n->i[0], &outer, &size, &inner);
+  int d = ((const gather_ctx *)n->ctx)->dim;
+  int64_t outer, size, inner, osize = index->shape[d];
+  gam__split_at(a, d, &outer, &size, &inner);
   gam_tensor *ga = gam__new_zeros_like(a);
   if (!ga) return -1;
   if (gam__be(a)->gather_grad(gam__f32(g), gam__i64(index), gam__f32(ga), outer, size, osize, inner) != 0)
@@ -172,8 +180,9 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
   gam_tensor *in[2] = {a, index};
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, "gather", gather_backward, 2, in);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = d;
+    gather_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
   }
   *out = r;
   return 0;
@@ -204,10 +213,13 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
   return 0;
 }
 
+/* the label smoothing s (saved[0]: log_softmax of the logits) */
+typedef struct ce_ctx { double smoothing; } ce_ctx;
+
 static int ce_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *logits = n->inputs[0], *target = n->inputs[1], *logp = n->saved[0];
   int64_t rows = logits->shape[0], k = logits->shape[1];
-  double s = n->f[0];
+  double s = ((const ce_ctx *)n->ctx)->smoothing;
   float on = (float)(1.0 - s), off = k > 1 ? (float)(s / (double)(k - 1)) : 0.f;
   gam_tensor *gx = gam__new_like(logits);
   if (!gx) return -1;
@@ -257,8 +269,9 @@ static int cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *targe
   gam_tensor *in[2] = {logits, target};
   if (gam__grad_needed(1, &logits)) {
     gam_node *n = gam__record(r, name, ce_backward, 2, in);
-    if (!n || gam__save(n, 0, logp) != 0) return gam__fail(2, logp, r);
-    n->f[0] = s;
+    ce_ctx *c = n && gam__save(n, 0, logp) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, logp, r);
+    c->smoothing = s;
   }
   gam_release(logp);
   *out = r;

@@ -107,10 +107,14 @@ int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t
   return 0;
 }
 
+/* the mode of the forward and its eps (saved[0]: stats [2, C]: mean, invstd) */
+typedef struct bn_ctx { int training; double eps; } bn_ctx;
+
 static int bn_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
   const float *stats = gam__f32(n->saved[0]); /* [2, C]: mean, invstd */
-  int training = (int)n->i[0];
+  const bn_ctx *ctx = n->ctx;
+  int training = ctx->training;
   bn_dims d = dims_of(x);
   int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
   int need_b = gam__input_needs_grad(n, 2);
@@ -121,7 +125,7 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
   float *px = gx ? gam__f32(gx) : NULL, *pw = gw ? gam__f32(gw) : NULL, *pb = gb ? gam__f32(gb) : NULL;
   const float *wp = w ? gam__f32(w) : NULL;
   int rc = training ? be->bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
-                                            pb, n->f[0], stats)
+                                            pb, ctx->eps, stats)
                     : be->bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
                                            pb, stats);
   if (rc != 0) return gam__fail(3, gx, gw, gb);
@@ -243,9 +247,10 @@ int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
   gam_tensor *in[3] = {x, weight, bias};
   if (gam__grad_needed(3, in)) {
     gam_node *n = gam__record(y, "batch_norm", bn_backward, 3, in);
-    if (!n || gam__save(n, 0, stats) != 0) return gam__fail(2, y, stats);
-    n->i[0] = training;
-    n->f[0] = eps;
+    bn_ctx *c = n && gam__save(n, 0, stats) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, y, stats);
+    c->training = training;
+    c->eps = eps;
   }
   gam_release(stats);
   *out = y;

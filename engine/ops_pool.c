@@ -58,13 +58,8 @@ static gam_tensor *pool_output(const gam_tensor *x, int dtype, int64_t oh, int64
   return gam__new(dtype, x->device, 4, shape);
 }
 
-/* the geometry of a node's input x and output gradient g (kernel parameters in i[0..5]) */
-static pool_geom node_geom(const gam_node *n, const gam_tensor *g) {
-  const gam_tensor *x = n->inputs[0];
-  pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
-                   (int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5]};
-  return geo;
-}
+/* max and average pooling: the forward's geometry (and the divisor rule) */
+typedef struct pool_ctx { pool_geom geo; int count_include_pad; } pool_ctx;
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   int rc = gam__accumulate(n, i, g);
@@ -85,10 +80,10 @@ int gam_cpu_max_pool_backward(const gam_pool_geom *g, const float *gp, const int
 
 static int max_pool_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
-  pool_geom geo = node_geom(n, g);
+  const pool_geom *geo = &((const pool_ctx *)n->ctx)->geo;
   gam_tensor *gx = gam__new_like(x); /* every element is written */
   if (!gx) return -1;
-  if (gam__be(x)->max_pool_backward(&geo, gam__f32(g), gam__i64(idx), gam__f32(gx)) != 0)
+  if (gam__be(x)->max_pool_backward(geo, gam__f32(g), gam__i64(idx), gam__f32(gx)) != 0)
     return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
 }
@@ -138,9 +133,9 @@ int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
     return gam__fail(2, y, idx);
   if (need) {
     gam_node *n = gam__record(y, "max_pool2d", max_pool_backward, 1, &x);
-    if (!n || gam__save(n, 0, idx) != 0) return gam__fail(2, y, idx);
-    int64_t p[6] = {kh, kw, sh, sw, ph, pw};
-    memcpy(n->i, p, sizeof p);
+    pool_ctx *c = n && gam__save(n, 0, idx) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, y, idx);
+    c->geo = g;
   }
   gam_release(idx);
   *out = y;
@@ -181,11 +176,10 @@ int gam_cpu_avg_pool_backward(const gam_pool_geom *gg, const float *gp, float *p
 
 static int avg_pool_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
-  pool_geom geo = node_geom(n, g);
-  int include = (int)n->i[6];
+  const pool_ctx *c = n->ctx;
   gam_tensor *gx = gam__new_like(x); /* every element is written */
   if (!gx) return -1;
-  if (gam__be(x)->avg_pool_backward(&geo, gam__f32(g), gam__f32(gx), include) != 0)
+  if (gam__be(x)->avg_pool_backward(&c->geo, gam__f32(g), gam__f32(gx), c->count_include_pad) != 0)
     return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
 }
@@ -219,9 +213,10 @@ int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
     return gam__fail(1, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, "avg_pool2d", avg_pool_backward, 1, &x);
-    if (!n) return gam__fail(1, y);
-    int64_t p[7] = {kh, kw, sh, sw, ph, pw, count_include_pad != 0};
-    memcpy(n->i, p, sizeof p);
+    pool_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, y);
+    c->geo = g;
+    c->count_include_pad = count_include_pad != 0;
   }
   *out = y;
   return 0;

@@ -14,13 +14,17 @@ static void reduced_shape(const gam_tensor *t, int d, int keepdim, int *nd, int6
   *nd = n;
 }
 
+/* sum and mean: the dim reduced (over one dim) and the scale (1 or 1/size) */
+typedef struct reduce_ctx { int dim; double scale; } reduce_ctx;
+
 /* ---- sum / mean over everything ----------------------------------------- */
 static int sum_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
   /* g stays on its device: no wait for the host */
-  if (gam__be(x)->fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), (float)n->f[0]) != 0)
+  float scale = (float)((const reduce_ctx *)n->ctx)->scale;
+  if (gam__be(x)->fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), scale) != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -47,8 +51,9 @@ static int reduce_all(gam_tensor **out, gam_tensor *a, int mean) {
   if (gam__be(a)->sum_lines(gam__f32(a), gam__f32(r), 1, n, 1, scale) != 0) return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *nd = gam__record(r, name, sum_all_backward, 1, &a);
-    if (!nd) return gam__fail(1, r);
-    nd->f[0] = scale;
+    reduce_ctx *c = nd ? gam__node_ctx(nd, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->scale = scale;
   }
   *out = r;
   return 0;
@@ -60,11 +65,12 @@ int gam_mean(gam_tensor **out, gam_tensor *a) { return reduce_all(out, a, 1); }
 /* ---- sum / mean over one dim ---------------------------------------------- */
 static int sum_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
+  const reduce_ctx *c = n->ctx;
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, c->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  if (gam__be(x)->spread_lines(gam__f32(g), gam__f32(gx), outer, size, inner, (float)n->f[0]) != 0)
+  if (gam__be(x)->spread_lines(gam__f32(g), gam__f32(gx), outer, size, inner, (float)c->scale) != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -137,9 +143,10 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
     return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = d;
-    n->f[0] = scale;
+    reduce_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
+    c->scale = scale;
   }
   *out = r;
   return 0;
@@ -153,11 +160,14 @@ int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
 }
 
 /* ---- max ------------------------------------------------------------------ */
-/* gradient flows to the first maximal element of each reduced line */
+/* gradient flows to the first maximal element of each reduced line (saved[0]:
+ * the indices, the node's max_ctx: the dim) */
+typedef struct max_ctx { int dim; } max_ctx;
+
 static int max_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, ((const max_ctx *)n->ctx)->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   if (gam__be(x)->scatter_lines(gam__f32(g), gam__i64(idx), gam__f32(gx), outer, size, inner) != 0)
@@ -217,8 +227,9 @@ int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int di
   GAM_TRY(max_lines(a, d, keepdim, &v, &ix, "max"));
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(v, "max", max_dim_backward, 1, &a);
-    if (!n || gam__save(n, 0, ix) != 0) return gam__fail(2, v, ix);
-    n->i[0] = d;
+    max_ctx *c = n && gam__save(n, 0, ix) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, v, ix);
+    c->dim = d;
   }
   *values = v;
   *indices = ix;

@@ -285,6 +285,10 @@ static int view_backward(gam_node *n, gam_tensor *g) {
   return rc;
 }
 
+static int narrow_backward(gam_node *n, gam_tensor *g);
+/* narrow and select: where the view starts in its input (elements) */
+typedef struct narrow_ctx { int64_t offset; } narrow_ctx;
+
 static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape,
                      int64_t offset, const char *name, gam_backward_fn bw) {
   gam_tensor *v = gam__alias(t, ndim, shape, offset);
@@ -292,7 +296,11 @@ static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *s
   if (gam__grad_needed(1, &t)) {
     gam_node *n = gam__record(v, name, bw, 1, &t);
     if (!n) return gam__fail(1, v);
-    n->i[0] = offset;
+    if (bw == narrow_backward) {
+      narrow_ctx *c = gam__node_ctx(n, sizeof *c);
+      if (!c) return gam__fail(1, v);
+      c->offset = offset;
+    }
   }
   *out = v;
   return 0;
@@ -351,7 +359,8 @@ static int narrow_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   size_t bytes = (size_t)g->numel * sizeof(float);
-  if (gam__be(x)->copy(gam__f32(gx) + n->i[0], gam__f32(g), bytes, "narrow backward") != 0)
+  int64_t offset = ((const narrow_ctx *)n->ctx)->offset;
+  if (gam__be(x)->copy(gam__f32(gx) + offset, gam__f32(g), bytes, "narrow backward") != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);

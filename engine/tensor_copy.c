@@ -153,8 +153,10 @@ int gam_transpose(gam_tensor **out, gam_tensor *t) {
  * View each input as [outer, size_d * inner]; the output row is the inputs'
  * rows side by side (one strided copy per input). Backward slices the
  * gradient the same way. */
+typedef struct cat_ctx { int dim; } cat_ctx; /* the dim joined along */
+
 static int cat_backward(gam_node *n, gam_tensor *g) {
-  int d = (int)n->i[0];
+  int d = ((const cat_ctx *)n->ctx)->dim;
   int64_t outer = 1;
   for (int e = 0; e < d; e++) outer *= g->shape[e];
   int64_t grow = outer ? g->numel / outer : 0, col = 0;
@@ -220,8 +222,9 @@ int gam_cat(gam_tensor **out, gam_tensor **ts, int n, int dim) {
   }
   if (gam__grad_needed(n, ts)) {
     gam_node *nd = gam__record(r, "cat", cat_backward, n, ts);
-    if (!nd) return gam__fail(1, r);
-    nd->i[0] = d;
+    cat_ctx *c = nd ? gam__node_ctx(nd, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
   }
   *out = r;
   return 0;
