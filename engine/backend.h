@@ -23,7 +23,15 @@
  * made there, so they are never reached).
  *
  * Adding an op: write its CPU kernel as gam_cpu_<name> with the signature of
- * its gam_cuda_<name>, add one field below, and fill it in both tables. */
+ * its gam_cuda_<name>, add one field below, and fill it in both tables
+ * (tests/cuda_build_spec.lua checks that both tables fill every field).
+ *
+ * Checks: since every op reaches its device only through these tables, the
+ * ops check their tensors with gam__check_dev / gam__check_float_dev (any
+ * device); plain gam__check stays for host-only code that reads elements
+ * itself (the data loader) and refuses tensors off the host. An entry a
+ * device does not provide is NULL and is tested with GAM_BE_NEED (below),
+ * which fails with "<op>: <op> has no <device> implementation". */
 #ifndef GAM_BACKEND_H
 #define GAM_BACKEND_H
 #include "internal.h"

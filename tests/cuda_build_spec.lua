@@ -121,7 +121,8 @@ describe('one dispatch', function()
       seen = seen + 1
       local name = path:match('([^/]+)$')
       if not allowed[name] then
-        assert.is_nil(src:find('GAM_CUDA', 1, true), name .. ' names GAM_CUDA: its device work belongs in the backend table')
+        assert.is_nil(src:find('GAM_CUDA', 1, true),
+                      name .. ' names GAM_CUDA: its device work belongs in the backend table')
         assert.is_nil(src:find('gam_cuda_', 1, true), name .. ' calls a cuda wrapper directly')
       end
     end
