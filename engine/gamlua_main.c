@@ -387,52 +387,9 @@ static char *read_line(const char *prompt, int *interrupted) {
   return line_read;
 }
 
-/* ---- completion: globals, keywords, fields of tables (a.b.c, a:b) and the
- * methods of tensors; written in Lua, run protected. */
-static const char *complete_lua =
-    "local text = ...\n"
-    "local path, sep, part = text:match('^(.-)([.:]?)([%w_]*)$')\n"
-    "if not path or (sep == '' and path ~= '') then return {} end\n"
-    "local out, seen = {}, {}\n"
-    "local function add(k, prefix)\n"
-    "  if type(k) == 'string' and k:match('^[%a_][%w_]*$') and k:sub(1, #part) == part and not seen[k] then\n"
-    "    seen[k] = true; out[#out + 1] = prefix .. k\n"
-    "  end\n"
-    "end\n"
-    "local function fields(v, prefix)\n"
-    "  for _ = 1, 8 do\n"
-    "    if type(v) == 'table' then for k in pairs(v) do add(k, prefix) end end\n"
-    "    if type(v) == 'string' then v = string end\n"
-    "    if type(v) == 'cdata' and package.loaded['gam.tensor'] then\n"
-    "      for k in pairs(package.loaded['gam.tensor'].Tensor) do add(k, prefix) end\n"
-    "      add('grad', prefix); add('requires_grad', prefix); return\n"
-    "    end\n"
-    "    local mt = (type(v) == 'table' or type(v) == 'string') and getmetatable(v)\n"
-    "    if type(mt) == 'table' and type(mt.__lazy) == 'table' then\n"   /* fields loaded on first use */
-    "      for k in pairs(mt.__lazy) do add(k, prefix) end\n"
-    "    end\n"
-    "    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return end\n"
-    "    v = mt.__index\n"
-    "  end\n"
-    "end\n"
-    "if sep == '' then\n"
-    "  for _, k in ipairs{'and','break','do','else','elseif','end','false','for','function','if',\n"
-    "                     'in','local','nil','not','or','repeat','return','then','true','until','while'} do\n"
-    "    add(k, '')\n"
-    "  end\n"
-    "  fields(_G, '')\n"
-    "else\n"
-    "  local v = _G\n"
-    "  for name in (path .. '.'):gmatch('(.-)%.') do\n"
-    "    if not name:match('^[%a_][%w_]*$') then return {} end\n"
-    "    if type(v) ~= 'table' then return {} end\n"
-    "    v = v[name]\n"
-    "  end\n"
-    "  fields(v, path .. sep)\n"
-    "end\n"
-    "table.sort(out)\n"
-    "return out\n";
-
+/* ---- completion: _GAMLUA.complete(text) -> sorted list of candidates
+ * (lua/gam/repl.lua: globals, keywords, fields of tables, methods), run
+ * protected; without it (gam.repl not found) Tab completes nothing. */
 static lua_State *complete_L;
 static char **completions;
 static int completion_count, completion_next;
@@ -455,7 +412,10 @@ static char **complete(const char *text, int start, int end) {
   completion_count = 0;
   lua_State *L = complete_L;
   int top = lua_gettop(L);
-  if (luaL_loadbuffer(L, complete_lua, strlen(complete_lua), "=completion") == 0) {
+  lua_getglobal(L, "_GAMLUA");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "complete");
+  else lua_pushnil(L);
+  if (lua_isfunction(L, -1)) {
     lua_pushstring(L, text);
     if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
       int n = (int)lua_objlen(L, -1);

@@ -5,6 +5,7 @@
 --   ?x           comment, then its functions), a function (the `--`/`---`
 --                comment block above its definition), a tensor (gam.tensor's
 --                header and the tensor's shape), or a name: help 'gam.optim.GAM'
+--   Tab          M.complete: globals, keywords, fields, methods, lazy modules
 --   results      print as `print` does, except tensors (full repr, plus one line
 --                of statistics when the repr is abbreviated) and plain tables
 --                (their fields, one level, tensors shown by shape)
@@ -219,11 +220,62 @@ function M.print(...)
   print(table.concat(out, '\t'))
 end
 
---- installs help (global) and the printer
+local KEYWORDS = {'and', 'break', 'do', 'else', 'elseif', 'end', 'false', 'for', 'function', 'if', 'in', 'local',
+                  'nil', 'not', 'or', 'repeat', 'return', 'then', 'true', 'until', 'while'}
+
+--- M.complete(text): the sorted completions of the word before the cursor (the host's
+-- Tab): keywords and globals; after `a.b.` or `a:` the fields of that value, of the
+-- tables its metatables' __index lead to (methods of instances, classes and their
+-- bases), the names a metatable's __lazy lists (modules loaded on first use), and
+-- for tensors (cdata) the Tensor methods
+function M.complete(text)
+  local path, sep, part = text:match('^(.-)([.:]?)([%w_]*)$')
+  if not path or (sep == '' and path ~= '') then return {} end
+  local out, seen = {}, {}
+  local function add(k, prefix)
+    if type(k) == 'string' and k:match('^[%a_][%w_]*$') and k:sub(1, #part) == part and not seen[k] then
+      seen[k] = true
+      out[#out + 1] = prefix .. k
+    end
+  end
+  local function fields(v, prefix)
+    for _ = 1, 8 do
+      if type(v) == 'table' then for k in pairs(v) do add(k, prefix) end end
+      if type(v) == 'string' then v = string end
+      if type(v) == 'cdata' and package.loaded['gam.tensor'] then
+        for k in pairs(package.loaded['gam.tensor'].Tensor) do add(k, prefix) end
+        add('grad', prefix)
+        add('requires_grad', prefix)
+        return
+      end
+      local mt = (type(v) == 'table' or type(v) == 'string') and getmetatable(v)
+      if type(mt) == 'table' and type(mt.__lazy) == 'table' then
+        for k in pairs(mt.__lazy) do add(k, prefix) end
+      end
+      if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return end
+      v = mt.__index
+    end
+  end
+  if sep == '' then
+    for _, k in ipairs(KEYWORDS) do add(k, '') end
+    fields(_G, '')
+  else
+    local v = _G
+    for name in (path .. '.'):gmatch('(.-)%.') do
+      if not name:match('^[%a_][%w_]*$') or type(v) ~= 'table' then return {} end
+      v = v[name]
+    end
+    fields(v, path .. sep)
+  end
+  table.sort(out)
+  return out
+end
+
+--- installs help (global), the printer and the completion
 function M.install()
   rawset(_G, 'help', M.help)
   local host = rawget(_G, '_GAMLUA')
-  if host then host.repl_print = M.print end
+  if host then host.repl_print, host.complete = M.print, M.complete end
 end
 
 return M
