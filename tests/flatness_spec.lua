@@ -312,6 +312,13 @@ describe('gam.flatness reproducibility and errors', function()
     assert.are.same(e1, e2)
     assert.are.equal(fl:first_order{steps = 3}, fl:first_order{steps = 3})
     assert.are.equal(fl:zeroth_order{steps = 3}, fl:zeroth_order{steps = 3})
+    -- progress reports every iteration
+    local seen = {}
+    local fp = gam.flatness.new{model = fl.model, loss = fl.loss_fn, batches = fl.batches,
+                                progress = function(what, i, n) seen[#seen + 1] = what .. ' ' .. i .. '/' .. n end}
+    fp:lambda_max{iters = 2, tol = 0}
+    fp:trace{samples = 1}
+    assert.are.same({'lambda_max 1/2', 'lambda_max 2/2', 'trace 1/1'}, seen)
     -- the caller's RNG is untouched
     gam.manual_seed(11)
     local before = gam.rand({3}):totable()
