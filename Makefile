@@ -86,11 +86,13 @@ $(BUILD)/config.stamp: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
 
-$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h $(BUILD)/config.stamp
+$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h \
+                   engine/optim_math.h engine/optim_cpu.h engine/gam_test.h $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h $(BUILD)/config.stamp
+$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h engine/optim_math.h \
+                        $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@
 
