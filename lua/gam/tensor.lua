@@ -17,7 +17,7 @@ if registry['gam.tensor'] then return registry['gam.tensor'] end
 local C = require 'gam.lib'
 local printing = require 'gam.printing'
 
-ffi.cdef 'typedef struct gam_handle { gam_tensor *t; } gam_handle;'
+-- (the gam_handle type is declared by gam.lib)
 
 local M = {}
 local Tensor = {}          -- methods

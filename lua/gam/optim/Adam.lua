@@ -6,8 +6,7 @@
 --   θ = θ − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + eps)
 --
 --   local opt = optim.Adam{params = model:parameters(), lr = 1e-3, betas = {0.9, 0.999}}
-local C = require 'gam.lib'
-local tensor = require 'gam.tensor'
+local passes = require 'gam.optim.passes'
 local util = require 'gam.optim.util'
 local Optimizer = require 'gam.optim.Optimizer'
 
@@ -46,14 +45,10 @@ end
 function Adam.new(opts) return Adam.construct(Adam, 'optim.Adam', opts) end
 getmetatable(Adam).__call = function(_, opts) return Adam.new(opts) end
 
-function Adam:traffic()
-  return 7   -- read src, g, m, v; write θ, m, v
-end
-
-function Adam:kernel(param, grad, bufs, src, lr, step, guard)
-  tensor.check(C.gam_adam_step_s(param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
-                                 self.betas[1], self.betas[2], self.eps, self.weight_decay,
-                                 self.decoupled and 1 or 0, step, guard and guard.t or nil))
+function Adam:kernel(param, grad, bufs, src, lr, step, guard, prof)
+  passes.call(prof, 'gam_adam_step_s', param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
+              self.betas[1], self.betas[2], self.eps, self.weight_decay,
+              self.decoupled and 1 or 0, step, guard and guard.t or nil)
 end
 
 return Adam

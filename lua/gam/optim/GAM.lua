@@ -24,7 +24,6 @@
 -- Radii may be numbers or schedulers. Work buffers (besides the gradient):
 -- θ, g0 (becoming h− after pass 2) and h+: three flat vectors, where the
 -- released PyTorch code keeps six per parameter.
-local C = require 'gam.lib'
 local util = require 'gam.optim.util'
 local Sharpness = require 'gam.optim.Sharpness'
 
@@ -62,7 +61,7 @@ function GAM:hyper()
 end
 
 -- Every scalar stays in the block S on the parameters' device (gam.h): each
--- norm lands in S[0] and the next pass scales by radius / (S[0] + ξ) itself;
+-- norm lands in S[norm] and the next pass scales by radius / (S[norm] + ξ) itself;
 -- pass 3 leaves S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²}, from which the decomposition
 -- takes c = cos ‖h−‖ / (‖h+‖ + ξ), cos = ⟨h+,h−⟩ / (‖h+‖ ‖h−‖ + ξ).
 function GAM:run(h)
@@ -72,31 +71,31 @@ function GAM:run(h)
   local S = self:_scalars()
   local ad, adaptive = self.adaptive and 1 or 0, self.adaptive
   -- θ1 = θ + ρ′ g0/‖g0‖, keeping θ and g0
-  self:_k(adaptive and 2 or 1, C.gam_opt_norm_s, S, g, adaptive and theta or nil,
+  self:_k('gam_opt_norm_s', S, g, adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
   self:_check()
-  self:_k(5, C.gam_opt_ascend_s, theta, theta0.t, g, g0.t, h.grad_rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, theta0.t, g, g0.t, h.grad_rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
   -- h+ = α g1 ; θ2 = θ + ρ h0/‖h0‖ with h0 = g1 − g0
-  self:_k(adaptive and 4 or 3, C.gam_gam_pass1_s, S, hplus.t, g, g0.t, theta0.t, h.alpha, ad,
+  self:_k('gam_gam_pass1_s', S, hplus.t, g, g0.t, adaptive and theta0.t or nil, h.alpha, ad,
           self:_code(1, 'norm of g1 − g0'))
   self:_check()
-  self:_k(4, C.gam_gam_ascend_h0_s, theta, theta0.t, g, g0.t, h.grad_norm_rho, S, ad)
+  self:_k('gam_gam_ascend_h0_s', theta, theta0.t, g, g0.t, h.grad_norm_rho, S, ad)
   self:_pass(2)
   -- h− = c0 g0 + (1−β) g2 (in g0's buffer) ; θ3 = θ2 + ρ′ g2/‖g2‖
   local c0 = self.mode == 'paper' and h.beta or 1
-  self:_k(adaptive and 4 or 3, C.gam_gam_pass2_s, S, g0.t, g, theta, c0, 1 - h.beta, ad,
+  self:_k('gam_gam_pass2_s', S, g0.t, g, adaptive and theta or nil, c0, 1 - h.beta, ad,
           self:_code(2, 'gradient norm'))
   self:_check()
-  self:_k(3, C.gam_opt_ascend_s, theta, nil, g, nil, h.grad_rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, nil, g, nil, h.grad_rho, S, ad)
   self:_pass(3)
   -- g = h+ = h+ + (1−α) g3 ; S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²} ; decompose
   local hminus = g0
-  self:_k(4, C.gam_gam_pass3_s, S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
+  self:_k('gam_gam_pass3_s', S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
           self:_code(3, 'norm of h−'))
   self:_check()
-  self:_k(3, C.gam_opt_decompose_s, g, hminus.t, h.gamma, S)
+  self:_k('gam_opt_decompose_s', g, hminus.t, h.gamma, S)
   return theta0
 end
 

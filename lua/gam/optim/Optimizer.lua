@@ -12,11 +12,11 @@
 -- A subclass defines:
 --   Cls.state_names_for(hyper) -> {'momentum_buffer'}   kinds of flat state
 --   Cls.hyper_names  = {'lr', 'momentum', ...}          saved by state_dict
---   Cls.traffic(self) -> vectors read + written per element by one step
---   Cls.kernel(self, param, grad, bufs, src, lr, step, guard)  one engine call over a
---                      vector (bufs[k] = state slice of kind k, step counts from 1;
---                      guard: nil, or the SAM family's scalars block, whose flag
---                      turns the update into param = src)
+--   Cls.kernel(self, param, grad, bufs, src, lr, step, guard, prof)  one engine call
+--                      over a vector, through gam.optim.passes (bufs[k] = state slice
+--                      of kind k, step counts from 1; guard: nil, or the SAM family's
+--                      scalars block, whose flag turns the update into param = src;
+--                      prof: nil, or the optimiser whose profile counts the call)
 -- State lives on the parameters' device (cpu or cuda), like the kernels.
 local ffi = require 'ffi'
 local C = require 'gam.lib'
@@ -159,8 +159,8 @@ end
 -- from instead of the current parameters; only with the arena (the SAM family).
 -- guard (a scalars block or nil, see gam.h): with its flag set the kernel
 -- only restores the parameters to src; the caller then undoes the step count
--- with _unstep.
-function Optimizer:_update(src, guard)
+-- with _unstep. prof: the optimiser profiling the kernel (or nil).
+function Optimizer:_update(src, guard, prof)
   local lr = self:get_lr()
   local flat, grad = self:_arena()
   local steps = self.state.steps
@@ -171,7 +171,7 @@ function Optimizer:_update(src, guard)
   end
   tensor.scope(function()
     if flat and uniform then
-      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1, guard)
+      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1, guard, prof)
       for i = 1, #steps do steps[i] = steps[i] + 1 end
     else
       for i, p in ipairs(self.params) do

@@ -8,8 +8,7 @@
 --   local opt = optim.SGD{params = model:parameters(), lr = 0.1, momentum = 0.9,
 --                         weight_decay = 5e-4, nesterov = false}
 -- lr may be a number or a scheduler (its value is read at every step).
-local C = require 'gam.lib'
-local tensor = require 'gam.tensor'
+local passes = require 'gam.optim.passes'
 local util = require 'gam.optim.util'
 local Optimizer = require 'gam.optim.Optimizer'
 
@@ -40,14 +39,10 @@ function SGD.state_names_for(hyper)
   return hyper.momentum ~= 0 and {'momentum_buffer'} or {}
 end
 
-function SGD:traffic()
-  return self.momentum ~= 0 and 5 or 3   -- read src, g (, buf); write θ (, buf)
-end
-
-function SGD:kernel(param, grad, bufs, src, lr, step, guard)
-  tensor.check(C.gam_sgd_step_s(param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
-                                self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
-                                step == 1 and 1 or 0, guard and guard.t or nil))
+function SGD:kernel(param, grad, bufs, src, lr, step, guard, prof)
+  passes.call(prof, 'gam_sgd_step_s', param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
+              self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
+              step == 1 and 1 or 0, guard and guard.t or nil)
 end
 
 return SGD

@@ -37,6 +37,8 @@ local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local passes = require 'gam.optim.passes'
+local SLOT = passes.SLOT
 
 local Sharpness = {}
 Sharpness.__index = Sharpness
@@ -87,7 +89,7 @@ function Sharpness.init(self, who, opts)
   end
   self.profile = false        -- true: time the vector work into kernel_seconds / kernel_bytes
   self.kernel_seconds, self.kernel_bytes = 0, 0
-  self._host = ffi.new('double[?]', C.GAM_OPT_NSCALARS)
+  self._host = ffi.new('double[?]', passes.NSCALARS)   -- the block read back, by SLOT
   return self
 end
 
@@ -127,7 +129,7 @@ function Sharpness:_check()
   if self._on_device then return end
   local host = self._host
   tensor.check(C.gam_opt_read(self:_scalars(), host))
-  if host[C.GAM_OPT_FLAG] ~= 0 then self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD]) end
+  if host[SLOT.flag] ~= 0 then self:_fail(host[SLOT.flag], host[SLOT.bad]) end
 end
 
 --- opt:state_bytes(): bytes of the work buffers and the base optimiser's state
@@ -159,20 +161,9 @@ function Sharpness:set_closure(loss_fn, inputs, targets)
 end
 
 -- ---- timing of the vector work ------------------------------------------------------
---- self:_k(nvec, fn, ...): calls an engine kernel (checked), counting nvec
--- vectors of traffic when profiling
-function Sharpness:_k(nvec, fn, ...)
-  if self.profile then
-    if self._on_device then tensor.synchronize() end  -- (profiling waits for each pass)
-    local t0 = util.now()
-    tensor.check(fn(...))
-    if self._on_device then tensor.synchronize() end
-    self.kernel_seconds = self.kernel_seconds + (util.now() - t0)
-    self.kernel_bytes = self.kernel_bytes + nvec * 4 * self.flat:numel()
-  else
-    tensor.check(fn(...))
-  end
-end
+--- self:_k(name, ...): calls the engine pass C[name](...), checked; when
+-- profiling, timed and its traffic counted from its vectors (gam.optim.passes)
+function Sharpness:_k(name, ...) passes.call(self, name, ...) end
 
 -- ---- passes ---------------------------------------------------------------------------
 local function loss_number(loss)
@@ -186,7 +177,7 @@ end
 -- a cuda tensor: then it is checked on the device, and pass 0's is kept in
 -- the scalars block)
 function Sharpness:_pass(k)
-  self:_k(1, C.gam_fill_, self.flat_grad.t, 0)
+  self:_k('gam_fill_', self.flat_grad.t, 0)
   local closure = self._step_closure
   local on_device = self._on_device
   local pred, loss = tensor.scope(function()
@@ -251,16 +242,16 @@ function Sharpness:step(closure)
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
-    self:_k(self.base:traffic(), function() self.base:_update(src, self._S); return 0 end)
+    self.base:_update(src, self._S, self)
     if self._on_device then
       -- the step's one wait: its checks and pass 0's loss
       local host = self._host
       tensor.check(C.gam_opt_read(S, host))
-      if host[C.GAM_OPT_FLAG] ~= 0 then
+      if host[SLOT.flag] ~= 0 then
         self.base:_unstep()     -- the guarded update only restored θ
-        self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD])
+        self:_fail(host[SLOT.flag], host[SLOT.bad])
       end
-      if loss == nil then loss = host[C.GAM_OPT_LOSS] end
+      if loss == nil then loss = host[SLOT.loss] end
     end
   end)
   restore_running_stats(frozen)

@@ -1,7 +1,5 @@
 -- gam.optim.util — argument checks, scheduled values and a wall clock shared by
 -- the optimisers and schedulers.
-local ffi = require 'ffi'
-
 local M = {}
 
 M.XI = 1e-12   -- ξ: keeps every normalisation finite, as in the reference code
@@ -79,17 +77,7 @@ function M.boolean(who, name, v, default)
 end
 
 -- ---- wall clock -------------------------------------------------------------------
--- declared under a private name (asm label) so other modules may declare clock_gettime too
-ffi.cdef [[
-struct gam_optim_timespec { long tv_sec; long tv_nsec; };
-int gam_optim_clock_gettime(int clk_id, struct gam_optim_timespec *tp) __asm__("clock_gettime");
-]]
-local ts = ffi.new('struct gam_optim_timespec')
-local CLOCK_MONOTONIC = 1
---- M.now(): seconds from a monotonic clock
-function M.now()
-  ffi.C.gam_optim_clock_gettime(CLOCK_MONOTONIC, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+--- M.now(): seconds from a monotonic clock (gam.clock)
+M.now = require('gam.sys').clock
 
 return M
