@@ -7,6 +7,7 @@
 #   make install PREFIX=/usr/local
 #   make CUDA=0     build without the CUDA backend
 #   make test-cuda  the CUDA backend against the CPU backend (needs a GPU)
+#   make bench      short runs of the CPU benchmarks against their PyTorch peer
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -146,6 +147,20 @@ install: all
 	install -m 755 $(BUILD)/gamlua $(DESTDIR)$(PREFIX)/bin/gamlua
 	install -m 755 $(BUILD)/libgam.so $(DESTDIR)$(PREFIX)/lib/gamlua/libgam.so
 	cp -r lua/gam $(DESTDIR)$(PREFIX)/share/gamlua/lua/
+
+# Short runs of the CPU benchmarks (layers; GAM and SAM steps), each printing
+# its ratio against the PyTorch peer measured in the same run (python3-torch;
+# BENCH_ARGS=--no-torch skips it). For the figures of README.md, run the
+# scripts themselves with the settings the README gives.
+BENCH_THREADS ?= 2
+BENCH_ARGS    ?=
+bench: all
+	$(BUILD)/gamlua scripts/bench_layers.lua --threads $(BENCH_THREADS) --models cnn_small \
+	  --batches 32 --iters 5 $(BENCH_ARGS)
+	for o in gam sam; do \
+	  $(BUILD)/gamlua scripts/bench_step.lua --model cnn_small --opt $$o --batch 32 --steps 5 \
+	    --warmup 1 --threads $(BENCH_THREADS) $(BENCH_ARGS) || exit 1; \
+	done
 
 clean:
 	rm -rf $(BUILD)
