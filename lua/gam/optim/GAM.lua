@@ -24,8 +24,8 @@
 -- Radii may be numbers or schedulers. Work buffers (besides the gradient):
 -- θ, g0 (becoming h− after pass 2) and h+: three flat vectors, where the
 -- released PyTorch code keeps six per parameter.
-local util = require 'gam.optim.util'
 local Sharpness = require 'gam.optim.Sharpness'
+local argcheck = require 'gam.argcheck'
 
 local GAM = Sharpness.extend('GAM')
 GAM.nbuffers = 3
@@ -36,16 +36,16 @@ local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 
 
 function GAM.new(opts)
   local who = 'optim.GAM'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, GAM)
-  self.grad_rho = util.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
-  self.grad_norm_rho = util.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
-  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.1)
-  self.beta = util.scheduled(who, 'beta', opts.beta, 0.1)
-  self.gamma = util.scheduled(who, 'gamma', opts.gamma, 0.05)
+  self.grad_rho = argcheck.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
+  self.grad_norm_rho = argcheck.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
+  self.alpha = argcheck.scheduled(who, 'alpha', opts.alpha, 0.1)
+  self.beta = argcheck.scheduled(who, 'beta', opts.beta, 0.1)
+  self.gamma = argcheck.scheduled(who, 'gamma', opts.gamma, 0.05)
   self.mode = opts.mode or 'reference'
   if self.mode ~= 'reference' and self.mode ~= 'paper' then
-    error(string.format("%s: mode must be 'reference' or 'paper', got %s", who, tostring(opts.mode)), 2)
+    argcheck.fail("%s: mode must be 'reference' or 'paper', got %s", who, tostring(opts.mode))
   end
   Sharpness.init(self, who, opts)
   return self
@@ -55,7 +55,7 @@ getmetatable(GAM).__call = function(_, opts) return GAM.new(opts) end
 function GAM:hyper()
   local h = {}
   for _, k in ipairs {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma'} do
-    h[k] = util.current(self.__typename, k, self[k])
+    h[k] = argcheck.current(self.__typename, k, self[k])
   end
   return h
 end

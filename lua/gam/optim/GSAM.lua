@@ -12,7 +12,7 @@
 --
 -- rho may be a number or a scheduler (the seed ties it to the learning rate
 -- with optim.ProportionScheduler). Work buffers: θ and g (two flat vectors).
-local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 local Sharpness = require 'gam.optim.Sharpness'
 
 local GSAM = Sharpness.extend('GSAM')
@@ -24,18 +24,18 @@ local OPTIONS = {'base', 'model', 'rho', 'alpha', 'adaptive'}
 
 function GSAM.new(opts)
   local who = 'optim.GSAM'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, GSAM)
-  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
-  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.4)
+  self.rho = argcheck.scheduled(who, 'rho', opts.rho, 0.05)
+  self.alpha = argcheck.scheduled(who, 'alpha', opts.alpha, 0.4)
   Sharpness.init(self, who, opts)
   return self
 end
 getmetatable(GSAM).__call = function(_, opts) return GSAM.new(opts) end
 
 function GSAM:hyper()
-  return {rho = util.current(self.__typename, 'rho', self.rho),
-          alpha = util.current(self.__typename, 'alpha', self.alpha)}
+  return {rho = argcheck.current(self.__typename, 'rho', self.rho),
+          alpha = argcheck.current(self.__typename, 'alpha', self.alpha)}
 end
 
 -- The scalars stay in the block S on the parameters' device: the perturbation

@@ -11,7 +11,7 @@
 --   opt:set_closure(loss_fn, x, y); local pred, loss = opt:step()
 --
 -- rho may be a number or a scheduler. Work buffers: one flat copy of θ.
-local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 local Sharpness = require 'gam.optim.Sharpness'
 
 local SAM = Sharpness.extend('SAM')
@@ -23,16 +23,16 @@ local OPTIONS = {'base', 'model', 'rho', 'adaptive'}
 
 function SAM.new(opts)
   local who = 'optim.SAM'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, SAM)
-  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
+  self.rho = argcheck.scheduled(who, 'rho', opts.rho, 0.05)
   Sharpness.init(self, who, opts)
   return self
 end
 getmetatable(SAM).__call = function(_, opts) return SAM.new(opts) end
 
 function SAM:hyper()
-  return {rho = util.current(self.__typename, 'rho', self.rho)}
+  return {rho = argcheck.current(self.__typename, 'rho', self.rho)}
 end
 
 -- The scalars (‖g‖ in slot 0) stay in the block S on the parameters' device;

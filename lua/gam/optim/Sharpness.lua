@@ -38,6 +38,7 @@ local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
 local passes = require 'gam.optim.passes'
+local argcheck = require 'gam.argcheck'
 local SLOT = passes.SLOT
 
 local Sharpness = {}
@@ -70,22 +71,22 @@ function Sharpness:get_lr() return self.base:get_lr() end
 function Sharpness.init(self, who, opts)
   local base, model = opts.base, opts.model
   if base == nil then
-    error(who .. ': base is required (the base optimiser, e.g. optim.SGD{params = model:parameters(), ...})', 3)
+    argcheck.raise(who .. ': base is required (the base optimiser, e.g. optim.SGD{params = model:parameters(), ...})')
   end
   if type(base) ~= 'table' or not base.is_base_optimizer then
-    error(who .. ': base must be an optim.SGD, optim.Adam or optim.AdamW', 3)
+    argcheck.raise(who .. ': base must be an optim.SGD, optim.Adam or optim.AdamW')
   end
-  if model == nil then error(who .. ': model is required (the nn module being trained)', 3) end
+  if model == nil then argcheck.raise(who .. ': model is required (the nn module being trained)') end
   if type(model) ~= 'table' or type(model.flat_parameters) ~= 'function' then
-    error(who .. ': model must be an nn module (with flat_parameters())', 3)
+    argcheck.raise(who .. ': model must be an nn module (with flat_parameters())')
   end
   self.base, self.model = base, model
-  self.adaptive = util.boolean(who, 'adaptive', opts.adaptive, false)
+  self.adaptive = argcheck.bool(opts.adaptive, false, who, 'adaptive')
   self.flat, self.flat_grad = model:flat_parameters()
   local bflat = base:_arena()
   if not (bflat and bflat.t.storage == self.flat.t.storage and bflat.t.offset == self.flat.t.offset
           and bflat:numel() == self.flat:numel()) then
-    error(who .. ': base must optimise exactly the model\'s parameters (model:parameters(), in order)', 3)
+    argcheck.raise(who .. ': base must optimise exactly the model\'s parameters (model:parameters(), in order)')
   end
   self.profile = false        -- true: time the vector work into kernel_seconds / kernel_bytes
   self.kernel_seconds, self.kernel_bytes = 0, 0
@@ -146,7 +147,7 @@ function Sharpness:zero_grad() self.flat_grad:fill_(0) end
 function Sharpness:set_closure(loss_fn, inputs, targets)
   if type(loss_fn) ~= 'function' and not (type(loss_fn) == 'table' and getmetatable(loss_fn)
                                           and getmetatable(loss_fn).__call) then
-    error(self.__typename .. ':set_closure: loss_fn must be a function(pred, targets)', 2)
+    argcheck.raise(self.__typename .. ':set_closure: loss_fn must be a function(pred, targets)')
   end
   local model = self.model
   self._closure = function()
@@ -226,11 +227,11 @@ end
 -- loss is returned as a number (pass 0's loss), pred as a detached tensor.
 function Sharpness:step(closure)
   if closure ~= nil and type(closure) ~= 'function' then
-    error(self.__typename .. ':step: closure must be a function returning (pred, loss), got ' .. type(closure), 2)
+    argcheck.raise(self.__typename .. ':step: closure must be a function returning (pred, loss), got ' .. type(closure))
   end
   closure = closure or self._closure
   if not closure then
-    error(self.__typename .. ':step: no closure; call opt:set_closure(loss_fn, inputs, targets) first', 2)
+    argcheck.raise(self.__typename .. ':step: no closure; call opt:set_closure(loss_fn, inputs, targets) first')
   end
   local hyper = self:hyper()
   self._step_closure = closure
@@ -277,9 +278,11 @@ end
 
 function Sharpness:load_state_dict(sd)
   local who = self.__typename .. ':load_state_dict'
-  if type(sd) ~= 'table' or type(sd.base) ~= 'table' then error(who .. ': expected a table from state_dict()', 2) end
+  if type(sd) ~= 'table' or type(sd.base) ~= 'table' then
+    argcheck.raise(who .. ': expected a table from state_dict()')
+  end
   if sd.name ~= self.__typename then
-    error(string.format('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename), 2)
+    argcheck.fail('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename)
   end
   self.base:load_state_dict(sd.base)
   for _, k in ipairs(self.hyper_names) do

@@ -5,6 +5,7 @@
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 
 local M = {}
 
@@ -37,7 +38,7 @@ local TIMES = {r = 1, w = 1, rw = 2, s = 1}
 -- arguments (engine tensors, float32 vectors)
 function M.bytes(name, ...)
   local access = ACCESS[name]
-  if not access then error('gam.optim.passes: no access pattern for ' .. tostring(name), 2) end
+  if not access then argcheck.raise('gam.optim.passes: no access pattern for ' .. tostring(name)) end
   local total = 0
   for k, how in pairs(access) do
     local v = select(k, ...)
