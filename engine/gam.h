@@ -281,7 +281,8 @@ int gam_cuda_synchronize(void);
  * flag slot is still 0, flag = c and bad = the value. The guarded base steps
  * (gam_*_step_s) only restore param = src when the flag is set. So a GAM or
  * SAM step on the GPU queues every pass without waiting and reads the block
- * once at its end (gam_opt_read). Everything else as the functions above. */
+ * once at its end (gam_opt_read). Their host-scalar twins (for tests) are in
+ * engine/gam_test.h. */
 /* the block's slots: a norm (NORM), or {‖a‖², ⟨a,b⟩, ‖b‖²} (AA, AB, BB); the
  * check's flag and bad value; pass 0's loss */
 enum { GAM_OPT_NORM = 0, GAM_OPT_AA = 0, GAM_OPT_AB = 1, GAM_OPT_BB = 2, GAM_OPT_FLAG = 3,

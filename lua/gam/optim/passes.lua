@@ -21,6 +21,7 @@ M.NSCALARS = C.GAM_OPT_NSCALARS
 -- are not vectors (the scalars block, numbers); a nil vector is not streamed.
 local ACCESS = {
   gam_fill_           = {'w'},
+  gam_opt_copy        = {'w', 'r'},                              -- dst, src
   gam_opt_norm_s      = {[2] = 'r', [3] = 'r'},                  -- s, g, w
   gam_opt_ascend_s    = {'rw', 'w', 'r', 'w'},                   -- θ, θ save, g, g save
   gam_opt_dot3_s      = {[2] = 'r', [3] = 'r'},                  -- s, a, b
