@@ -27,11 +27,10 @@
  * the pass through the backend table of that device (backend.h): the cpu
  * loops are optim_cpu.c, the cuda kernels kernels/optim.cu, and the math of
  * both is optim_math.h. The host-scalar forms of engine/gam_test.h (for
- * tests) run the same passes into a temporary block and read it back. */
+ * tests) are at the end and in optim_test.c. */
 #include "internal.h"
 #include "backend.h"
 #include "gam_test.h"
-#include <string.h>
 
 /* one call: its op, its vectors' size and device (those of the first vector) */
 typedef struct call {
@@ -297,60 +296,8 @@ int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_a
                                        weight_decay, decoupled, step, slots(guard));
 }
 
-/* ---- the host-scalar forms (gam_test.h) --------------------------------------------
- * The reductions run into a temporary block on the vectors' device and copy
- * its first k slots back (on cuda a wait). */
-static int temp_block(gam_tensor **s, const gam_tensor *t, const char *op, const char *arg) {
-  GAM_TRY(gam__check_float_dev(t, op, arg));
-  return gam_opt_scalars(s, t->device);
-}
-
-static int take(gam_tensor *s, int rc, double *out, int k) {
-  double h[GAM_OPT_NSCALARS];
-  if (rc == 0) rc = gam_opt_read(s, h);
-  if (rc == 0) memcpy(out, h, (size_t)k * sizeof(double));
-  gam_release(s);
-  return rc;
-}
-
-int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w) {
-  GAM_CHECK(norm, "opt_norm: no output given");
-  gam_tensor *s;
-  GAM_TRY(temp_block(&s, g, "opt_norm", "gradient"));
-  return take(s, gam_opt_norm_s(s, g, w, 0), norm, 1);
-}
-
-int gam_opt_dot3(double *out, const gam_tensor *a, const gam_tensor *b) {
-  GAM_CHECK(out, "opt_dot3: no output given");
-  gam_tensor *s;
-  GAM_TRY(temp_block(&s, a, "opt_dot3", "first vector"));
-  return take(s, gam_opt_dot3_s(s, a, b, 0, 0), out, 3);
-}
-
-int gam_gam_pass1(double *norm, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
-                  const gam_tensor *theta0, double alpha, int adaptive) {
-  GAM_CHECK(norm, "gam_pass1: no output given");
-  gam_tensor *s;
-  GAM_TRY(temp_block(&s, g, "gam_pass1", "gradient"));
-  return take(s, gam_gam_pass1_s(s, hplus, g, g0, theta0, alpha, adaptive, 0), norm, 1);
-}
-
-int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g,
-                  const gam_tensor *theta, double c0, double c1, int adaptive) {
-  GAM_CHECK(norm, "gam_pass2: no output given");
-  gam_tensor *s;
-  GAM_TRY(temp_block(&s, g, "gam_pass2", "gradient"));
-  return take(s, gam_gam_pass2_s(s, g0_hminus, g, theta, c0, c1, adaptive, 0), norm, 1);
-}
-
-int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
-                  double c) {
-  GAM_CHECK(out, "gam_pass3: no output given");
-  gam_tensor *s;
-  GAM_TRY(temp_block(&s, g, "gam_pass3", "gradient"));
-  return take(s, gam_gam_pass3_s(s, g, hplus, hminus, c, 0, 0), out, 3);
-}
-
+/* ---- the host-scalar forms taking a coefficient (gam_test.h) ----------------------
+ * The others, compositions of the _s forms above, are in optim_test.c. */
 int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
                    gam_tensor *g_save, double scale, int adaptive) {
   return ascend(theta, theta_save, g, g_save, value(scale), NULL, adaptive);
@@ -363,18 +310,4 @@ int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_ten
 
 int gam_opt_decompose(gam_tensor *h, const gam_tensor *v, double weight, double c) {
   return decompose(h, v, weight, value(c), NULL);
-}
-
-int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                 const gam_tensor *src, double lr, double momentum, double dampening,
-                 double weight_decay, int nesterov, int first_step) {
-  return gam_sgd_step_s(param, grad, momentum_buf, src, lr, momentum, dampening, weight_decay,
-                        nesterov, first_step, NULL);
-}
-
-int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int decoupled, int64_t step) {
-  return gam_adam_step_s(param, grad, exp_avg, exp_avg_sq, src, lr, beta1, beta2, eps, weight_decay,
-                         decoupled, step, NULL);
 }
