@@ -108,13 +108,13 @@ int gam_cpu_gam_pass1(double *sc, float *hp, const float *g, const float *g0, co
   if (adaptive) {
     PAR_SUM_S {
       float gi = g[i];
-      hp[i] = a * gi;
+      hp[i] = gam_pass1_el(gi, a);
       s += gam_pass1_term(gi, g0[i], w[i], 1);
     }
   } else {
     PAR_SUM_S {
       float gi = g[i];
-      hp[i] = a * gi;
+      hp[i] = gam_pass1_el(gi, a);
       s += gam_pass1_term(gi, g0[i], 0.f, 0);
     }
   }

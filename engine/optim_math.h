@@ -143,6 +143,9 @@ GAM_HD float gam_opt_decompose_el(float h, float v, float weight, float c) {
   return h - weight * (v - c * h);
 }
 
+/* GAM pass 1: h+ = α g1 */
+GAM_HD float gam_pass1_el(float g, float alpha) { return alpha * g; }
+
 /* GAM pass 1: the term of ‖(g1 − g0) ⊙ |θ0|‖² (not adaptive: ‖g1 − g0‖²) */
 GAM_HD double gam_pass1_term(float g, float g0, float w, int adaptive) {
   double h0 = adaptive ? (double)(g - g0) * fabsf(w) : (double)(g - g0);

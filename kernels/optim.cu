@@ -136,7 +136,7 @@ __global__ void gam_pass1_kernel(float *__restrict__ hp, const float *__restrict
   double v[1] = {0};
   GAM_GRID_LOOP(i, n) {
     float gi = g[i];
-    hp[i] = alpha * gi;
+    hp[i] = gam_pass1_el(gi, alpha);
     v[0] += gam_pass1_term(gi, g0[i], adaptive ? w[i] : 0.f, adaptive);
   }
   write_partial<1>(v, partial);
