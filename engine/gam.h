@@ -195,8 +195,15 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training);
  * in order (the flat arena); *out = NULL (and 0 returned) when they are not. */
 int gam_opt_span(gam_tensor **out, gam_tensor **ts, int n);
 int gam_opt_copy(gam_tensor *dst, const gam_tensor *src);                     /* dst = src, one pass */
-/* The same passes with host-side scalars (a norm returned as a double, a
- * coefficient passed as one) are for tests only: engine/gam_test.h. */
+/* The base steps without a guard (gam_*_step_s with guard NULL). */
+int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
+                 const gam_tensor *src, double lr, double momentum, double dampening,
+                 double weight_decay, int nesterov, int first);
+int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
+                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step);
+/* The sharpness-aware passes with host-side scalars (a norm returned as a
+ * double, a coefficient passed as one) are for tests only: engine/gam_test.h. */
 
 /* ---- data: readers, augmentation, loader (data.c) ----------------------------- */
 /* (section owned by the data work) */

@@ -1,8 +1,8 @@
 /* gam_test.h — libgam entry points that only tests call.
  *
- * The fused optimiser passes of gam.h with host-side scalars: the reductions
+ * The sharpness-aware passes of gam.h with host-side scalars: the reductions
  * return their result as doubles (waiting for the device), the coefficients
- * are passed as numbers, the base steps take no guard. The package itself
+ * are passed as numbers. The package itself
  * uses the _s forms of gam.h (scalars in a block on the vectors' device); the
  * tests compare the two, bit for bit. libgam exports these like any other
  * entry point; tests/gam_test.lua hands the region between GAM_TEST_FFI_BEGIN
@@ -12,12 +12,6 @@
 #include "gam.h"
 
 /* GAM_TEST_FFI_BEGIN */
-int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                 const gam_tensor *src, double lr, double momentum, double dampening,
-                 double weight_decay, int nesterov, int first);
-int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int decoupled, int64_t step);
 int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w);       /* ‖g⊙|w|‖, w may be NULL */
 int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
                    gam_tensor *g_save, double scale, int adaptive);            /* saves may be NULL */

@@ -296,6 +296,21 @@ int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_a
                                        weight_decay, decoupled, step, slots(guard));
 }
 
+/* the base steps without a guard (gam.h) */
+int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
+                 const gam_tensor *src, double lr, double momentum, double dampening,
+                 double weight_decay, int nesterov, int first_step) {
+  return gam_sgd_step_s(param, grad, momentum_buf, src, lr, momentum, dampening, weight_decay,
+                        nesterov, first_step, NULL);
+}
+
+int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
+                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int decoupled, int64_t step) {
+  return gam_adam_step_s(param, grad, exp_avg, exp_avg_sq, src, lr, beta1, beta2, eps, weight_decay,
+                         decoupled, step, NULL);
+}
+
 /* ---- the host-scalar forms taking a coefficient (gam_test.h) ----------------------
  * The others, compositions of the _s forms above, are in optim_test.c. */
 int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,

@@ -2,8 +2,7 @@
  *
  * For tests only: each is the _s form of gam.h run into a temporary scalars
  * block on the vectors' device, whose first slots are copied back (on cuda a
- * wait), or a base step without a guard. The forms that take a coefficient
- * as a number are in optim.c. */
+ * wait). The forms that take a coefficient as a number are in optim.c. */
 #include "internal.h"
 #include "gam_test.h"
 #include <string.h>
@@ -57,18 +56,4 @@ int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam
   gam_tensor *s;
   GAM_TRY(temp_block(&s, g, "gam_pass3", "gradient"));
   return take(s, gam_gam_pass3_s(s, g, hplus, hminus, c, 0, 0), out, 3);
-}
-
-int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                 const gam_tensor *src, double lr, double momentum, double dampening,
-                 double weight_decay, int nesterov, int first_step) {
-  return gam_sgd_step_s(param, grad, momentum_buf, src, lr, momentum, dampening, weight_decay,
-                        nesterov, first_step, NULL);
-}
-
-int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int decoupled, int64_t step) {
-  return gam_adam_step_s(param, grad, exp_avg, exp_avg_sq, src, lr, beta1, beta2, eps, weight_decay,
-                         decoupled, step, NULL);
 }
