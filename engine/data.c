@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -40,57 +41,112 @@ void gam_rng_derive(uint64_t *st, uint64_t seed, uint64_t a, uint64_t b) {
   if (!st[0] && !st[1]) st[1] = 1;
 }
 
-/* ---- whole-file reading, through zlib so gzip is handled by content ------- */
-/* Reads path (gzip-compressed or plain) into a malloc'd buffer. op names the
- * caller in errors. */
-static int read_all(const char *op, const char *path, uint8_t **data, size_t *size) {
-  *data = NULL;
-  *size = 0;
+/* ---- streamed reading, through zlib so gzip is handled by content --------
+ * Nothing is inflated ahead of need: a reader pulls exactly the bytes it
+ * wants, and buffers grow with the bytes actually read (never to a size a
+ * header merely claims), so a small corrupt .gz cannot make us allocate GBs. */
+typedef struct input {
+  const char *op, *path;
+  gzFile f;
+  int gzip;          /* the file starts with the gzip magic 1f 8b */
+  uint64_t known;    /* the decompressed size when known (plain regular file, gzip ISIZE), else 0 */
+  uint64_t at;       /* bytes read so far */
+} input;
+
+static int in_open(input *in, const char *op, const char *path) {
+  memset(in, 0, sizeof *in);
+  in->op = op;
+  in->path = path;
   GAM_CHECK(path && *path, "%s: file path is empty", op);
   FILE *probe = fopen(path, "rb");
   if (!probe) return gam__err("%s: cannot open %s: %s", op, path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(probe), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(probe);
+    return gam__err("%s: %s is a folder, not a file", op, path);
+  }
+  unsigned char m[2] = {0, 0};
+  size_t got = fread(m, 1, 2, probe);
+  in->gzip = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    if (!in->gzip) {
+      in->known = (uint64_t)st.st_size;
+    } else if (st.st_size >= 18 && fseeko(probe, -4, SEEK_END) == 0) {
+      unsigned char t[4]; /* ISIZE: the decompressed size mod 2^32, little-endian */
+      if (fread(t, 1, 4, probe) == 4)
+        in->known = (uint64_t)t[0] | (uint64_t)t[1] << 8 | (uint64_t)t[2] << 16 | (uint64_t)t[3] << 24;
+      in->known |= (uint64_t)1 << 63; /* marks "mod 2^32" */
+    }
+  }
   fclose(probe);
-  gzFile f = gzopen(path, "rb");
-  if (!f) return gam__err("%s: cannot open %s: %s", op, path, strerror(errno ? errno : ENOMEM));
-  gzbuffer(f, 1 << 17);
-  size_t cap = 1 << 20, n = 0;
-  uint8_t *buf = malloc(cap);
-  if (!buf) { gzclose(f); return gam__err("%s: out of memory reading %s", op, path); }
+  in->f = gzopen(path, "rb");
+  if (!in->f) return gam__err("%s: cannot open %s: %s", op, path, strerror(errno ? errno : ENOMEM));
+  gzbuffer(in->f, 1 << 17);
+  return 0;
+}
+
+static void in_close(input *in) {
+  if (in->f) gzclose(in->f);
+  in->f = NULL;
+}
+
+/* Reads up to n bytes; *got says how many (fewer only at the end of the data). */
+static int in_read(input *in, void *dst, size_t n, size_t *got) {
+  *got = 0;
+  while (*got < n) {
+    size_t want = n - *got;
+    if (want > (1u << 30)) want = 1u << 30;
+    int r = gzread(in->f, (uint8_t *)dst + *got, (unsigned)want);
+    if (r < 0) {
+      int zerr;
+      const char *msg = gzerror(in->f, &zerr);
+      return zerr == Z_ERRNO ? gam__err("%s: error reading %s: %s", in->op, in->path, strerror(errno))
+                             : gam__err("%s: %s: gzip error: %s (the compressed file is corrupt)",
+                                        in->op, in->path, msg);
+    }
+    if (r == 0) break;
+    *got += (size_t)r;
+  }
+  in->at += *got;
+  if (*got < n) { /* a gzip stream cut short reads as a short file plus Z_BUF_ERROR */
+    int zerr;
+    const char *msg = gzerror(in->f, &zerr);
+    if (zerr != Z_OK && zerr != Z_STREAM_END)
+      return gam__err("%s: %s: gzip error: %s (the compressed file is truncated or corrupt)", in->op,
+                      in->path, msg);
+  }
+  return 0;
+}
+
+/* Reads at most max bytes into a malloc'd buffer (*data, *size), growing it
+ * with the bytes read; *more says whether data remain after max. */
+static int in_read_upto(input *in, uint64_t max, uint8_t **data, size_t *size, int *more) {
+  *data = NULL;
+  *size = 0;
+  *more = 0;
+  size_t cap = 0, n = 0;
+  uint8_t *buf = NULL;
   for (;;) {
+    if (n == max) break;
     if (n == cap) {
-      size_t ncap = cap * 2;
-      uint8_t *nb = realloc(buf, ncap);
-      if (!nb) { free(buf); gzclose(f); return gam__err("%s: out of memory reading %s", op, path); }
+      size_t ncap = cap ? cap * 2 : (1 << 20);
+      if ((uint64_t)ncap > max) ncap = (size_t)max;
+      uint8_t *nb = realloc(buf, ncap ? ncap : 1);
+      if (!nb) { free(buf); return gam__err("%s: out of memory reading %s", in->op, in->path); }
       buf = nb;
       cap = ncap;
     }
-    size_t want = cap - n;
-    if (want > (1u << 30)) want = 1u << 30;
-    int got = gzread(f, buf + n, (unsigned)want);
-    if (got < 0) {
-      int zerr;
-      const char *msg = gzerror(f, &zerr);
-      int rc = zerr == Z_ERRNO ? gam__err("%s: error reading %s: %s", op, path, strerror(errno))
-                               : gam__err("%s: %s: gzip error: %s (the compressed file is corrupt)",
-                                          op, path, msg);
-      free(buf);
-      gzclose(f);
-      return rc;
-    }
-    if (got == 0) break;
-    n += (size_t)got;
+    size_t want = cap - n, got;
+    if (in_read(in, buf + n, want, &got) != 0) { free(buf); return -1; }
+    n += got;
+    if (got < want) break; /* the end of the data */
   }
-  /* a gzip stream cut short reads as a short file plus Z_BUF_ERROR */
-  int zerr;
-  const char *msg = gzerror(f, &zerr);
-  if (zerr != Z_OK && zerr != Z_STREAM_END) {
-    int rc = gam__err("%s: %s: gzip error: %s (the compressed file is truncated or corrupt)", op,
-                      path, msg);
-    free(buf);
-    gzclose(f);
-    return rc;
+  if (n == max) {
+    uint8_t extra;
+    size_t got;
+    if (in_read(in, &extra, 1, &got) != 0) { free(buf); return -1; }
+    *more = got > 0;
   }
-  gzclose(f);
   *data = buf;
   *size = n;
   return 0;
@@ -115,10 +171,18 @@ int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *
   size_t sizes[64] = {0};
   int64_t total = 0;
   int rc = 0;
+  const uint64_t max_file = (uint64_t)1 << 28; /* the largest batch, CIFAR-100 train, is 154 MB */
   for (int k = 0; k < npaths && rc == 0; k++) {
-    rc = read_all("cifar", paths[k], &bufs[k], &sizes[k]);
+    input in;
+    int more = 0;
+    rc = in_open(&in, "cifar", paths[k]);
+    if (rc == 0) rc = in_read_upto(&in, max_file, &bufs[k], &sizes[k], &more);
+    in_close(&in);
     if (rc) break;
-    if (sizes[k] == 0) {
+    if (more) {
+      rc = gam__err("cifar: %s holds more than %llu bytes, larger than any %s batch: not a %s batch",
+                    paths[k], (unsigned long long)max_file, name, name);
+    } else if (sizes[k] == 0) {
       rc = gam__err("cifar: %s is empty (a %s batch holds %zu-byte records)", paths[k], name, record);
     } else if (sizes[k] % record != 0) {
       rc = gam__err("cifar: %s: size %zu bytes is not a whole number of %zu-byte %s records "
@@ -166,49 +230,71 @@ int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *
 
 /* ---- IDX -------------------------------------------------------------------
  * Header: 0x00 0x00, a type byte (0x08 = unsigned byte, the only one read
- * here), the number of dims d, then d big-endian uint32 sizes; the data follow. */
-static int parse_idx(const char *path, const uint8_t *buf, size_t size, int *ndim, int64_t *shape,
-                     size_t *data_at) {
-  GAM_CHECK(size >= 4, "idx: %s is truncated: %zu bytes, shorter than an IDX header", path, size);
-  uint32_t magic = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-  GAM_CHECK(buf[0] == 0 && buf[1] == 0 && buf[2] == 0x08 && buf[3] >= 1 && buf[3] <= 4,
-            "idx: %s: bad magic number 0x%08x (an IDX file of unsigned bytes starts with "
-            "00 00 08 and a dim count 1..4): not an IDX file, or a gzip file that lost its header",
-            path, magic);
-  int d = buf[3];
-  size_t hdr = 4 + 4 * (size_t)d;
-  GAM_CHECK(size >= hdr, "idx: %s is truncated: %zu bytes, the header of a %d-dim IDX file needs %zu",
-            path, size, d, hdr);
-  uint64_t count = 1;
-  for (int k = 0; k < d; k++) {
-    const uint8_t *p = buf + 4 + 4 * k;
-    shape[k] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-    count *= (uint64_t)shape[k];
-    GAM_CHECK(count < ((uint64_t)1 << 40), "idx: %s: header sizes are absurd", path);
-  }
-  GAM_CHECK(size - hdr >= count,
-            "idx: %s is truncated: the header promises %llu data bytes, the file has %zu",
-            path, (unsigned long long)count, size - hdr);
-  GAM_CHECK(size - hdr == count,
-            "idx: %s: %zu bytes follow the %llu data bytes the header promises: the file is corrupt",
-            path, size - hdr - (size_t)count, (unsigned long long)count);
-  *ndim = d;
-  *data_at = hdr;
-  return 0;
-}
-
+ * here), the number of dims d, then d big-endian uint32 sizes; the data follow.
+ * The header is read first and checked against the size of the file (for a
+ * gzip file, against the decompressed size its trailer records, mod 2^32);
+ * then exactly the promised bytes are read, and nothing may follow them. */
 int gam_read_idx(gam_tensor **out, const char *path) {
   *out = NULL;
-  uint8_t *buf;
-  size_t size, at = 0;
-  int ndim = 0;
+  input in;
+  if (in_open(&in, "idx", path) != 0) return -1;
+  uint8_t h[4 + 4 * 4];
+  size_t got;
+  int rc = in_read(&in, h, 4, &got);
+  if (rc == 0 && got < 4)
+    rc = gam__err("idx: %s is truncated: %zu bytes, shorter than an IDX header", path, got);
+  if (rc == 0 && !(h[0] == 0 && h[1] == 0 && h[2] == 0x08 && h[3] >= 1 && h[3] <= 4)) {
+    uint32_t magic = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    rc = gam__err("idx: %s: bad magic number 0x%08x (an IDX file of unsigned bytes starts with "
+                  "00 00 08 and a dim count 1..4): not an IDX file, or a gzip file that lost its header",
+                  path, magic);
+  }
+  int d = rc == 0 ? h[3] : 0;
+  uint64_t hdr = 4 + 4 * (uint64_t)d;
+  if (rc == 0) rc = in_read(&in, h + 4, 4 * (size_t)d, &got);
+  if (rc == 0 && got < 4 * (size_t)d)
+    rc = gam__err("idx: %s is truncated: %llu bytes, the header of a %d-dim IDX file needs %llu", path,
+                  (unsigned long long)(4 + got), d, (unsigned long long)hdr);
   int64_t shape[4];
-  GAM_TRY(read_all("idx", path, &buf, &size));
-  if (parse_idx(path, buf, size, &ndim, shape, &at) != 0) { free(buf); return -1; }
-  *out = gam__new(GAM_UINT8, GAM_CPU, ndim, shape);
-  if (*out) memcpy(gam__data(*out), buf + at, (size_t)(*out)->numel);
+  uint64_t count = 1;
+  for (int k = 0; rc == 0 && k < d; k++) {
+    const uint8_t *p = h + 4 + 4 * k;
+    shape[k] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+    if (shape[k] && count > (((uint64_t)1 << 40) - 1) / (uint64_t)shape[k])
+      rc = gam__err("idx: %s: header sizes are absurd (more than 2^40 bytes of data)", path);
+    else
+      count *= (uint64_t)shape[k];
+  }
+  uint64_t total = hdr + count;
+  if (rc == 0 && in.known && !in.gzip && in.known != total)
+    rc = in.known < total
+      ? gam__err("idx: %s is truncated: the header promises %llu data bytes, the file has %llu", path,
+                 (unsigned long long)count, (unsigned long long)(in.known - hdr))
+      : gam__err("idx: %s: %llu bytes follow the %llu data bytes the header promises: the file is corrupt",
+                 path, (unsigned long long)(in.known - total), (unsigned long long)count);
+  if (rc == 0 && in.known && in.gzip && (uint32_t)in.known != (uint32_t)total)
+    rc = gam__err("idx: %s: gzip error: the header promises %llu data bytes (%llu in all), but the gzip trailer "
+                  "records %llu bytes (mod 2^32) decompressed: the file is truncated or corrupt",
+                  path, (unsigned long long)count, (unsigned long long)total,
+                  (unsigned long long)(uint32_t)in.known);
+  uint8_t *buf = NULL;
+  size_t n = 0;
+  int more = 0;
+  if (rc == 0) rc = in_read_upto(&in, count, &buf, &n, &more);
+  if (rc == 0 && n < count)
+    rc = gam__err("idx: %s is truncated: the header promises %llu data bytes, the file has %zu", path,
+                  (unsigned long long)count, n);
+  if (rc == 0 && more)
+    rc = gam__err("idx: %s: bytes follow the %llu data bytes the header promises: the file is corrupt",
+                  path, (unsigned long long)count);
+  in_close(&in);
+  if (rc == 0) {
+    *out = gam__new(GAM_UINT8, GAM_CPU, d, shape);
+    if (!*out) rc = -1;
+    else if (count) memcpy(gam__data(*out), buf, (size_t)count);
+  }
   free(buf);
-  return *out ? 0 : -1;
+  return rc;
 }
 
 int gam_read_idx_dataset(gam_tensor **images, gam_tensor **labels, const char *images_path,
@@ -232,6 +318,11 @@ int gam_read_idx_dataset(gam_tensor **images, gam_tensor **labels, const char *i
   if (im->shape[0] != lb->shape[0]) {
     gam__err("idx dataset: image/label count mismatch: %s holds %lld images, %s holds %lld labels",
              images_path, (long long)im->shape[0], labels_path, (long long)lb->shape[0]);
+    return gam__fail(2, im, lb);
+  }
+  if (im->shape[0] < 1 || im->shape[1] < 1 || im->shape[2] < 1) {
+    gam__err("idx dataset: images file %s has shape %s: a dataset needs at least one image of at least "
+             "1x1 pixels (an IDX header with 0 images, rows or columns)", images_path, gam__shape_str(im, s1));
     return gam__fail(2, im, lb);
   }
   int64_t n = lb->shape[0];
@@ -265,6 +356,9 @@ static int check_dataset(const char *op, const gam_tensor *images, const gam_ten
             gam__dtype_name(images->dtype), gam__shape_str(images, s), gam__device_name(images->device));
   GAM_CHECK(images->shape[1] >= 1 && images->shape[1] <= 4,
             "%s: images have %lld channels, at most 4 are supported", op, (long long)images->shape[1]);
+  GAM_CHECK(images->shape[2] >= 1 && images->shape[3] >= 1,
+            "%s: images are %lldx%lld pixels; every dimension must be at least 1", op,
+            (long long)images->shape[2], (long long)images->shape[3]);
   GAM_CHECK(labels->dtype == GAM_INT64 && labels->ndim == 1 && labels->device == GAM_CPU,
             "%s: labels must be an int64 [N] tensor on the cpu, got %s %s", op,
             gam__dtype_name(labels->dtype), gam__shape_str(labels, s));
@@ -392,6 +486,10 @@ struct gam_loader {
   int running;                  /* a worker exists and is not joined */
   int stop;                     /* asks the worker to end the pass */
   int64_t consumed;             /* batches handed out in this pass */
+  int failed;                   /* the worker stopped on an error (message in err) */
+  int64_t failed_at;            /* the batch it failed at */
+  char err[1024];
+  int64_t fail_at;              /* tests: the worker fails at this batch (-1: never) */
 };
 
 static int live_threads;
@@ -425,6 +523,7 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
   l->aug = *aug;
   l->seed = seed;
   l->nslots = prefetch;
+  l->fail_at = -1;
   l->order = malloc((size_t)n * sizeof *l->order);
   l->slots = calloc((size_t)prefetch, sizeof *l->slots);
   int ok = l->order && l->slots;
@@ -456,11 +555,29 @@ static void unpin_self(void) {
   pthread_setaffinity_np(pthread_self(), sizeof all, &all);
 }
 
+/* One batch of the worker: checks what it is about to read, then assembles.
+ * Returns -1 with the message set (gam__err is per thread) on a failure. */
+static int work_batch(gam_loader *l, loader_slot *s, int64_t b, int64_t count) {
+  GAM_CHECK(b != l->fail_at, "loader: injected failure at batch %lld (a test)", (long long)b + 1);
+  GAM_CHECK(l->C >= 1 && l->H >= 1 && l->W >= 1, "loader: images of %lldx%lldx%lld are empty",
+            (long long)l->C, (long long)l->H, (long long)l->W);
+  const int64_t *idx = l->order + b * l->batch;
+  for (int64_t i = 0; i < count; i++)
+    GAM_CHECK(idx[i] >= 0 && idx[i] < l->n, "loader: sample index %lld out of range for %lld images",
+              (long long)idx[i], (long long)l->n);
+  uint64_t rng[2];
+  gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, (uint64_t)b + 1);
+  assemble(s->x, s->y, gam__data(l->images), gam__i64(l->labels), idx, count, l->C, l->H, l->W, &l->aug,
+           rng);
+  return 0;
+}
+
+/* The worker never raises a signal on its own account: a failure is recorded
+ * (failed, err) and the thread ends; the caller turns it into an error at the
+ * next batch and joins the thread. */
 static void *worker(void *arg) {
   gam_loader *l = arg;
   unpin_self();
-  const uint8_t *img = gam__data(l->images);
-  const int64_t *lab = gam__i64(l->labels);
   for (int64_t b = 0; b < l->nbatches; b++) {
     loader_slot *s = &l->slots[b % l->nslots];
     pthread_mutex_lock(&l->mu);
@@ -469,16 +586,28 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&l->mu);
     if (stop) break;
     int64_t first = b * l->batch, count = l->n - first < l->batch ? l->n - first : l->batch;
-    uint64_t rng[2];
-    gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, (uint64_t)b + 1);
-    assemble(s->x, s->y, img, lab, l->order + first, count, l->C, l->H, l->W, &l->aug, rng);
+    int rc = work_batch(l, s, b, count);
     pthread_mutex_lock(&l->mu);
-    s->count = count;
-    s->state = SLOT_READY;
+    if (rc != 0) {
+      l->failed = 1;
+      l->failed_at = b;
+      snprintf(l->err, sizeof l->err, "%s", gam_last_error());
+    } else {
+      s->count = count;
+      s->state = SLOT_READY;
+    }
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    if (rc != 0) break;
   }
   return NULL;
+}
+
+/* tests: makes the worker fail at batch `batch` (0-based) of every pass; -1 turns it off */
+int gam_loader_fail_at(gam_loader *l, int64_t batch) {
+  GAM_CHECK(l, "loader: NULL loader");
+  l->fail_at = batch;
+  return 0;
 }
 
 int gam_loader_stop(gam_loader *l) {
@@ -492,6 +621,7 @@ int gam_loader_stop(gam_loader *l) {
   __atomic_sub_fetch(&live_threads, 1, __ATOMIC_SEQ_CST);
   l->running = 0;
   l->stop = 0;
+  l->failed = 0;
   for (int s = 0; s < l->nslots; s++) l->slots[s].state = SLOT_FREE;
   return 0;
 }
@@ -528,8 +658,17 @@ int gam_loader_next(gam_loader *l, gam_tensor **x, gam_tensor **y) {
   }
   loader_slot *s = &l->slots[l->consumed % l->nslots];
   pthread_mutex_lock(&l->mu);
-  while (s->state != SLOT_READY) pthread_cond_wait(&l->cv, &l->mu);
+  while (s->state != SLOT_READY && !l->failed) pthread_cond_wait(&l->cv, &l->mu);
+  int failed = s->state != SLOT_READY;
   pthread_mutex_unlock(&l->mu);
+  if (failed) { /* the worker ended on an error before this batch: join it, report */
+    char msg[1024];
+    int64_t at = l->failed_at;
+    snprintf(msg, sizeof msg, "%s", l->err);
+    gam_loader_stop(l);
+    return gam__err("loader: the worker thread failed at batch %lld of epoch %lld: %s", (long long)at + 1,
+                    (long long)l->epoch, msg);
+  }
   int64_t count = s->count;
   int64_t xs[4] = {count, l->C, l->H, l->W};
   gam_tensor *bx = gam__new(GAM_FLOAT32, GAM_CPU, 4, xs);
