@@ -30,6 +30,26 @@ local function candidates()
   return list
 end
 
+-- Same numbers on every machine: OpenBLAS and oneDNN pick their kernels by the
+-- CPU at run time, and kernels of another vector width add in another order, so
+-- a seeded run on an AVX-512 machine and on an AVX2 one part after a few steps.
+-- Before libgam (and so both libraries) is loaded, both are held to their AVX2
+-- kernels on every CPU that has AVX2 and FMA (x86-64-v3), unless the variables
+-- are set already or GAMLUA_CPU=native asks for the fastest kernels of this CPU.
+-- (README, "Reproducibility across machines".)
+local function pin_cpu_kernels()
+  if os.getenv('GAMLUA_CPU') == 'native' or jit.arch ~= 'x64' then return end
+  local f = io.open('/proc/cpuinfo', 'r')
+  local info = f and f:read('*a') or ''
+  if f then f:close() end
+  local flags = ' ' .. (info:match('\nflags%s*:([^\n]*)') or '') .. ' '
+  if not (flags:find(' avx2 ', 1, true) and flags:find(' fma ', 1, true)) then return end
+  pcall(ffi.cdef, 'int setenv(const char *name, const char *value, int overwrite);')
+  ffi.C.setenv('OPENBLAS_CORETYPE', 'Haswell', 0)
+  ffi.C.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2', 0)
+end
+pin_cpu_kernels()
+
 local C
 for _, path in ipairs(candidates()) do
   if exists(path) then
