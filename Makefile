@@ -19,7 +19,7 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                clang libclang-rt-14-dev
+                lua-check clang-format lua-argparse clang libclang-rt-14-dev
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -93,8 +93,10 @@ endif
 # the flags) in one build folder rebuilds them.
 BUILD_CONFIG := CUDA=$(CUDA_ON) $(subst ',,$(ALL_CFLAGS) $(ALL_NVCCFLAGS))
 
+LINT_C := $(wildcard engine/*.c engine/*.h kernels/*.cu kernels/*.cuh)
+
 .PHONY: test-sanitize fuzz fuzz-build
-.PHONY: all deps test test-lua test-reference test-cuda train install clean bench FORCE
+.PHONY: lint all deps test test-lua test-reference test-cuda train install clean bench FORCE
 
 all: $(BUILD)/libgam.so $(BUILD)/gamlua
 
@@ -192,6 +194,11 @@ install: all
 	install -m 755 $(BUILD)/gamlua $(DESTDIR)$(PREFIX)/bin/gamlua
 	install -m 755 $(BUILD)/libgam.so $(DESTDIR)$(PREFIX)/lib/gamlua/libgam.so
 	cp -r lua/gam $(DESTDIR)$(PREFIX)/share/gamlua/lua/
+
+# Lua: luacheck with .luacheckrc; C and CUDA: clang-format with .clang-format (check only).
+lint:
+	luacheck --no-color -q lua scripts tests
+	clang-format --dry-run -Werror $(LINT_C)
 
 clean:
 	rm -rf $(BUILD)
