@@ -8,7 +8,7 @@ local ffi = require 'ffi'
 
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 local T = dofile(here .. '/helpers.lua')
-local q, tmpdir, write, read, errmsg, contains, run = T.q, T.tmpdir, T.write, T.read, T.errmsg, T.contains, T.run
+local q, tmpdir, write, errmsg, contains, run = T.q, T.tmpdir, T.write, T.errmsg, T.contains, T.run
 local gamlua = T.gamlua()
 local lua_path = here .. '/../lua/?.lua;' .. here .. '/../lua/?/init.lua;' .. package.path
 

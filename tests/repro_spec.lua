@@ -6,7 +6,7 @@
 -- default on every x86-64 CPU with AVX2 and FMA.
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 local T = dofile(here .. '/helpers.lua')
-local q, run, contains = T.q, T.run, T.contains
+local q, run = T.q, T.run
 local gamlua = T.gamlua()
 
 -- fnv-1a 64 of the float32 parameters after the run, and their sum

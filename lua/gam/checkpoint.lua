@@ -194,6 +194,16 @@ function M.save(path, value)
   return path
 end
 
+--- gam.checkpoint.write_text(path, s): writes the string s to path atomically, as save does
+function M.write_text(path, s)
+  if type(path) ~= 'string' or path == '' then error('write_text: path must be a non-empty string', 0) end
+  if type(s) ~= 'string' then error('write_text: the text must be a string', 0) end
+  local parts, sizes = ffi.new('const void *[1]'), ffi.new('size_t[1]')
+  parts[0], sizes[0] = s, #s
+  tensor.check(C.gam_write_file_atomic(path, 1, parts, sizes))
+  return path
+end
+
 --- gam.checkpoint.clean_temps(path) -> n: removes the temporary files that
 -- writes of path killed midway left behind (".<name>.tmp.XXXXXX" in its folder,
 -- held by no living writer); every save does it too
