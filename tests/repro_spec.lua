@@ -1,16 +1,21 @@
 -- Reproducibility across machines (README, "Reproducibility across machines"):
 -- a short seeded run (tests/fixtures/repro_run.lua: cnn_small, 6 GAM steps on
 -- synthetic images, one thread) must give the same parameter bits as the
--- committed result, computed by the portable build (-march=x86-64-v2) with
--- OpenBLAS and oneDNN held to their AVX2 kernels (lua/gam/lib.lua), the
--- default on every x86-64 CPU with AVX2 and FMA.
+-- committed result of its x86-64 level, computed by the portable build
+-- (-march=x86-64-v2) with OpenBLAS and oneDNN held to the kernels of the level
+-- (lua/gam/lib.lua). A CPU checks its own level and those below it
+-- (GAMLUA_CPU=v2|v3), whose kernels it can run.
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 local T = dofile(here .. '/helpers.lua')
 local q, run = T.q, T.run
 local gamlua = T.gamlua()
 
--- fnv-1a 64 of the float32 parameters after the run, and their sum
-local EXPECTED = 'params aa2b3197de26d298 -3099.470051'
+-- fnv-1a 64 of the float32 parameters after the run, and their sum, per level
+local EXPECTED = {
+  v4 = 'params 901cda88449bc281 -3099.511824',  -- AVX-512: SkylakeX / AVX512_CORE kernels
+  v3 = 'params aa2b3197de26d298 -3099.470051',  -- AVX2 + FMA: Haswell / AVX2
+  v2 = 'params 6a3d84e9cbc43b56 -3099.447243',  -- SSE4.2: Nehalem / SSE41
+}
 
 local function cpu_has(flag)
   local f = io.open('/proc/cpuinfo')
@@ -40,26 +45,27 @@ describe('a seeded run', function()
     assert.are.equal(a, probe('', 1))
   end)
 
-  it('matches the committed result of the portable build (x86-64 with AVX2 and FMA)', function()
-    if jit.arch ~= 'x64' or not (cpu_has('avx2') and cpu_has('fma')) then
-      pending('the committed result is for x86-64 CPUs with AVX2 and FMA')
+  it('matches the committed result of its ISA level and of the levels below (portable build)', function()
+    if jit.arch ~= 'x64' or not cpu_has('sse4_2') then
+      pending('the committed results are for x86-64 CPUs')
       return
     end
     if build_is_native() then
       pending('this build is NATIVE=1 (-march=native): its numbers are its CPU\'s own')
       return
     end
-    assert.are.equal(EXPECTED, probe('', 1))
+    local levels = {'v2'}
+    if cpu_has('avx2') and cpu_has('fma') then levels[#levels + 1] = 'v3' end
+    if cpu_has('avx512f') and cpu_has('avx512bw') and cpu_has('avx512vl') and cpu_has('avx512dq')
+       and cpu_has('avx512cd') and #levels == 2 then
+      levels[#levels + 1] = 'v4'
+    end
+    for _, l in ipairs(levels) do assert.are.equal(EXPECTED[l], probe('GAMLUA_CPU=' .. l, 1), 'level ' .. l) end
+    assert.are.equal(EXPECTED[levels[#levels]], probe('', 1))   -- the default is the CPU's level
   end)
 
-  it('does not depend on which of its kernels OpenBLAS or oneDNN would pick on this CPU', function()
+  it('keeps library variables the user set', function()
     if not (cpu_has('avx2') and cpu_has('fma')) then pending('needs AVX2 and FMA') return end
-    local pinned = probe('', 1)
-    -- what a bigger CPU would choose by itself must not leak in: the pin holds
-    if cpu_has('avx512f') then
-      assert.are.equal(pinned, probe('OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2', 1))
-    end
-    -- and GAMLUA_CPU=native really lets them choose (a different run on an AVX-512 CPU)
-    if cpu_has('avx512f') then assert.are_not.equal(pinned, probe('GAMLUA_CPU=native', 1)) end
+    assert.are.equal(EXPECTED.v3, probe('OPENBLAS_CORETYPE=Haswell ONEDNN_MAX_CPU_ISA=AVX2', 1))
   end)
 end)

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 # the engine's "out of memory" error, as glibc's malloc returns NULL for them.
 # exitcode 86: a report ends the process with a code no test expects.
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:exitcode=86:detect_stack_use_after_return=0
+export GAM_EXPECT_CUDA=0  # the sanitizer build is CUDA=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -30,23 +30,36 @@ local function candidates()
   return list
 end
 
--- Same numbers on every machine: OpenBLAS and oneDNN pick their kernels by the
--- CPU at run time, and kernels of another vector width add in another order, so
--- a seeded run on an AVX-512 machine and on an AVX2 one part after a few steps.
--- Before libgam (and so both libraries) is loaded, both are held to their AVX2
--- kernels on every CPU that has AVX2 and FMA (x86-64-v3), unless the variables
--- are set already or GAMLUA_CPU=native asks for the fastest kernels of this CPU.
--- (README, "Reproducibility across machines".)
-local function pin_cpu_kernels()
-  if os.getenv('GAMLUA_CPU') == 'native' or jit.arch ~= 'x64' then return end
+-- Same numbers on every machine of one ISA level: OpenBLAS and oneDNN pick
+-- their kernels by the CPU at run time, and kernels of another vector width add
+-- in another order. Before libgam (and so both libraries) is loaded, both are
+-- held to the kernels of the CPU's x86-64 level: v4 (AVX-512) SkylakeX /
+-- AVX512_CORE, v3 (AVX2, FMA) Haswell / AVX2, v2 Nehalem / SSE41. Variables set
+-- already are kept; GAMLUA_CPU=v2|v3|v4 picks a level (at most the CPU's),
+-- GAMLUA_CPU=native lets the libraries choose. (README, "Reproducibility".)
+local LEVELS = {v2 = {'Nehalem', 'SSE41'}, v3 = {'Haswell', 'AVX2'}, v4 = {'SkylakeX', 'AVX512_CORE'}}
+local function cpu_level()
   local f = io.open('/proc/cpuinfo', 'r')
   local info = f and f:read('*a') or ''
   if f then f:close() end
   local flags = ' ' .. (info:match('\nflags%s*:([^\n]*)') or '') .. ' '
-  if not (flags:find(' avx2 ', 1, true) and flags:find(' fma ', 1, true)) then return end
+  local function has(list)
+    for w in list:gmatch('%S+') do if not flags:find(' ' .. w .. ' ', 1, true) then return false end end
+    return true
+  end
+  if has('avx512f avx512bw avx512cd avx512dq avx512vl avx2 fma') then return 'v4' end
+  if has('avx2 fma') then return 'v3' end
+  if has('sse4_2') then return 'v2' end
+end
+local function pin_cpu_kernels()
+  local want = os.getenv('GAMLUA_CPU')
+  if want == 'native' or jit.arch ~= 'x64' then return end
+  local level = cpu_level()
+  if not level then return end
+  if LEVELS[want] and want < level then level = want end
   pcall(ffi.cdef, 'int setenv(const char *name, const char *value, int overwrite);')
-  ffi.C.setenv('OPENBLAS_CORETYPE', 'Haswell', 0)
-  ffi.C.setenv('ONEDNN_MAX_CPU_ISA', 'AVX2', 0)
+  ffi.C.setenv('OPENBLAS_CORETYPE', LEVELS[level][1], 0)
+  ffi.C.setenv('ONEDNN_MAX_CPU_ISA', LEVELS[level][2], 0)
 end
 pin_cpu_kernels()
 
