@@ -39,8 +39,10 @@ static void setup(void) {
            "end\n",
            lua ? lua : "lua", lua ? lua : "lua");
   if (luaL_dostring(L, code) != 0) {
-    fprintf(stderr, "fuzz_checkpoint: setup failed: %s\n(set GAM_FUZZ_LUA to the lua/ folder and "
-            "GAMLUA_LIB to the fuzz build's libgam.so)\n", lua_tostring(L, -1));
+    fprintf(stderr,
+            "fuzz_checkpoint: setup failed: %s\n(set GAM_FUZZ_LUA to the lua/ folder and "
+            "GAMLUA_LIB to the fuzz build's libgam.so)\n",
+            lua_tostring(L, -1));
     abort();
   }
   lua_sethook(L, line_hook, LUA_MASKLINE, 0);

@@ -22,9 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
   if (deflate(&z, Z_FINISH) != Z_STREAM_END) abort();
   size_t len = z.total_out;
   deflateEnd(&z);
-  if (damage == 1 && len > 10) len -= 1 + len % 7;      /* cut short */
-  if (damage == 2 && len > 4) gz[len - 2] ^= 0x5a;      /* ISIZE damaged */
-  if (damage == 3 && len > 20) gz[len / 2] ^= 0xff;     /* deflate data damaged */
+  if (damage == 1 && len > 10) len -= 1 + len % 7;  /* cut short */
+  if (damage == 2 && len > 4) gz[len - 2] ^= 0x5a;  /* ISIZE damaged */
+  if (damage == 3 && len > 20) gz[len / 2] ^= 0xff; /* deflate data damaged */
   gam_tensor *t = NULL;
   if (gam_read_idx(&t, fuzz_file(0, gz, len)) == 0) gam_release(t);
   free(gz);

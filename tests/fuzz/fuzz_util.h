@@ -15,7 +15,10 @@ static const char *fuzz_file(int slot, const uint8_t *data, size_t n) {
   static char paths[4][64];
   if (fds[slot] < 0) {
     fds[slot] = memfd_create("fuzz", MFD_CLOEXEC);
-    if (fds[slot] < 0) { perror("memfd_create"); abort(); }
+    if (fds[slot] < 0) {
+      perror("memfd_create");
+      abort();
+    }
     snprintf(paths[slot], sizeof paths[slot], "/proc/self/fd/%d", fds[slot]);
   }
   if (ftruncate(fds[slot], 0) != 0) abort();
