@@ -255,6 +255,8 @@ int gam_loader_stop(gam_loader *l);
 void gam_loader_free(gam_loader *l);
 /* worker threads started and not yet joined, over all loaders */
 int gam_loader_threads(void);
+/* Tests: the worker fails at batch `batch` (0-based) of each pass, -1 = never. */
+int gam_loader_fail_at(gam_loader *l, int64_t batch);
 
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------ */
 /* (section owned by the checkpoint work) */
@@ -263,6 +265,9 @@ uint32_t gam_crc32(uint32_t crc, const void *data, size_t n);
 /* Writes the n parts to path atomically: a temporary file in the same folder,
  * fsync, rename over path, fsync of the folder. Nothing is left on failure. */
 int gam_write_file_atomic(const char *path, int n, const void *const *parts, const size_t *sizes);
+/* Removes the stale temporary files a killed write of path left (those no
+ * living writer holds); *removed (may be NULL) counts them. */
+int gam_clean_temps(const char *path, int *removed);
 /* Reads a whole file into a new buffer (*data, *size), freed with gam_free_buffer. */
 int gam_read_file(const char *path, void **data, size_t *size);
 void gam_free_buffer(void *data);

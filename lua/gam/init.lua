@@ -18,6 +18,7 @@ gam.version = _GAMLUA and _GAMLUA.version or '0.1.0'
 gam.F = require 'gam.functional'
 gam.clock = require('gam.sys').clock     -- seconds (monotonic, or 'cpu')
 gam.isatty = require('gam.sys').isatty
+gam.mkdir_p = require('gam.sys').mkdir_p
 gam.save = function(...) return require('gam.checkpoint').save(...) end
 gam.load = function(...) return require('gam.checkpoint').load(...) end
 
