@@ -192,9 +192,24 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
+/* After an error that ended a script or -e chunk: calls _GAMLUA.on_error
+ * when some module set it (gam.dist: ends every process of an MPI job, so
+ * that the other ranks do not wait for this one forever). */
+static void error_hook(lua_State *L) {
+  lua_getglobal(L, "_GAMLUA");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "on_error");
+    if (lua_isfunction(L, -1)) lua_pcall(L, 0, 0, 0);
+    lua_settop(L, 0);
+  }
+  lua_settop(L, 0);
+}
+
 static int run_chunk(lua_State *L, int status) {
   if (status == 0) status = docall(L, 0, 0);
-  return report(L, status);
+  report(L, status);
+  if (status) error_hook(L);
+  return status;
 }
 
 static int require_lib(lua_State *L, const char *name) {
@@ -522,6 +537,7 @@ int main(int argc, char **argv) {
       status = docall(L, nargs, 0);
     }
     report(L, status);
+    if (status) error_hook(L);
     ran_code = 1;
   }
   if (status == 0 && (interactive || !ran_code)) {

@@ -13,5 +13,7 @@ if [ -f tests/reference_harness.lua ]; then
   # more cases of the same format (other sizes, seeds, bases), made by tests/fixtures/reference_gen
   suite "extra golden cases" "$build/gamlua" tests/reference_harness.lua tests/fixtures/reference_extra
 fi
+# the MPI specs (tests/dist/*_mpi.lua) on 2 ranks of one thread each
+suite "MPI specs (2 ranks)" bash tests/dist/run_mpi.sh "$build"
 
 suite_summary

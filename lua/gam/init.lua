@@ -19,9 +19,9 @@ gam.F = require 'gam.functional'
 gam.save = function(...) return require('gam.checkpoint').save(...) end
 gam.load = function(...) return require('gam.checkpoint').load(...) end
 
--- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data
+-- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data, gam.dist
 local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data',
-              checkpoint = 'gam.checkpoint'}
+              checkpoint = 'gam.checkpoint', dist = 'gam.dist'}
 setmetatable(gam, {__index = function(t, k)
   local name = lazy[k]
   if name then

@@ -22,6 +22,7 @@ local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local sync = require 'gam.optim.sync'
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -151,6 +152,7 @@ function Optimizer:step(closure)
     end
     loss = tensor.enable_grad(closure)
   end
+  sync.base_step(self)   -- data-parallel: the gradient averaged over the ranks
   self:_update(nil)
   return loss
 end

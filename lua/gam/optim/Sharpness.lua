@@ -37,6 +37,7 @@ local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local sync = require 'gam.optim.sync'
 
 local Sharpness = {}
 Sharpness.__index = Sharpness
@@ -79,6 +80,7 @@ function Sharpness.init(self, who, opts)
   end
   self.base, self.model = base, model
   self.adaptive = util.boolean(who, 'adaptive', opts.adaptive, false)
+  self.sync = sync.option(who, opts.sync)   -- data-parallel semantics (gam.optim.sync)
   self.flat, self.flat_grad = model:flat_parameters()
   local bflat = base:_arena()
   if not (bflat and bflat.t.storage == self.flat.t.storage and bflat.t.offset == self.flat.t.offset
@@ -205,6 +207,7 @@ function Sharpness:_pass(k)
     if k == 0 and tensor.is_tensor(p) then return p:detach(), v end
     return nil, v
   end)
+  sync.after_pass(self, k)
   if loss ~= nil and not util.is_finite(loss) then
     error(string.format('%s: pass %d%s gave a non-finite loss (%s); the parameters are left as before the step',
                         self.__typename, k, self.pass_names and self.pass_names[k] or '', tostring(loss)), 0)
@@ -247,10 +250,12 @@ function Sharpness:step(closure)
   self._on_device = self.flat:device() ~= 'cpu'
   local S = self:_scalars()
   tensor.check(C.gam_opt_clear(S))
+  sync.step_begin(self)
   local pred, loss = self:_pass(0)
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
+    sync.before_update(self)
     self:_k(self.base:traffic(), function() self.base:_update(src, self._S); return 0 end)
     if self._on_device then
       -- the step's one wait: its checks and pass 0's loss

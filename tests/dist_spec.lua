@@ -1,0 +1,42 @@
+-- gam.dist in a process started alone: rank 0 of a world of size 1, every
+-- collective the identity (the MPI specs are tests/dist/*_mpi.lua).
+local gam = require 'gam'
+local dist = gam.dist
+
+describe('dist alone', function()
+  it('is rank 0 of 1 and needs no MPI', function()
+    local r, n = dist.init()
+    assert.are.equal(0, r)
+    assert.are.equal(1, n)
+    assert.are.equal(0, dist.rank())
+    assert.are.equal(1, dist.size())
+    assert.is_true(dist.is_initialized())
+  end)
+
+  it('collectives leave tensors as they are', function()
+    dist.init()
+    local t = gam.tensor({{1.5, -2}, {3, 4}})
+    assert.are.equal(t, dist.all_reduce(t, 'mean'))
+    dist.all_reduce(t, 'sum')
+    dist.broadcast(t, 0)
+    dist.barrier()
+    assert.are.same({{1.5, -2}, {3, 4}}, t:totable())
+    assert.are.same({3, 4}, dist.sum_numbers({3, 4}))
+    local m = gam.nn.Linear(3, 2)
+    local before = m.weight:totable()
+    dist.broadcast_parameters(m, 0)
+    assert.are.same(before, m.weight:totable())
+  end)
+
+  it('checks its arguments', function()
+    dist.init()
+    assert.has_error(function() dist.broadcast(gam.tensor({1}), 1) end,
+                     'dist.broadcast: root 1 is not a rank (size 1)')
+    assert.has_error(function() dist.all_reduce(gam.tensor({1}, {dtype = 'int64'}), 'mean') end,
+                     "dist.all_reduce: 'mean' needs a float32 tensor, got int64 (use 'sum')")
+    assert.has_error(function() dist.all_reduce(gam.tensor({1}), 'avg') end,
+                     "dist.all_reduce: op must be 'sum' or 'mean', got avg")
+    assert.has_error(function() dist.broadcast_parameters({}, 0) end,
+                     'dist.broadcast_parameters: model must be an nn module')
+  end)
+end)
