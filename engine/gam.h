@@ -263,6 +263,9 @@ int gam_loader_next(gam_loader *l, gam_tensor **x, gam_tensor **y);
 /* stops the pass in progress and joins its thread (no-op when none) */
 int gam_loader_stop(gam_loader *l);
 void gam_loader_free(gam_loader *l);
+/* Data-parallel share of rank of world (DistributedSampler: same order of
+ * (seed, epoch) on every rank, padded or cut to a multiple of world, strided). */
+int gam_loader_shard(gam_loader *l, int rank, int world, int drop_remainder);
 /* worker threads started and not yet joined, over all loaders */
 int gam_loader_threads(void);
 

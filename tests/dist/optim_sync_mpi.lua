@@ -98,6 +98,44 @@ describe('optim sync (2 ranks)', function()
     assert.is_true(rel(pa, b:flat_parameters()) > 1e-6)
   end)
 
+  -- tests/fixtures/dist_final.lua: the same steps in float64 by PyTorch
+  -- (tests/fixtures/dist_final_gen.py): each rank's passes on its own batch,
+  -- the mean of the d's, SGD with momentum
+  for _, kind in ipairs {'GAM', 'SAM'} do
+    it(kind .. " sync = 'final' equals the float64 re-implementation of DDP (2 ranks)", function()
+      local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$')
+      local fx = dofile(here .. '/../fixtures/dist_final.lua')
+      assert.are.equal(fx.ranks, n)
+      local model = nn.Sequential{nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)}
+      for _, e in ipairs(model:named_parameters()) do
+        e.tensor:copy_(gam.tensor(fx.w0[e.name]):view(e.tensor:shape()))
+      end
+      model:flat_parameters()
+      local base = optim.SGD{params = model:parameters(), lr = fx.lr, momentum = fx.momentum,
+                             weight_decay = fx.weight_decay}
+      local h = kind == 'GAM' and fx.gam or fx.sam
+      local opt
+      if kind == 'GAM' then
+        opt = optim.GAM{base = base, model = model, grad_rho = h.grad_rho, grad_norm_rho = h.grad_norm_rho,
+                        alpha = h.alpha, beta = h.beta, gamma = h.gamma, sync = 'final'}
+      else
+        opt = optim.SAM{base = base, model = model, rho = h.rho, sync = 'final'}
+      end
+      local FB = fx.batch
+      for s = 1, fx.steps do
+        local x = gam.tensor(fx.x[s]):view({n * FB, 6})
+        local y = gam.tensor(fx.y[s], {dtype = 'int64'})
+        opt:set_closure(loss_fn, x:narrow(1, r * FB + 1, FB):clone(), y:narrow(1, r * FB + 1, FB):clone())
+        opt:step()
+      end
+      local want = kind == 'GAM' and fx.gam_final or fx.sam_final
+      for _, e in ipairs(model:named_parameters()) do
+        local err = rel(e.tensor, gam.tensor(want[e.name]):view(e.tensor:shape()))
+        assert.is_true(err <= 1e-5, string.format('%s %s: relative error %.3g', kind, e.name, err))
+      end
+    end)
+  end
+
   it('ranks that disagree on options fail at the first step on every rank', function()
     gam.manual_seed(7)
     local model = mlp_conv()
