@@ -214,3 +214,38 @@ void gam_dist_abort(int code) {
 #endif
   exit(code);
 }
+
+/* ---- the differentiable all-reduce (nn.SyncBatchNorm) ---------------------
+ * y = Σ_ranks x (a new tensor). Every rank's loss depends on every rank's x
+ * through y, so ∂L/∂x_r = Σ_ranks ∂L_q/∂y: the backward is the same
+ * all-reduce-sum of the incoming gradient. */
+static int all_reduce_sum_backward(gam_node *n, gam_tensor *grad_out) {
+  if (!gam__input_needs_grad(n, 0)) return 0;
+  gam_tensor *g = NULL;
+  GAM_TRY(gam_clone(&g, grad_out));
+  if (dist_size > 1 && gam__be(g)->all_reduce(gam__data(g), g->numel, g->dtype, 0) != 0)
+    return gam__fail(1, g);
+  int rc = gam__accumulate(n, 0, g);
+  gam_release(g);
+  return rc;
+}
+
+int gam_dist_all_reduce_sum_grad(gam_tensor **out, gam_tensor *x) {
+  *out = NULL;
+  GAM_TRY(check_tensor(x, "all_reduce_grad"));
+  GAM_CHECK(x->dtype == GAM_FLOAT32, "dist.all_reduce_grad: needs a float32 tensor, got %s",
+            gam__dtype_name(x->dtype));
+  gam_tensor *d = NULL, *y = NULL;
+  GAM_TRY(gam_detach(&d, x));
+  int rc = gam_clone(&y, d);
+  gam_release(d);
+  GAM_TRY(rc);
+  if (dist_size > 1 && gam__be(y)->all_reduce(gam__data(y), y->numel, y->dtype, 0) != 0)
+    return gam__fail(1, y);
+  if (gam__grad_needed(1, &x)) {
+    gam_node *node = gam__record(y, "dist.all_reduce_grad", all_reduce_sum_backward, 1, &x);
+    if (!node) return gam__fail(1, y);
+  }
+  *out = y;
+  return 0;
+}

@@ -343,6 +343,9 @@ int gam_dist_barrier(void);
 int gam_dist_min_max(const double *v, int n, double *lo, double *hi);
 int gam_dist_sum_doubles(double *v, int n);
 void gam_dist_abort(int code);                         /* ends the job; never returns */
+/* *out = Σ_ranks x as a new tensor, differentiable (its backward all-reduces
+ * the gradient): the cross-rank statistics of nn.SyncBatchNorm */
+int gam_dist_all_reduce_sum_grad(gam_tensor **out, gam_tensor *x);
 /* GAM_FFI_END */
 
 #endif

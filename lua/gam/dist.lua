@@ -86,6 +86,13 @@ end
 
 function dist.barrier() check(C.gam_dist_barrier()) end
 
+--- dist.all_reduce_grad(x) -> Σ_ranks x as a new tensor, differentiable (the
+-- gradient flowing back is all-reduced the same way): statistics shared by
+-- the ranks inside a model (nn.SyncBatchNorm)
+function dist.all_reduce_grad(x)
+  return tensor.op(C.gam_dist_all_reduce_sum_grad, T(x, 'dist.all_reduce_grad', 'tensor'))
+end
+
 --- dist.sum_numbers({a, b, ...}) -> {sums over the ranks} (host numbers)
 function dist.sum_numbers(list)
   local n = #list

@@ -15,6 +15,15 @@ local function mlp_conv()
                        nn.Linear(4 * 3 * 3, 8), nn.ReLU(), nn.Linear(8, 3)}
 end
 
+-- with BatchNorm: SyncBatchNorm on the ranks, BatchNorm2d in the one-process reference
+local function bn_conv(sync_bn)
+  return function()
+    local BN = sync_bn and nn.SyncBatchNorm or nn.BatchNorm2d
+    return nn.Sequential{nn.Conv2d(2, 4, 3, {padding = 1}), BN(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(4 * 3 * 3, 3)}
+  end
+end
+
 local function make(kind, model, sync)
   local base = optim.SGD{params = model:parameters(), lr = 0.1, momentum = 0.9, weight_decay = 5e-4}
   if kind == 'SGD' then return base end
@@ -48,11 +57,11 @@ local function rel(a, b)
 end
 
 -- build_model: a function of no arguments making the same model on every rank
-local function every_pass_matches(kind, build_model)
+local function every_pass_matches(kind, build_model, build_ref)
   gam.manual_seed(7)
   local model = build_model()
   gam.manual_seed(7)
-  local ref = build_model()
+  local ref = (build_ref or build_model)()
   model:flat_parameters()
   ref:flat_parameters()
   local opt, ref_opt = make(kind, model, 'every_pass'), make(kind, ref, 'every_pass')
@@ -64,6 +73,11 @@ local function every_pass_matches(kind, build_model)
     step(ref_opt, kind, ref, x, y)
   end
   local e = rel(model:flat_parameters(), ref:flat_parameters())
+  for _, b in ipairs(model:named_buffers()) do
+    local rb
+    for _, q in ipairs(ref:named_buffers()) do if q.name == b.name then rb = q.tensor end end
+    e = math.max(e, rel(b.tensor, rb))
+  end
   local worst = dist.sum_numbers({e})[1]
   assert.is_true(worst <= 1e-5, kind .. ': relative difference ' .. worst)
   -- and the ranks hold the same parameters
@@ -78,6 +92,20 @@ describe('optim sync (2 ranks)', function()
       every_pass_matches(kind, mlp_conv)
     end)
   end
+
+  for _, kind in ipairs {'SGD', 'GAM', 'SAM', 'GSAM'} do
+    it(kind .. ': with SyncBatchNorm, 2 ranks x batch B == one process with BatchNorm2d on batch 2B', function()
+      every_pass_matches(kind, bn_conv(true), bn_conv(false))
+    end)
+  end
+
+  it('SyncBatchNorm.convert turns BatchNorm2d layers into SyncBatchNorm, keeping their tensors', function()
+    local m = bn_conv(false)()
+    local w = m:named_parameters()[3].tensor
+    nn.SyncBatchNorm.convert(m)
+    assert.are.equal('SyncBatchNorm', m:modules()[3].__typename)
+    assert.are.equal(w, m:named_parameters()[3].tensor)
+  end)
 
   it("sync = 'final' averages only d: the ranks stay equal, and differ from every_pass", function()
     gam.manual_seed(7)
