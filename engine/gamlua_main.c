@@ -469,8 +469,10 @@ int main(int argc, char **argv) {
   /* Pin OpenMP threads to cores unless the user chose otherwise: on small
    * machines threads migrating between cores made some passes twice as slow
    * (cnn_small, 2 threads: SGD steps of 45 ms jumped to 110-130 ms at random).
-   * libgomp reads this when libgam loads it, after this point. */
-  setenv("OMP_PROC_BIND", "true", 0);
+   * libgomp reads this when libgam loads it, after this point. Not under an MPI launcher (mpirun): every rank would pin its threads to
+   * the same first cores; the launcher binds ranks itself (--bind-to). */
+  if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
+    setenv("OMP_PROC_BIND", "true", 0);
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "gamlua: cannot create a Lua state (out of memory)\n");

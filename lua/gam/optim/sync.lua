@@ -79,7 +79,7 @@ function M.step_begin(opt)
 end
 
 --- sync.after_pass(opt, k): Sharpness:_pass, once pass k's gradient is in flat_grad
-function M.after_pass(opt, k)
+function M.after_pass(opt, _k)
   if opt.sync == 'every_pass' and multi() then require('gam.dist').all_reduce(opt.flat_grad, 'mean') end
 end
 
