@@ -28,6 +28,18 @@ describe('dist alone', function()
     assert.are.same(before, m.weight:totable())
   end)
 
+  it('all_reduce_grad and SyncBatchNorm are the single-process ops', function()
+    local x = gam.tensor({1, -2, 3}):requires_grad_(true)
+    local y = dist.all_reduce_grad(x)
+    ;(y * y):sum():backward()
+    assert.are.same({2, -4, 6}, x.grad:totable())
+    gam.manual_seed(3)
+    local xb = gam.randn({4, 3, 5, 5})
+    local a, b = gam.nn.BatchNorm2d(3), gam.nn.SyncBatchNorm(3)
+    assert.is_true((a(xb) - b(xb)):abs():max():item() == 0)
+    assert.are.equal('SyncBatchNorm', tostring(b):match('^(%w+)'))
+  end)
+
   it('checks its arguments', function()
     dist.init()
     assert.has_error(function() dist.broadcast(gam.tensor({1}), 1) end,

@@ -107,6 +107,25 @@ describe('optim sync (2 ranks)', function()
     assert.are.equal(w, m:named_parameters()[3].tensor)
   end)
 
+  it('BatchNorm running statistics are rank 0\'s at each step (DDP broadcast_buffers)', function()
+    gam.manual_seed(7)
+    local model = bn_conv(false)()
+    local opt = make('GAM', model, 'final')
+    for s = 1, 3 do
+      -- steps 1-2: each rank its own batch; step 3: the same batch on both ranks
+      gam.manual_seed(s < 3 and (3000 + 10 * s + r) or 3100)
+      local x, y = gam.randn({B, 2, 6, 6}), gam.randint(0, 3, {B})
+      step(opt, 'GAM', model, x, y)
+      local rm = model:named_buffers()[1].tensor
+      local d = rel(rm, dist.all_reduce(rm:clone(), 'mean'))
+      if s < 3 then
+        assert.is_true(dist.sum_numbers({d})[1] > 1e-6)   -- pass 0 moved each rank's own statistics
+      else
+        assert.is_true(dist.sum_numbers({d})[1] <= 1e-7)  -- both started from rank 0's, same batch
+      end
+    end
+  end)
+
   it("sync = 'final' averages only d: the ranks stay equal, and differ from every_pass", function()
     gam.manual_seed(7)
     local a = mlp_conv()
