@@ -10,11 +10,20 @@
 -- and loader state, epoch); --resume continues from it, and on the CPU ends
 -- with exactly the parameters of an uninterrupted run. The learning rate
 -- follows a cosine schedule over the epochs (set once per epoch, as the seed).
+--
+-- Data-parallel: `mpirun -np N gamlua scripts/train_cifar.lua ...` trains on N
+-- processes (gam.dist): --batch-size and --threads are per process, each rank
+-- trains on its share of every epoch and evaluates its share of the test set
+-- (the metrics are summed over the ranks); rank 0 alone prints and writes
+-- metrics.csv and the checkpoint; --resume needs the same number of processes.
 local gam = require 'gam'
 local ffi = require 'ffi'
 local now = require('gam.optim.util').now
 local cli = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or '') .. 'cli.lua')
 local optim, F = gam.optim, gam.F
+local dist = gam.dist
+-- under mpirun, ranks > 0 print nothing (main sets this)
+local print = print
 
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
 local CHECKPOINT_VERSION = 1
@@ -60,6 +69,8 @@ local FLAGS = {
   {'steps-per-epoch', 'int', 0, 'stop each epoch after N steps (0 = a full pass)'},
   {'stop-after', 'int', 0, 'stop after epoch N as if interrupted; continue with --resume (0 = run to the end)'},
   {'progress', 'string', 'auto', 'auto | bar | lines | none (auto: a bar on a terminal, lines otherwise)'},
+  {'sync', 'string', 'final', 'under mpirun, SAM/GSAM/GAM: final (average d, as DDP) | every_pass'},
+  {'sync-bn', 'bool', false, 'under mpirun: BatchNorm with the global batch statistics (nn.SyncBatchNorm)'},
 }
 
 -- GAM defaults: {grad_norm_rho (rho), grad_rho (rho'), beta, alpha, gamma}, from the seed
@@ -70,6 +81,7 @@ local GAM_DEFAULTS = {
 }
 
 local function fail(msg, code)
+  if dist.size() > 1 then dist.abort('train_cifar: ' .. msg) end   -- ends every rank
   io.stderr:write('train_cifar: ', msg, '\n')
   os.exit(code or 1)
 end
@@ -118,6 +130,9 @@ local function resolve(args)
   args.rho = args.rho or (args.opt == 'asam' and 0.5 or 0.05)
   if args['gam-mode'] ~= 'reference' and args['gam-mode'] ~= 'paper' then
     fail("--gam-mode must be reference or paper, got '" .. args['gam-mode'] .. "'")
+  end
+  if args.sync ~= 'final' and args.sync ~= 'every_pass' then
+    fail("--sync must be final or every_pass, got '" .. args.sync .. "'")
   end
   if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
   if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
@@ -205,8 +220,10 @@ end
 local function build(args, train, device)
   gam.manual_seed(args.seed)
   local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
+  if args['sync-bn'] then gam.nn.SyncBatchNorm.convert(model) end
   if device ~= 'cpu' then model:to(device) end
   model:flat_parameters()
+  dist.broadcast_parameters(model, 0)
   local params = model:parameters()
   local base
   if args['base-opt'] == 'SGD' then
@@ -216,13 +233,13 @@ local function build(args, train, device)
   end
   local opt
   if args.opt == 'sam' or args.opt == 'asam' then
-    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam'}
+    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam', sync = args.sync}
   elseif args.opt == 'gsam' then
-    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha']}
+    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha'], sync = args.sync}
   elseif args.opt == 'gam' then
     opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
                      alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
-                     mode = args['gam-mode']}
+                     mode = args['gam-mode'], sync = args.sync}
   end
   local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
   return model, base, opt, sched
@@ -292,7 +309,8 @@ local function evaluate(model, loader, smoothing)
       end)
     end
   end)
-  return loss_sum / seen, correct / seen
+  local t = dist.sum_numbers({loss_sum, correct, seen})   -- every rank's share of the test set
+  return t[1] / t[3], t[2] / t[3]
 end
 
 -- raises {nonfinite = true, step = s, message = ...} on a non-finite loss
@@ -338,13 +356,17 @@ local function train_epoch(args, ctx, epoch)
     if step >= total then break end
   end
   progress:finish()
+  local t = dist.sum_numbers({loss_sum, correct, seen})     -- over the ranks
+  loss_sum, correct, seen = t[1], t[2], t[3]
   return loss_sum / math.max(seen, 1), correct / math.max(seen, 1), seen
 end
 
 -- ---- checkpoints and metrics -------------------------------------------------------------------
 local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second'
 
+-- (the files are rank 0's: under mpirun the other ranks write nothing)
 local function csv_append(path, row)
+  if dist.rank() > 0 then return end
   local new = not file_exists(path)
   local f = assert(io.open(path, 'a'))
   if new then f:write(CSV_HEADER, '\n') end
@@ -354,6 +376,7 @@ end
 
 -- keeps the rows of epochs <= last (a run stopped between the csv and the checkpoint)
 local function csv_truncate(path, last)
+  if dist.rank() > 0 then return end
   if not file_exists(path) then return end
   local keep = {}
   for line in io.lines(path) do
@@ -376,11 +399,12 @@ local function plain_args(args)
 end
 
 local function save_checkpoint(path, args, ctx, epoch)
+  if dist.rank() > 0 then return end
   gam.save(path, {
     kind = CHECKPOINT_KIND, version = CHECKPOINT_VERSION, epoch = epoch, args = plain_args(args),
     model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
     scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
-    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc,
+    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc, world_size = dist.size(),
   })
 end
 
@@ -399,6 +423,10 @@ local function resume(path, args, ctx)
       fail(string.format('cannot resume: %s was made with --%s %s, this run has --%s %s', path, k,
                          tostring(ck.args[k]), k, tostring(args[k])))
     end
+  end
+  if (ck.world_size or 1) ~= dist.size() then
+    fail(string.format('cannot resume: %s was written by a run of %d process(es), this run has %d '
+                       .. '(resume with the same mpirun -np)', path, ck.world_size or 1, dist.size()))
   end
   ctx.model:load_state_dict(ck.model)
   ;(ctx.opt or ctx.base):load_state_dict(ck.optimizer)
@@ -423,18 +451,35 @@ end
 
 local function main(argv)
   local args = resolve(parse(argv))
+  local rank, world = dist.init()
+  local main_rank = rank == 0
+  if not main_rank then
+    print = function() end
+    args.progress = 'none'
+  end
   if args.threads > 0 then gam.set_num_threads(args.threads) end
   local device = pick_device(args.device)
   local t_start = now()
   local train, test = load_data(args)
+  -- the ranks must run the same steps (else one waits in a collective forever)
+  local agreed, why = pcall(dist.check_agree, 'train_cifar', {{'the device', device}, {'--opt', args.opt},
+    {'training images', train:size()}, {'test images', test:size()}, {'--batch-size', args['batch-size']},
+    {'--epochs', args.epochs}, {'--steps-per-epoch', args['steps-per-epoch']}, {'--seed', args.seed},
+    {'--stop-after', args['stop-after']}, {'--resume', args.resume and 1 or 0}})
+  if not agreed then fail(why) end
   local ctx = {}
   ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
-                                      augment = augmentation(args, train), seed = args.seed, device = device}
-  ctx.test_loader = gam.data.loader {dataset = test, batch_size = args['eval-batch-size'], device = device}
+                                      augment = augmentation(args, train), seed = args.seed, device = device,
+                                      rank = rank, world_size = world}
+  -- each rank evaluates a contiguous share of the test set (every image once)
+  if test:size() < world then fail(string.format('%d test images for %d processes', test:size(), world)) end
+  local share = test:slice(math.floor(rank * test:size() / world) + 1,
+                           math.floor((rank + 1) * test:size() / world) - math.floor(rank * test:size() / world))
+  ctx.test_loader = gam.data.loader {dataset = share, batch_size = args['eval-batch-size'], device = device}
   ctx.best_acc, ctx.best_epoch = -1, 0
 
-  os.execute('mkdir -p ' .. shell_quote(args.out))
+  if main_rank then os.execute('mkdir -p ' .. shell_quote(args.out)) end
   local ck_path = args.out .. '/checkpoint.gam'
   local csv_path = args.out .. '/metrics.csv'
   local first = 1
@@ -444,7 +489,7 @@ local function main(argv)
     csv_truncate(csv_path, done)
     first = done + 1
     print(string.format('resumed from %s after epoch %d', from, done))
-  elseif file_exists(csv_path) then
+  elseif main_rank and file_exists(csv_path) then
     os.remove(csv_path) -- a fresh run starts a fresh metrics file
   end
 
@@ -455,6 +500,11 @@ local function main(argv)
                       .. 'batch %d (%d steps/epoch), %s',
                       args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
                       args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  if world > 1 then
+    print(string.format('data-parallel: %d processes (MPI), batch %d per process = %d global, sync %s%s',
+                        world, args['batch-size'], world * args['batch-size'], args.sync,
+                        args['sync-bn'] and ', SyncBatchNorm' or ''))
+  end
   if args.opt == 'gam' then
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
