@@ -9,7 +9,9 @@
 -- It starts `mpirun -np 1` and `mpirun -np 2` of itself (--worker); each rank
 -- times its steps after 2 warm-up steps. The collective time is measured
 -- around every dist.all_reduce / dist.broadcast call of the step, so it
--- includes waiting for the slower rank. Figures on a shared machine are noisy.
+-- includes waiting for the slower rank; the last line is one all-reduce of a
+-- cnn_small-sized gradient alone (after a barrier): the transport's own cost.
+-- Figures on a shared machine are noisy.
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or './'
 local bench = dofile(here .. 'bench_util.lua')
 
@@ -82,6 +84,15 @@ if opts.worker then
       print(string.format('RESULT %s %d %.4f %.5f', kind, dist.size(), opts.steps / dt, c / opts.steps))
     end
   end
+  -- the transport alone: all-reduces of a cnn_small-sized gradient after a barrier
+  local v = gam.randn({gam.models.cnn_small{num_classes = 10}:num_parameters()})
+  dist.barrier()
+  local t0, reps = util.now(), 20
+  for _ = 1, reps do dist.all_reduce(v, 'mean') end
+  dist.barrier()
+  if dist.rank() == 0 then
+    print(string.format('ALLREDUCE %d %d %.5f', dist.size(), v:numel(), (util.now() - t0) / reps))
+  end
   os.exit(0)
 end
 
@@ -97,6 +108,8 @@ for _, np in ipairs {1, 2} do
   local out = p:read('*a')
   p:close()
   local found = false
+  local np_, numel, ar = out:match('ALLREDUCE (%d+) (%d+) (%S+)')
+  if np_ == '2' then results.allreduce = {tonumber(numel), tonumber(ar)} end
   for kind, n, sps, cs in out:gmatch('RESULT (%S+) (%d+) (%S+) (%S+)') do
     results[kind] = results[kind] or {}
     results[kind][tonumber(n)] = {tonumber(sps), tonumber(cs)}
@@ -120,4 +133,8 @@ for kind in opts.opts:gmatch('[^,]+') do
     print(string.format('| %s | %d | %.2f | %.1f | %.2f | %s |', kind, np, sps, sps * np * opts['batch-size'],
                         cs * 1e3, eff))
   end
+end
+if results.allreduce then
+  print(string.format('one all-reduce (mean) of %d floats between 2 processes: %.2f ms',
+                      results.allreduce[1], results.allreduce[2] * 1e3))
 end

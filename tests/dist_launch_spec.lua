@@ -16,7 +16,8 @@ local function run(cmd)
   return out, rc
 end
 
-local MPIRUN = 'env OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 -x OMP_NUM_THREADS '
+local MPIRUN = 'env OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe --bind-to none '
+               .. '-np 2 -x OMP_NUM_THREADS '
 
 describe('mpirun jobs', function()
   it('mpirun is installed (make deps installs openmpi-bin)', function()

@@ -37,8 +37,9 @@ function dist.init()
   if C.gam_dist_initialized() == 0 then
     check(C.gam_dist_init())
     -- the gamlua host calls this with the message of an error that ended the script
-    if C.gam_dist_size() > 1 and rawget(_G, '_GAMLUA') then
-      _GAMLUA.on_error = function() abort_job(nil) end
+    local host = rawget(_G, '_GAMLUA')
+    if C.gam_dist_size() > 1 and type(host) == 'table' then
+      host.on_error = function() abort_job(nil) end
     end
   end
   return C.gam_dist_rank(), C.gam_dist_size()

@@ -3,13 +3,13 @@
 -- its rank); rank 0 prints the closing line "N passed, N failed", where a test
 -- fails when it failed on any rank. The ranks run the same tests in the same
 -- order, so test i is the same test everywhere.
-return function(options)
+return function(_options)
   local busted = require 'busted'
   local handler = require 'busted.outputHandlers.base'()
   local dist = require 'gam.dist'
   local flags = {}
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(_element, _parent, status)
     flags[#flags + 1] = (status == 'failure' or status == 'error') and 1 or 0
     return nil, true
   end
@@ -49,7 +49,7 @@ return function(options)
     return nil, true
   end
 
-  busted.subscribe({'error', 'file'}, function(element, parent, message)
+  busted.subscribe({"error", "file"}, function(element, _parent, message)
     io.write(string.format('[rank %d] ERROR loading %s: %s\n', dist.rank(), tostring(element.name), tostring(message)))
     return nil, true
   end)
