@@ -148,7 +148,7 @@ describe('optim sync (2 ranks)', function()
   -- tests/fixtures/dist_final.lua: the same steps in float64 by PyTorch
   -- (tests/fixtures/dist_final_gen.py): each rank's passes on its own batch,
   -- the mean of the d's, SGD with momentum
-  for _, kind in ipairs {'GAM', 'SAM'} do
+  for _, kind in ipairs {'GAM', 'SAM', 'GSAM'} do
     it(kind .. " sync = 'final' equals the float64 re-implementation of DDP (2 ranks)", function()
       local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$')
       local fx = dofile(here .. '/../fixtures/dist_final.lua')
@@ -160,13 +160,15 @@ describe('optim sync (2 ranks)', function()
       model:flat_parameters()
       local base = optim.SGD{params = model:parameters(), lr = fx.lr, momentum = fx.momentum,
                              weight_decay = fx.weight_decay}
-      local h = kind == 'GAM' and fx.gam or fx.sam
+      local h = fx[kind:lower()]
       local opt
       if kind == 'GAM' then
         opt = optim.GAM{base = base, model = model, grad_rho = h.grad_rho, grad_norm_rho = h.grad_norm_rho,
                         alpha = h.alpha, beta = h.beta, gamma = h.gamma, sync = 'final'}
-      else
+      elseif kind == 'SAM' then
         opt = optim.SAM{base = base, model = model, rho = h.rho, sync = 'final'}
+      else
+        opt = optim.GSAM{base = base, model = model, rho = h.rho, alpha = h.alpha, sync = 'final'}
       end
       local FB = fx.batch
       for s = 1, fx.steps do
@@ -175,7 +177,7 @@ describe('optim sync (2 ranks)', function()
         opt:set_closure(loss_fn, x:narrow(1, r * FB + 1, FB):clone(), y:narrow(1, r * FB + 1, FB):clone())
         opt:step()
       end
-      local want = kind == 'GAM' and fx.gam_final or fx.sam_final
+      local want = fx[kind:lower() .. '_final']
       for _, e in ipairs(model:named_parameters()) do
         local err = rel(e.tensor, gam.tensor(want[e.name]):view(e.tensor:shape()))
         assert.is_true(err <= 1e-5, string.format('%s %s: relative error %.3g', kind, e.name, err))
