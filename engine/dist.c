@@ -43,7 +43,11 @@ static int mpi_err(const char *op, int code) {
   if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", code);
   return gam__err("dist.%s: MPI failed: %s", op, msg);
 }
-#define MPI_TRY(op, call) do { int rc_ = (call); if (rc_ != MPI_SUCCESS) return mpi_err(op, rc_); } while (0)
+#define MPI_TRY(op, call)                            \
+  do {                                               \
+    int rc_ = (call);                                \
+    if (rc_ != MPI_SUCCESS) return mpi_err(op, rc_); \
+  } while (0)
 
 static MPI_Datatype mpi_type(int dtype) {
   return dtype == GAM_FLOAT32 ? MPI_FLOAT : dtype == GAM_INT64 ? MPI_INT64_T : MPI_UINT8_T;
@@ -86,8 +90,9 @@ int gam_dist_init(void) {
   dist_state = 2;
   return 0;
 #else
-  return gam__err("dist.init: this process was started by an MPI launcher, but libgam was built "
-                  "without MPI (install libopenmpi-dev and rebuild: make deps && make)");
+  return gam__err(
+      "dist.init: this process was started by an MPI launcher, but libgam was built "
+      "without MPI (install libopenmpi-dev and rebuild: make deps && make)");
 #endif
 }
 
@@ -127,8 +132,8 @@ int gam_cpu_all_reduce(void *data, int64_t n, int dtype, int mean) {
   size_t es = gam__dtype_size(dtype);
   for (int64_t i = 0; i < n; i += chunk) {
     int c = (int)(n - i < chunk ? n - i : chunk);
-    MPI_TRY("all_reduce", MPI_Allreduce(MPI_IN_PLACE, (char *)data + i * es, c, mpi_type(dtype),
-                                        MPI_SUM, MPI_COMM_WORLD));
+    MPI_TRY("all_reduce",
+            MPI_Allreduce(MPI_IN_PLACE, (char *)data + i * es, c, mpi_type(dtype), MPI_SUM, MPI_COMM_WORLD));
   }
   if (mean) { /* float32 only (the front half checks) */
     float *x = data, inv = 1.0f / (float)dist_size;
@@ -164,16 +169,15 @@ static int check_tensor(const gam_tensor *t, const char *op) {
 int gam_dist_all_reduce(gam_tensor *t, int mean) {
   GAM_TRY(check_tensor(t, "all_reduce"));
   GAM_CHECK(!mean || t->dtype == GAM_FLOAT32,
-            "dist.all_reduce: 'mean' needs a float32 tensor, got %s (use 'sum')",
-            gam__dtype_name(t->dtype));
+            "dist.all_reduce: 'mean' needs a float32 tensor, got %s (use 'sum')", gam__dtype_name(t->dtype));
   if (dist_size == 1) return 0;
   return gam__be(t)->all_reduce(gam__data(t), t->numel, t->dtype, mean);
 }
 
 int gam_dist_broadcast(gam_tensor *t, int root) {
   GAM_TRY(check_tensor(t, "broadcast"));
-  GAM_CHECK(root >= 0 && root < dist_size, "dist.broadcast: root %d is not a rank (size %d)",
-            root, dist_size);
+  GAM_CHECK(root >= 0 && root < dist_size, "dist.broadcast: root %d is not a rank (size %d)", root,
+            dist_size);
   if (dist_size == 1) return 0;
   return gam__be(t)->broadcast(gam__data(t), t->numel, t->dtype, root);
 }

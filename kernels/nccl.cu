@@ -44,14 +44,14 @@ ncclDataType_t nccl_type(int dtype) {
   return dtype == GAM_FLOAT32 ? ncclFloat32 : dtype == GAM_INT64 ? ncclInt64 : ncclUint8;
 }
 
-}  // namespace
+} // namespace
 
 extern "C" int gam_cuda_all_reduce(void *data, int64_t n, int dtype, int mean) {
   if (n == 0) return 0;
   if (ensure_comm("all_reduce") != 0) return -1;
   // ncclAvg (NCCL >= 2.10) divides by the number of ranks inside the reduction
-  ncclResult_t r = ncclAllReduce(data, data, (size_t)n, nccl_type(dtype), mean ? ncclAvg : ncclSum,
-                                 comm, gamk::stream());
+  ncclResult_t r =
+      ncclAllReduce(data, data, (size_t)n, nccl_type(dtype), mean ? ncclAvg : ncclSum, comm, gamk::stream());
   return r == ncclSuccess ? 0 : nccl_err("all_reduce", r);
 }
 
@@ -62,16 +62,18 @@ extern "C" int gam_cuda_broadcast(void *data, int64_t n, int dtype, int root) {
   return r == ncclSuccess ? 0 : nccl_err("broadcast", r);
 }
 
-#else  // CUDA without NCCL
+#else // CUDA without NCCL
 
 extern "C" int gam_cuda_all_reduce(void *, int64_t, int, int) {
-  return gam__err("dist.all_reduce: cuda tensors need NCCL, and libgam was built without it "
-                  "(NCCL was not found under CUDA_HOME; set NCCL_HOME and rebuild)");
+  return gam__err(
+      "dist.all_reduce: cuda tensors need NCCL, and libgam was built without it "
+      "(NCCL was not found under CUDA_HOME; set NCCL_HOME and rebuild)");
 }
 
 extern "C" int gam_cuda_broadcast(void *, int64_t, int, int) {
-  return gam__err("dist.broadcast: cuda tensors need NCCL, and libgam was built without it "
-                  "(NCCL was not found under CUDA_HOME; set NCCL_HOME and rebuild)");
+  return gam__err(
+      "dist.broadcast: cuda tensors need NCCL, and libgam was built without it "
+      "(NCCL was not found under CUDA_HOME; set NCCL_HOME and rebuild)");
 }
 
 #endif
