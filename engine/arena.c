@@ -5,16 +5,12 @@
  * flat[o_i : o_i + numel_i] and params[i]->grad a view of the same slice of
  * flat_grad. The parameter tensors stay the same objects (every holder sees
  * the move), so optimisers can work on two flat vectors in one fused pass. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 
 /* dst[0..n) = src[0..n) on the arena's device */
 static int copy_floats(int device, float *dst, const float *src, int64_t n) {
   if (n == 0) return 0;
-  if (device == GAM_CUDA)
-    return gam_cuda__memcpy(dst, src, (size_t)n * sizeof(float), GAM_COPY_D2D, "flatten_params");
-  memcpy(dst, src, (size_t)n * sizeof(float));
-  return 0;
+  return gam__backend(device)->copy(dst, src, (size_t)n * sizeof(float), "flatten_params");
 }
 
 int gam_flatten_params(gam_tensor **params, int n, gam_tensor **flat, gam_tensor **flat_grad) {

@@ -7,8 +7,7 @@
  * node the gradient of its output; leaves accumulate into .grad. After a
  * backward the nodes drop their saved tensors, so intermediates are freed as
  * soon as the tensors that name them are. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 
 static _Thread_local int grad_enabled = 1;
 
@@ -68,6 +67,18 @@ int gam__save(gam_node *n, int slot, gam_tensor *t) {
   return 0;
 }
 
+void *gam__node_ctx(gam_node *n, size_t bytes) {
+  void *c = calloc(1, bytes);
+  if (!c) {
+    gam__err("%s: out of memory recording the autograd graph", n->name);
+    return NULL;
+  }
+  if (n->ctx_free && n->ctx) n->ctx_free(n->ctx);
+  n->ctx = c;
+  n->ctx_free = free;
+  return c;
+}
+
 static void node_free_state(gam_node *n) {
   for (int k = 0; k < GAM_NODE_SAVED; k++) {
     gam_release(n->saved[k]);
@@ -93,22 +104,12 @@ int gam__input_needs_grad(const gam_node *n, int i) {
 
 /* dst += src elementwise (same numel, float32, same device) */
 static int add_into(gam_tensor *dst, const gam_tensor *src) {
-  float *d = gam__f32(dst);
-  const float *s = gam__f32(src);
-  int64_t n = dst->numel;
-  if (dst->device == GAM_CUDA) return gam_cuda_axpy(d, s, 1.0f, n);
-#pragma omp parallel for simd if (n > GAM_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) d[i] += s[i];
-  return 0;
+  return gam__be(dst)->axpy(gam__f32(dst), gam__f32(src), 1.0f, dst->numel);
 }
 
 /* dst = src (same numel, float32, same device) */
 static int copy_into(gam_tensor *dst, const gam_tensor *src) {
-  size_t bytes = (size_t)dst->numel * 4;
-  if (dst->device == GAM_CUDA)
-    return bytes ? gam_cuda__memcpy(gam__f32(dst), gam__f32(src), bytes, GAM_COPY_D2D, "backward") : 0;
-  memcpy(gam__f32(dst), gam__f32(src), bytes);
-  return 0;
+  return gam__be(dst)->copy(gam__f32(dst), gam__f32(src), (size_t)dst->numel * 4, "backward");
 }
 
 int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
@@ -302,34 +303,6 @@ const char *gam_grad_fn_name(const gam_tensor *t) {
   return t && t->grad_fn ? t->grad_fn->name : NULL;
 }
 
-/* On the device: one sum over the leading dims g has beyond shape, then one
- * per dim where shape has 1 and g more, each a [outer, size, inner] sum. */
-static int reduce_to_shape_device(gam_tensor **out, gam_tensor *g, int ndim, const int64_t *shape) {
-  int lead = g->ndim - ndim;
-  int64_t cur[GAM_MAX_DIMS], size = 1;
-  for (int d = 0; d < lead; d++) size *= g->shape[d];
-  for (int d = 0; d < ndim; d++) cur[d] = g->shape[lead + d];
-  gam_tensor *acc = gam__new(GAM_FLOAT32, g->device, ndim, cur);
-  if (!acc) return -1;
-  if (gam_cuda_sum_lines(gam__f32(g), gam__f32(acc), 1, size, acc->numel, 1.0) != 0)
-    return gam__fail(1, acc);
-  for (int d = 0; d < ndim; d++) {
-    if (shape[d] != 1 || cur[d] == 1) continue;
-    int64_t outer = 1, inner = 1, n = cur[d];
-    for (int e = 0; e < d; e++) outer *= cur[e];
-    for (int e = d + 1; e < ndim; e++) inner *= cur[e];
-    cur[d] = 1;
-    gam_tensor *next = gam__new(GAM_FLOAT32, g->device, ndim, cur);
-    if (!next) return gam__fail(1, acc);
-    int rc = gam_cuda_sum_lines(gam__f32(acc), gam__f32(next), outer, n, inner, 1.0);
-    gam_release(acc);
-    acc = next;
-    if (rc != 0) return gam__fail(1, acc);
-  }
-  *out = acc;
-  return 0;
-}
-
 /* Sum g over the dims in which shape was broadcast (size 1 or missing). */
 int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_t *shape) {
   if (g->ndim == ndim && memcmp(g->shape, shape, (size_t)ndim * sizeof *shape) == 0) {
@@ -337,32 +310,38 @@ int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_
     *out = g;
     return 0;
   }
-  if (g->device == GAM_CUDA) return reduce_to_shape_device(out, g, ndim, shape);
   gam_tensor *r = gam__new(GAM_FLOAT32, g->device, ndim, shape);
   if (!r) return -1;
-  memset(gam__f32(r), 0, (size_t)r->numel * 4);
+  if (gam__be(g)->sum_to_shape(gam__f32(g), g->ndim, g->shape, gam__f32(r), ndim, shape) != 0)
+    return gam__fail(1, r);
+  *out = r;
+  return 0;
+}
+
+/* r [shape] = g [gshape] summed over broadcast dims, in g's element order */
+int gam_cpu_sum_to_shape(const float *gp, int gndim, const int64_t *gshape, float *rp, int ndim,
+                         const int64_t *shape) {
+  int64_t gnumel = gam__numel(gndim, gshape);
+  memset(rp, 0, (size_t)gam__numel(ndim, shape) * 4);
   /* map every index of g onto r: r's dims align with g's trailing dims */
-  int lead = g->ndim - ndim;
+  int lead = gndim - ndim;
   int64_t rstride[GAM_MAX_DIMS]; /* stride in r for each dim of g, 0 if broadcast */
   int64_t s = 1;
-  for (int d = g->ndim - 1; d >= 0; d--) {
+  for (int d = gndim - 1; d >= 0; d--) {
     int rd = d - lead;
     if (rd < 0 || shape[rd] == 1) rstride[d] = 0;
     else rstride[d] = s;
     if (rd >= 0) s *= shape[rd];
   }
-  const float *gp = gam__f32(g);
-  float *rp = gam__f32(r);
   int64_t idx[GAM_MAX_DIMS] = {0}, roff = 0;
-  for (int64_t i = 0; i < g->numel; i++) {
+  for (int64_t i = 0; i < gnumel; i++) {
     rp[roff] += gp[i];
-    for (int d = g->ndim - 1; d >= 0; d--) {
+    for (int d = gndim - 1; d >= 0; d--) {
       roff += rstride[d];
-      if (++idx[d] < g->shape[d]) break;
-      roff -= rstride[d] * g->shape[d];
+      if (++idx[d] < gshape[d]) break;
+      roff -= rstride[d] * gshape[d];
       idx[d] = 0;
     }
   }
-  *out = r;
   return 0;
 }

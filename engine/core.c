@@ -1,7 +1,6 @@
 /* core.c — error messages, version, threads, the host caching allocator and
  * the small checks every op uses. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <omp.h>
 #include <pthread.h>
 
@@ -174,6 +173,10 @@ static void device_empty_cache(void) {
   }
 }
 
+void gam__device_empty_cache(void) {
+  if (gam_cuda__ready()) device_empty_cache();
+}
+
 int gam_cuda_built(void) { return gam_cuda__built(); }
 int gam_cuda_available(void) { return gam_cuda__available(); }
 int gam_cuda_synchronize(void) { return gam_cuda__ready() ? gam_cuda__sync("synchronize") : 0; }
@@ -235,7 +238,33 @@ void gam__device_free(void *p, size_t bytes) {
   if (p) gam_cuda__free(p); /* no memory for the list node: give the block back */
 }
 
-int gam_empty_cache(void) {
+/* ---- the cpu's memory entries of the backend table ------------------------ */
+int gam_cpu_require(const char *op) {
+  (void)op;
+  return 0;
+}
+
+int gam_cpu_copy(void *dst, const void *src, size_t bytes, const char *op) {
+  (void)op;
+  if (bytes) memcpy(dst, src, bytes);
+  return 0;
+}
+
+int gam_cpu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                   size_t height, const char *op) {
+  (void)op;
+  for (size_t r = 0; r < height; r++)
+    memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+  return 0;
+}
+
+int gam_cpu_memset(void *p, int byte, size_t bytes, const char *op) {
+  (void)op;
+  memset(p, byte, bytes);
+  return 0;
+}
+
+void gam_cpu_empty_cache(void) {
   cached_block *lists[CACHE_BUCKETS];
   pthread_mutex_lock(&mem_lock);
   memcpy(lists, cache, sizeof lists);
@@ -249,7 +278,11 @@ int gam_empty_cache(void) {
       free(c);
     }
   }
-  if (gam_cuda__ready()) device_empty_cache();
+}
+
+int gam_empty_cache(void) {
+  gam__cpu_backend.empty_cache();
+  gam__cuda_backend.empty_cache();
   return 0;
 }
 
@@ -285,9 +318,12 @@ const char *gam__dtype_name(int dtype) {
   }
 }
 
+/* GAM_CUDA here and below: the device type itself (its name, its validity). */
 const char *gam__device_name(int device) {
   return device == GAM_CPU ? "cpu" : device == GAM_CUDA ? "cuda" : "invalid device";
 }
+
+int gam__device_valid(int device) { return device == GAM_CPU || device == GAM_CUDA; }
 
 const char *gam__shape_str(const gam_tensor *t, char *buf) {
   int n = 0;

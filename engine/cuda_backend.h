@@ -7,12 +7,12 @@
  *   2. gam_cuda_*: host-side launch wrappers of the kernels (kernels/ folder).
  *      Each returns 0, or -1 with the engine error set (naming the op).
  *
- * The C files call these only from their device branches
- * (`if (x->device == GAM_CUDA) ...`). In a build without CUDA (GAM_HAVE_CUDA not
- * defined) every function here is a static inline stub that reports "the cuda
- * device is not available in this build"; no CUDA tensor can be made there,
- * so the branches are never taken, but they compile and the C files need no
- * #ifdef of their own.
+ * The ops reach the wrappers only through the cuda backend table
+ * (backend.h, backend.c: gam__be(x)->entry(...)). In a build without CUDA
+ * (GAM_HAVE_CUDA not defined) every function here is a static inline stub that
+ * reports "the cuda device is not available in this build"; no CUDA tensor
+ * can be made there, so the table's entries are never reached, but they
+ * compile and the C files need no #ifdef of their own.
  *
  * Conventions for the wrappers
  *   - Pointers are device pointers (already offset to the tensor's first
@@ -27,12 +27,11 @@
  *   - No math mode trades accuracy: kernels are compiled without fast math,
  *     and cuBLAS runs in CUBLAS_DEFAULT_MATH (full float32, no TF32).
  *
- * Porting an op (phase 2: cuDNN layers, fused optimiser kernels): check its
- * tensors with gam__check_dev / gam__check_float_dev (plain gam__check refuses
- * cuda tensors, so an op without a device branch fails with a clear error
- * instead of reading device memory on the host), require one device
- * (gam__same_device), make outputs with gam__new(..., x->device, ...), and
- * call a wrapper declared below in the same style. Scalars that later kernels
+ * Porting an op: check its tensors with gam__check_dev / gam__check_float_dev
+ * (plain gam__check refuses tensors off the host, for host-only code such as
+ * the data loader), require one device (gam__same_device), make outputs with
+ * gam__new(..., x->device, ...), write the wrapper below in the same style and
+ * its cpu twin gam_cpu_<name>, and add the entry to backend.h. Scalars that later kernels
  * consume (norms, cosines) can stay in device memory: pass device pointers
  * between wrappers and read them on the host only through a D2H copy. The
  * cuDNN handle and a cached workspace are here already. */
@@ -199,6 +198,9 @@ GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, c
 typedef struct gam_conv_geom {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int sh, sw, ph, pw, dh, dw;
+  /* for the cpu backend's oneDNN plans (a plan per shape, bias and algorithm);
+   * the cuda backend ignores them: bias is there when b/db is not NULL */
+  int bias, winograd;
 } gam_conv_geom;
 /* y = conv(x, w) (+ b when b is not NULL) */
 GAM_CUDA_FN(int gam_cuda_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w,

@@ -16,13 +16,16 @@ int gam__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 size_t gam__dtype_size(int dtype);
 const char *gam__dtype_name(int dtype);
 const char *gam__device_name(int device);
+/* 1 for a device this build knows (GAM_CPU, GAM_CUDA), whether usable or not */
+int gam__device_valid(int device);
 /* "[2,3,4]" into buf (at least 160 bytes) */
 const char *gam__shape_str(const gam_tensor *t, char *buf);
 /* NULL or freed tensors, absurd fields: error naming op and argument.
- * gam__check and gam__check_float also refuse tensors on the cuda device
- * ("conv2d: input is on cuda, and conv2d has no cuda implementation yet"), so
- * an op without a device branch can never read device memory on the host;
- * ops with a device branch check with the _dev forms, which accept both. */
+ * Every op does its device work through the backend table (backend.h), so
+ * ops check with the _dev forms, which accept a tensor on any device.
+ * gam__check and gam__check_float are for host-only code that reads the
+ * elements itself (the data loader): they also refuse tensors off the host
+ * ("augment: images is on cuda, and augment has no cuda implementation yet"). */
 int gam__check(const gam_tensor *t, const char *op, const char *arg);
 int gam__check_float(const gam_tensor *t, const char *op, const char *arg);
 int gam__check_dev(const gam_tensor *t, const char *op, const char *arg);
@@ -66,7 +69,7 @@ int gam__fail(int n, ...);
 
 /* ---- autograd ------------------------------------------------------------- */
 typedef int (*gam_backward_fn)(gam_node *n, gam_tensor *grad_out);
-enum { GAM_NODE_SAVED = 4, GAM_NODE_PARAMS = 8 };
+enum { GAM_NODE_SAVED = 4 };
 struct gam_node {
   int refcount;
   const char *name;
@@ -74,9 +77,8 @@ struct gam_node {
   int ninputs;
   gam_tensor **inputs;                  /* owned refs, ninputs of them */
   gam_tensor *saved[GAM_NODE_SAVED];    /* owned refs to what backward needs */
-  double f[GAM_NODE_PARAMS];            /* scalar arguments of the op */
-  int64_t i[GAM_NODE_PARAMS];
-  void *ctx;                             /* op-specific state, freed with ctx_free */
+  void *ctx;                             /* the op's typed state (its own struct, see
+                                            gam__node_ctx), freed with ctx_free */
   void (*ctx_free)(void *);
   int64_t out_shape[GAM_MAX_DIMS];
   int out_ndim;
@@ -95,6 +97,10 @@ gam_node *gam__record(gam_tensor *out, const char *name, gam_backward_fn fn, int
 /* Keeps t alive for backward. For the op's own output pass it: the node saves
  * an alias without grad_fn, so no reference cycle forms. */
 int gam__save(gam_node *n, int slot, gam_tensor *t);
+/* The node's typed backward state: bytes of zeroed memory in n->ctx, freed
+ * with the node's saved state (after backward, or with the node). NULL +
+ * error on failure. Each op declares its own small struct for it. */
+void *gam__node_ctx(gam_node *n, size_t bytes);
 int gam__input_needs_grad(const gam_node *n, int i);
 /* Adds g (shape of input i) into the gradient of input i. g is borrowed. */
 int gam__accumulate(gam_node *n, int i, gam_tensor *g);

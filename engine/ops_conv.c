@@ -27,8 +27,7 @@
  * On the cuda device the same op runs through cuDNN (kernels/conv.cu: one
  * plan per shape, algorithms from cuDNN's heuristics with FMA math only, the
  * runtime's cached workspace). */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <dnnl.h>
 #include <pthread.h>
 
@@ -221,7 +220,7 @@ int gam_conv2d_set_algorithm(int algorithm) {
 
 int gam_conv2d_get_algorithm(void) { return conv_winograd; }
 
-static int winograd_fits(const conv_shape *s) {
+static int winograd_fits(const gam_conv_geom *s) {
   return conv_winograd && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 &&
          s->dw == 1 && s->c >= 16 && s->o >= 16;
 }
@@ -344,17 +343,58 @@ static int conv_run(const conv_shape *s, int which, float *const data[3], float 
   return rc;
 }
 
-/* ---- autograd --------------------------------------------------------------- */
-static void shape_of_node(const gam_node *n, conv_shape *s) {
-  const gam_tensor *x = n->inputs[0], *w = n->inputs[1];
+/* ---- the cpu backend's entries --------------------------------------------- */
+static void shape_of_geom(const gam_conv_geom *g, conv_shape *s) {
   memset(s, 0, sizeof *s);
-  s->n = x->shape[0]; s->c = x->shape[1]; s->h = x->shape[2]; s->w = x->shape[3];
-  s->o = w->shape[0]; s->kh = w->shape[2]; s->kw = w->shape[3];
-  s->oh = n->out_shape[2]; s->ow = n->out_shape[3];
-  s->sh = n->i[0]; s->sw = n->i[1]; s->ph = n->i[2]; s->pw = n->i[3]; s->dh = n->i[4]; s->dw = n->i[5];
-  s->bias = n->ninputs > 2 && n->inputs[2] != NULL;
-  s->winograd = n->i[6];
+  s->n = g->n; s->c = g->c; s->h = g->h; s->w = g->w;
+  s->o = g->o; s->kh = g->kh; s->kw = g->kw; s->oh = g->oh; s->ow = g->ow;
+  s->sh = g->sh; s->sw = g->sw; s->ph = g->ph; s->pw = g->pw; s->dh = g->dh; s->dw = g->dw;
+  s->bias = g->bias != 0;
+  s->winograd = g->winograd != 0;
 }
+
+/* y = conv(x, w) (+ b), g->n >= 1 */
+int gam_cpu_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w, const float *b,
+                           float *y) {
+  conv_shape s;
+  shape_of_geom(g, &s);
+  float *data[3] = {(float *)x, (float *)w, y};
+  return conv_run(&s, PASS_FWD, data, (float *)b);
+}
+
+/* dx = conv_transpose(dy, w) */
+int gam_cpu_conv2d_backward_data(const gam_conv_geom *g, const float *dy, const float *w, float *dx) {
+  conv_shape s;
+  shape_of_geom(g, &s);
+  float *data[3] = {(float *)dy, (float *)w, dx};
+  return conv_run(&s, PASS_BWD_DATA, data, NULL);
+}
+
+/* dw = sum_n dy[n] * x[n] (correlation), db = sum dy; oneDNN's pass computes
+ * both (db when the convolution has a bias), so one not asked for (NULL) is
+ * computed into a scratch block */
+int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy,
+                                   float *dw, float *db) {
+  conv_shape s;
+  shape_of_geom(g, &s);
+  size_t wbytes = (size_t)(g->o * g->c * g->kh * g->kw) * sizeof(float);
+  size_t bbytes = (size_t)g->o * sizeof(float);
+  float *sw = dw ? NULL : gam__host_alloc(wbytes);
+  float *sb = db || !s.bias ? NULL : gam__host_alloc(bbytes);
+  int rc = -1;
+  if ((dw || sw) && (db || !s.bias || sb)) {
+    float *data[3] = {(float *)x, (float *)dy, dw ? dw : sw};
+    rc = conv_run(&s, PASS_BWD_WEIGHTS, data, s.bias ? (db ? db : sb) : NULL);
+  }
+  gam__host_free(sw, wbytes);
+  gam__host_free(sb, bbytes);
+  return rc;
+}
+
+/* ---- autograd ---------------------------------------------------------------
+ * The node's state is the convolution's geometry (conv_ctx), with the cpu
+ * kernel choice of the forward: backward uses the same kernels. */
+typedef struct conv_ctx { gam_conv_geom geo; } conv_ctx;
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   int rc = gam__accumulate(n, i, g);
@@ -362,33 +402,30 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   return rc;
 }
 
-static gam_conv_geom geom_of(const conv_shape *s) {
-  gam_conv_geom g;
-  memset(&g, 0, sizeof g);
-  g.n = s->n; g.c = s->c; g.h = s->h; g.w = s->w; g.o = s->o; g.kh = s->kh; g.kw = s->kw;
-  g.oh = s->oh; g.ow = s->ow;
-  g.sh = (int)s->sh; g.sw = (int)s->sw; g.ph = (int)s->ph; g.pw = (int)s->pw;
-  g.dh = (int)s->dh; g.dw = (int)s->dw;
-  return g;
-}
-
-/* the gradients on the cuda device (cuDNN), s.n >= 1 */
-static int conv2d_backward_cuda(gam_node *n, gam_tensor *g, const conv_shape *s, int need_x,
-                                int need_w, int need_b) {
+/* gx = conv_transpose(g, w); gw = sum_n g[n] * x[n] (correlation); gb = sum g */
+static int conv2d_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->ninputs > 2 ? n->inputs[2] : NULL;
-  gam_conv_geom geo = geom_of(s);
+  const gam_conv_geom *geo = &((const conv_ctx *)n->ctx)->geo;
+  int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
+  int need_b = b && gam__input_needs_grad(n, 2);
+  if (geo->n == 0) { /* empty batch: zero gradients */
+    if (need_w) { gam_tensor *z = gam__new_zeros_like(w); if (!z) return -1; GAM_TRY(accumulate_new(n, 1, z)); }
+    if (need_b) { gam_tensor *z = gam__new_zeros_like(b); if (!z) return -1; GAM_TRY(accumulate_new(n, 2, z)); }
+    return 0;
+  }
+  const gam_backend *be = gam__be(x);
   if (need_x) {
     gam_tensor *gx = gam__new_like(x);
     if (!gx) return -1;
-    if (gam_cuda_conv2d_backward_data(&geo, gam__f32(g), gam__f32(w), gam__f32(gx)) != 0)
+    if (be->conv2d_backward_data(geo, gam__f32(g), gam__f32(w), gam__f32(gx)) != 0)
       return gam__fail(1, gx);
     GAM_TRY(accumulate_new(n, 0, gx));
   }
   if (need_w || need_b) {
     gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
     if ((need_w && !gw) || (need_b && !gb)) return gam__fail(2, gw, gb);
-    if (gam_cuda_conv2d_backward_filter(&geo, gam__f32(x), gam__f32(g), gw ? gam__f32(gw) : NULL,
-                                        gb ? gam__f32(gb) : NULL) != 0)
+    if (be->conv2d_backward_filter(geo, gam__f32(x), gam__f32(g), gw ? gam__f32(gw) : NULL,
+                                   gb ? gam__f32(gb) : NULL) != 0)
       return gam__fail(2, gw, gb);
     int rc = 0;
     if (gw) rc = gam__accumulate(n, 1, gw);
@@ -399,42 +436,6 @@ static int conv2d_backward_cuda(gam_node *n, gam_tensor *g, const conv_shape *s,
   }
   return 0;
 }
-
-/* gx = conv_transpose(g, w); gw = sum_n g[n] * x[n] (correlation); gb = sum g */
-static int conv2d_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->ninputs > 2 ? n->inputs[2] : NULL;
-  conv_shape s;
-  shape_of_node(n, &s);
-  int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
-  int need_b = b && gam__input_needs_grad(n, 2);
-  if (s.n == 0) { /* empty batch: zero gradients */
-    if (need_w) { gam_tensor *z = gam__new_zeros_like(w); if (!z) return -1; GAM_TRY(accumulate_new(n, 1, z)); }
-    if (need_b) { gam_tensor *z = gam__new_zeros_like(b); if (!z) return -1; GAM_TRY(accumulate_new(n, 2, z)); }
-    return 0;
-  }
-  if (x->device == GAM_CUDA) return conv2d_backward_cuda(n, g, &s, need_x, need_w, need_b);
-  if (need_x) {
-    gam_tensor *gx = gam__new_like(x);
-    if (!gx) return -1;
-    float *data[3] = {gam__f32(g), gam__f32(w), gam__f32(gx)};
-    if (conv_run(&s, PASS_BWD_DATA, data, NULL) != 0) return gam__fail(1, gx);
-    GAM_TRY(accumulate_new(n, 0, gx));
-  }
-  if (need_w || need_b) {
-    gam_tensor *gw = gam__new_like(w), *gb = b ? gam__new_like(b) : NULL;
-    if (!gw || (b && !gb)) return gam__fail(2, gw, gb);
-    float *data[3] = {gam__f32(x), gam__f32(g), gam__f32(gw)};
-    if (conv_run(&s, PASS_BWD_WEIGHTS, data, gb ? gam__f32(gb) : NULL) != 0) return gam__fail(2, gw, gb);
-    int rc = 0;
-    if (need_w) rc = gam__accumulate(n, 1, gw);
-    if (rc == 0 && need_b) rc = gam__accumulate(n, 2, gb);
-    gam_release(gw);
-    gam_release(gb);
-    GAM_TRY(rc);
-  }
-  return 0;
-}
-
 int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h,
                int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
   GAM_TRY(gam__check_float_dev(x, "conv2d", "input"));
@@ -469,32 +470,27 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
             (long long)wp);
   GAM_CHECK(x->shape[1] > 0 && x->shape[2] > 0 && x->shape[3] > 0,
             "conv2d: input %s has an empty dimension", gam__shape_str(x, b1));
-  conv_shape s;
-  memset(&s, 0, sizeof s);
-  s.n = x->shape[0]; s.c = x->shape[1]; s.h = x->shape[2]; s.w = x->shape[3];
-  s.o = w->shape[0]; s.kh = w->shape[2]; s.kw = w->shape[3];
-  s.oh = (hp - ekh) / stride_h + 1; s.ow = (wp - ekw) / stride_w + 1;
-  s.sh = stride_h; s.sw = stride_w; s.ph = pad_h; s.pw = pad_w; s.dh = dil_h; s.dw = dil_w;
-  s.bias = b != NULL;
-  s.winograd = x->device == GAM_CPU && winograd_fits(&s);
-  int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
+  gam_conv_geom geo;
+  memset(&geo, 0, sizeof geo);
+  geo.n = x->shape[0]; geo.c = x->shape[1]; geo.h = x->shape[2]; geo.w = x->shape[3];
+  geo.o = w->shape[0]; geo.kh = w->shape[2]; geo.kw = w->shape[3];
+  geo.oh = (hp - ekh) / stride_h + 1; geo.ow = (wp - ekw) / stride_w + 1;
+  geo.sh = stride_h; geo.sw = stride_w; geo.ph = pad_h; geo.pw = pad_w; geo.dh = dil_h; geo.dw = dil_w;
+  geo.bias = b != NULL;
+  geo.winograd = winograd_fits(&geo); /* the cpu's kernel choice; the cuda backend ignores it */
+  int64_t shape[4] = {geo.n, geo.o, geo.oh, geo.ow};
   gam_tensor *y = gam__new(GAM_FLOAT32, x->device, 4, shape);
   if (!y) return -1;
-  if (s.n > 0 && x->device == GAM_CUDA) {
-    gam_conv_geom geo = geom_of(&s);
-    if (gam_cuda_conv2d_forward(&geo, gam__f32(x), gam__f32(w), b ? gam__f32(b) : NULL, gam__f32(y)) != 0)
-      return gam__fail(1, y);
-  } else if (s.n > 0) {
-    float *data[3] = {gam__f32(x), gam__f32(w), gam__f32(y)};
-    if (conv_run(&s, PASS_FWD, data, b ? gam__f32(b) : NULL) != 0) return gam__fail(1, y);
-  }
+  if (geo.n > 0 &&
+      gam__be(x)->conv2d_forward(&geo, gam__f32(x), gam__f32(w), b ? gam__f32(b) : NULL, gam__f32(y)) != 0)
+    return gam__fail(1, y);
   gam_tensor *in[3] = {x, w, b};
   int nin = b ? 3 : 2;
   if (gam__grad_needed(nin, in)) {
     gam_node *n = gam__record(y, "conv2d", conv2d_backward, nin, in);
-    if (!n) return gam__fail(1, y);
-    n->i[0] = stride_h; n->i[1] = stride_w; n->i[2] = pad_h; n->i[3] = pad_w;
-    n->i[4] = dil_h; n->i[5] = dil_w; n->i[6] = s.winograd; /* backward: same kernels as forward */
+    conv_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, y);
+    c->geo = geo; /* backward: same kernels as forward */
   }
   *out = y;
   return 0;

@@ -8,19 +8,14 @@
  * On the cuda device the mask is drawn here the same way (the engine's one
  * generator, in element order) and copied to the device: a seed gives the
  * same mask on both devices, and the products run as elementwise kernels. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <math.h>
 
-/* o = a * b over n elements (both devices) */
+/* o = a * b over n elements: the backend's binary op on one flat dim */
 static int times(float *o, const float *a, const float *b, int64_t n, int device) {
-  if (device == GAM_CUDA) {
-    int64_t shape[1] = {n}, one[1] = {1};
-    return gam_cuda_binary(GAM_BIN_MUL, a, b, o, 1, shape, one, one, n);
-  }
-#pragma omp parallel for simd if (n > GAM_PAR_MIN)
-  for (int64_t i = 0; i < n; i++) o[i] = a[i] * b[i];
-  return 0;
+  if (n == 0) return 0;
+  int64_t shape[1] = {n}, one[1] = {1};
+  return gam__backend(device)->binary(GAM_BIN_MUL, a, b, o, 1, shape, one, one, n);
 }
 
 static int dropout_backward(gam_node *n, gam_tensor *g) {
@@ -45,12 +40,13 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training) {
   if (!mask || !y) return gam__fail(2, mask, y);
   float keep = (float)(1.0 / (1.0 - p));
   int64_t count = x->numel;
-  /* the mask, drawn on the host (for a cuda x into a host buffer, then copied) */
-  float *mp = x->device == GAM_CUDA ? gam__host_alloc((size_t)count * sizeof(float)) : gam__f32(mask);
+  /* the mask, drawn on the host (for a device x into a host buffer, then copied) */
+  const gam_backend *be = gam__be(x);
+  float *mp = be->host ? gam__f32(mask) : gam__host_alloc((size_t)count * sizeof(float));
   if (!mp) return gam__fail(2, mask, y);
   for (int64_t i = 0; i < count; i++) mp[i] = gam__rng_uniform() >= p ? keep : 0.f;
-  if (x->device == GAM_CUDA) {
-    int rc = gam_cuda__memcpy(gam__f32(mask), mp, (size_t)count * sizeof(float), GAM_COPY_H2D, "dropout");
+  if (!be->host) {
+    int rc = be->from_host(gam__f32(mask), mp, (size_t)count * sizeof(float), "dropout");
     gam__host_free(mp, (size_t)count * sizeof(float)); /* staged by the copy: free to reuse */
     if (rc != 0) return gam__fail(2, mask, y);
   }

@@ -3,8 +3,7 @@
  * Broadcasting follows PyTorch: shapes align on their trailing dims; a dim of
  * size 1 (or a missing leading dim) stretches. Backward sums the gradient
  * back over the stretched dims. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <math.h>
 
 enum { OP_ADD = GAM_BIN_ADD, OP_SUB = GAM_BIN_SUB, OP_MUL = GAM_BIN_MUL, OP_DIV = GAM_BIN_DIV };
@@ -66,8 +65,6 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
   GAM_TRY(broadcast_shape(name, a, b, &nd, shape));
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
-  const float *pa = gam__f32(a), *pb = gam__f32(b);
-  float *po = gam__f32(r);
   int64_t n = r->numel;
   if (n == 0) { *out = r; return 0; }
   /* strides of a and b per output dim (0 where broadcast) */
@@ -80,15 +77,24 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
     ka *= za;
     kb *= zb;
   }
-  if (r->device == GAM_CUDA) {
-    if (gam_cuda_binary(op, pa, pb, po, nd, shape, sa, sb, n) != 0) return gam__fail(1, r);
-    *out = r;
-    return 0;
+  if (gam__be(r)->binary(op, gam__f32(a), gam__f32(b), gam__f32(r), nd, shape, sa, sb, n) != 0)
+    return gam__fail(1, r);
+  *out = r;
+  return 0;
+}
+
+/* o[i] = a[.] op b[.] over the output shape (ndim dims, n >= 1 elements);
+ * sa/sb: the element strides of a and b per output dim, 0 where broadcast */
+int gam_cpu_binary(int op, const float *pa, const float *pb, float *po, int nd,
+                   const int64_t *shape, const int64_t *sa, const int64_t *sb, int64_t n) {
+  int full_a = 1, full_b = 1; /* not broadcast in any dim: a->numel == n */
+  for (int d = 0; d < nd; d++) {
+    full_a &= sa[d] != 0 || shape[d] == 1;
+    full_b &= sb[d] != 0 || shape[d] == 1;
   }
-  if (a->numel == n && b->numel == n) {
+  if (full_a && full_b) {
 #pragma omp parallel for if (n > GAM_PAR_MIN)
     for (int64_t c = 0; c < n; c += 4096) run(op, pa + c, 1, pb + c, 1, po + c, n - c < 4096 ? n - c : 4096);
-    *out = r;
     return 0;
   }
   /* merge trailing dims that are contiguous (or broadcast) in both into one run */
@@ -115,7 +121,6 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
     }
     run(op, pa + oa, isa, pb + ob, isb, po + r0 * inner, inner);
   }
-  *out = r;
   return 0;
 }
 
@@ -127,8 +132,10 @@ static int accumulate_reduced(gam_node *n, int i, gam_tensor *g) {
   return rc;
 }
 
+typedef struct binary_ctx { int op; } binary_ctx; /* OP_* */
+
 static int binary_backward(gam_node *n, gam_tensor *g) {
-  int op = (int)n->i[0];
+  int op = ((const binary_ctx *)n->ctx)->op;
   gam_tensor *a = n->inputs[0], *b = n->inputs[1], *t = NULL, *u = NULL;
   int rc = 0;
   if (gam__input_needs_grad(n, 0)) {
@@ -155,11 +162,7 @@ static int binary_backward(gam_node *n, gam_tensor *g) {
       gam_release(t);
       t = NULL;
       if (!rc) rc = binary_forward(&t, OP_MUL, g, u);
-      if (!rc) {
-        float *p = gam__f32(t);
-        if (t->device == GAM_CUDA) rc = gam_cuda_unary(GAM_UN_NEG, p, p, t->numel, 0.f);
-        else for (int64_t k = 0; k < t->numel; k++) p[k] = -p[k];
-      }
+      if (!rc) rc = gam__be(t)->unary(GAM_UN_NEG, gam__f32(t), gam__f32(t), t->numel, 0.f);
       if (!rc) rc = accumulate_reduced(n, 1, t);
       gam_release(u);
     }
@@ -174,8 +177,9 @@ static int binary(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b) {
   gam_tensor *in[2] = {a, b};
   if (gam__grad_needed(2, in)) {
     gam_node *n = gam__record(r, binary_names[op], binary_backward, 2, in);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = op;
+    binary_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->op = op;
   }
   *out = r;
   return 0;
@@ -193,10 +197,11 @@ int gam_add_(gam_tensor *a, gam_tensor *b, double alpha) {
   char b1[160], b2[160];
   GAM_CHECK(a->numel == b->numel, "add_: destination %s and source %s differ in size",
             gam__shape_str(a, b1), gam__shape_str(b, b2));
-  float *pa = gam__f32(a), s = (float)alpha;
-  const float *pb = gam__f32(b);
-  int64_t n = a->numel;
-  if (a->device == GAM_CUDA) return gam_cuda_axpy(pa, pb, s, n);
+  return gam__be(a)->axpy(gam__f32(a), gam__f32(b), (float)alpha, a->numel);
+}
+
+/* a += s b */
+int gam_cpu_axpy(float *pa, const float *pb, float s, int64_t n) {
 #pragma omp parallel for simd if (n > GAM_PAR_MIN)
   for (int64_t i = 0; i < n; i++) pa[i] += s * pb[i];
   return 0;
@@ -209,7 +214,7 @@ enum { U_NEG = GAM_UN_NEG, U_EXP = GAM_UN_EXP, U_LOG = GAM_UN_LOG, U_SQRT = GAM_
 static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "abs", "relu",
                                     "pow", "add", "mul", "rsub", "rdiv"};
 
-static void unary_kernel(int op, const float *x, float *y, int64_t n, float s) {
+int gam_cpu_unary(int op, const float *x, float *y, int64_t n, float s) {
 #define LOOP(expr) _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") \
   for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); }
   switch (op) {
@@ -226,10 +231,11 @@ static void unary_kernel(int op, const float *x, float *y, int64_t n, float s) {
     default: LOOP(s / v) break;
   }
 #undef LOOP
+  return 0;
 }
 
 /* gx = g * dy/dx, from x, y = f(x) and the scalar */
-static void unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
+int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
                        float s) {
 #define LOOP(expr) _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") \
   for (int64_t i = 0; i < n; i++) { gx[i] = (expr); }
@@ -247,20 +253,20 @@ static void unary_grad(int op, const float *g, const float *x, const float *y, f
     default: LOOP(-g[i] * y[i] / x[i]) break; /* d(s/x) = -s/x^2 = -y/x */
   }
 #undef LOOP
+  return 0;
 }
+
+/* the op (U_*) and its scalar (pow's exponent, the scalar ops' operand) */
+typedef struct unary_ctx { int op; double s; } unary_ctx;
 
 static int unary_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
+  const unary_ctx *c = n->ctx;
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  if (x->device == GAM_CUDA) {
-    if (gam_cuda_unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL,
-                            gam__f32(gx), x->numel, (float)n->f[0]) != 0)
-      return gam__fail(1, gx);
-  } else {
-    unary_grad((int)n->i[0], gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
-               x->numel, (float)n->f[0]);
-  }
+  if (gam__be(x)->unary_grad(c->op, gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
+                             x->numel, (float)c->s) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
@@ -272,16 +278,14 @@ static int unary(gam_tensor **out, int op, gam_tensor *x, double s) {
             "%s: exponent %g is not finite", unary_names[op], s);
   gam_tensor *y = gam__new_like(x);
   if (!y) return -1;
-  if (x->device == GAM_CUDA) {
-    if (gam_cuda_unary(op, gam__f32(x), gam__f32(y), x->numel, (float)s) != 0) return gam__fail(1, y);
-  } else {
-    unary_kernel(op, gam__f32(x), gam__f32(y), x->numel, (float)s);
-  }
+  if (gam__be(x)->unary(op, gam__f32(x), gam__f32(y), x->numel, (float)s) != 0)
+    return gam__fail(1, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, unary_names[op], unary_backward, 1, &x);
-    if (!n) return gam__fail(1, y);
-    n->i[0] = op;
-    n->f[0] = s;
+    unary_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, y);
+    c->op = op;
+    c->s = s;
     int needs_y = op == U_EXP || op == U_SQRT || op == U_RELU || op == U_RDIV;
     if (needs_y && gam__save(n, 0, y) != 0) return gam__fail(1, y);
   }

@@ -1,13 +1,12 @@
 /* ops_loss.c — softmax, log_softmax, gather and the per-sample losses.
  * Softmax-like ops view the input as [outer, size, inner] around their dim. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <math.h>
 
 /* y = softmax or log_softmax of each line of x along the middle axis:
  * m = max x, s = sum exp(x - m) (in double); softmax = exp(x - m) / s,
  * log_softmax = (x - m) - log s. One exp per element. */
-static void softmax_lines(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out) {
+int gam_cpu_softmax(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out) {
 #pragma omp parallel for collapse(2) if (outer * size * inner > GAM_PAR_MIN)
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
@@ -30,23 +29,30 @@ static void softmax_lines(const float *x, float *y, int64_t outer, int64_t size,
         for (int64_t k = 0; k < size; k++) yp[k * inner] *= inv;
       }
     }
+  return 0;
 }
+
+/* softmax and log_softmax (saved[0]: the output y) */
+typedef struct softmax_ctx { int dim, log_out; } softmax_ctx;
 
 static int softmax_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
-  int log_out = (int)n->i[1];
+  const softmax_ctx *c = n->ctx;
+  int log_out = c->log_out;
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, c->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  const float *gp = gam__f32(g), *yp = gam__f32(y);
-  float *p = gam__f32(gx);
-  if (x->device == GAM_CUDA) {
-    if (gam_cuda_softmax_grad(gp, yp, p, outer, size, inner, log_out) != 0) return gam__fail(1, gx);
-    int rc = gam__accumulate(n, 0, gx);
-    gam_release(gx);
-    return rc;
-  }
+  if (gam__be(x)->softmax_grad(gam__f32(g), gam__f32(y), gam__f32(gx), outer, size, inner, log_out) != 0)
+    return gam__fail(1, gx);
+  int rc = gam__accumulate(n, 0, gx);
+  gam_release(gx);
+  return rc;
+}
+
+/* gx from g and y (the forward's output) along the middle axis */
+int gam_cpu_softmax_grad(const float *gp, const float *yp, float *p, int64_t outer, int64_t size,
+                         int64_t inner, int log_out) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       int64_t base = o * size * inner + i;
@@ -61,9 +67,7 @@ static int softmax_backward(gam_node *n, gam_tensor *g) {
           p[base + k * inner] = yp[base + k * inner] * (gp[base + k * inner] - (float)s);
       }
     }
-  int rc = gam__accumulate(n, 0, gx);
-  gam_release(gx);
-  return rc;
+  return 0;
 }
 
 static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
@@ -75,17 +79,14 @@ static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
   gam__split_at(a, d, &outer, &size, &inner);
   gam_tensor *r = gam__new_like(a);
   if (!r) return -1;
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_softmax(gam__f32(a), gam__f32(r), outer, size, inner, log_out) != 0)
-      return gam__fail(1, r);
-  } else {
-    softmax_lines(gam__f32(a), gam__f32(r), outer, size, inner, log_out);
-  }
+  if (gam__be(a)->softmax(gam__f32(a), gam__f32(r), outer, size, inner, log_out) != 0)
+    return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, softmax_backward, 1, &a);
-    if (!n || gam__save(n, 0, r) != 0) return gam__fail(1, r);
-    n->i[0] = d;
-    n->i[1] = log_out;
+    softmax_ctx *c = n && gam__save(n, 0, r) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
+    c->log_out = log_out;
   }
   *out = r;
   return 0;
@@ -95,30 +96,58 @@ int gam_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(ou
 int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(out, a, dim, 1); }
 
 /* ---- gather: out[.., j, ..] = a[.., index[.., j, ..], ..] along dim ----- */
+typedef struct gather_ctx { int dim; } gather_ctx;
+
 static int gather_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *a = n->inputs[0], *index = n->inputs[1];
-  int64_t outer, size, inner, osize = index->shape[n->i[0]];
-  gam__split_at(a, (int)n->i[0], &outer, &size, &inner);
+  int d = ((const gather_ctx *)n->ctx)->dim;
+  int64_t outer, size, inner, osize = index->shape[d];
+  gam__split_at(a, d, &outer, &size, &inner);
   gam_tensor *ga = gam__new_zeros_like(a);
   if (!ga) return -1;
-  const float *gp = gam__f32(g);
-  const int64_t *ip = gam__i64(index);
-  float *p = gam__f32(ga);
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_gather_grad(gp, ip, p, outer, size, osize, inner) != 0) return gam__fail(1, ga);
-    int rc = gam__accumulate(n, 0, ga);
-    gam_release(ga);
-    return rc;
-  }
+  if (gam__be(a)->gather_grad(gam__f32(g), gam__i64(index), gam__f32(ga), outer, size, osize, inner) != 0)
+    return gam__fail(1, ga);
+  int rc = gam__accumulate(n, 0, ga);
+  gam_release(ga);
+  return rc;
+}
+
+/* p[o, idx[o,j,i], i] += g[o,j,i], in j order */
+int gam_cpu_gather_grad(const float *gp, const int64_t *ip, float *p, int64_t outer, int64_t size,
+                        int64_t osize, int64_t inner) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < osize; j++)
       for (int64_t i = 0; i < inner; i++) {
         int64_t at = (o * osize + j) * inner + i;
         p[(o * size + ip[at]) * inner + i] += gp[at];
       }
-  int rc = gam__accumulate(n, 0, ga);
-  gam_release(ga);
-  return rc;
+  return 0;
+}
+
+/* q[o,j,i] = p[o, idx[o,j,i], i] */
+int gam_cpu_gather(const float *p, const int64_t *ip, float *q, int64_t outer, int64_t size,
+                   int64_t osize, int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < osize; j++)
+      for (int64_t i = 0; i < inner; i++) {
+        int64_t at = (o * osize + j) * inner + i;
+        q[at] = p[(o * size + ip[at]) * inner + i];
+      }
+  return 0;
+}
+
+/* *pos = the first k with idx[k] outside [lo, hi), *value = idx[*pos]; -1 when none */
+int gam_cpu_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
+                              int64_t *value, const char *op) {
+  (void)op;
+  *pos = -1;
+  for (int64_t k = 0; k < n; k++)
+    if (!(idx[k] >= lo && idx[k] < hi)) {
+      *pos = k;
+      *value = idx[k];
+      break;
+    }
+  return 0;
 }
 
 int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
@@ -139,36 +168,21 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
               gam__shape_str(a, b2), d + 1);
   int64_t outer, size, inner, osize = index->shape[d];
   gam__split_at(a, d, &outer, &size, &inner);
+  const gam_backend *be = gam__be(a);
   const int64_t *ip = gam__i64(index);
-  if (index->device == GAM_CUDA) {
-    int64_t pos = -1, value = 0;
-    GAM_TRY(gam_cuda_find_out_of_range(ip, index->numel, 0, size, &pos, &value, "gather"));
-    GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value,
-              (long long)size);
-  } else {
-    for (int64_t k = 0; k < index->numel; k++)
-      GAM_CHECK(ip[k] >= 0 && ip[k] < size, "gather: index value %lld is outside [0, %lld)",
-                (long long)ip[k], (long long)size);
-  }
+  int64_t pos = -1, value = 0;
+  GAM_TRY(be->find_out_of_range(ip, index->numel, 0, size, &pos, &value, "gather"));
+  GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value,
+            (long long)size);
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, index->ndim, index->shape);
   if (!r) return -1;
-  const float *p = gam__f32(a);
-  float *q = gam__f32(r);
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_gather(p, ip, q, outer, size, osize, inner) != 0) return gam__fail(1, r);
-  } else {
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t j = 0; j < osize; j++)
-        for (int64_t i = 0; i < inner; i++) {
-          int64_t at = (o * osize + j) * inner + i;
-          q[at] = p[(o * size + ip[at]) * inner + i];
-        }
-  }
+  if (be->gather(gam__f32(a), ip, gam__f32(r), outer, size, osize, inner) != 0) return gam__fail(1, r);
   gam_tensor *in[2] = {a, index};
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, "gather", gather_backward, 2, in);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = d;
+    gather_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
   }
   *out = r;
   return 0;
@@ -191,43 +205,50 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
   GAM_CHECK(target->ndim == 1 && target->shape[0] == logits->shape[0],
             "%s: target %s does not match logits %s (expected [%lld])", name,
             gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
-  const int64_t *tp = gam__i64(target);
-  if (target->device == GAM_CUDA) {
-    int64_t pos = -1, value = 0;
-    GAM_TRY(gam_cuda_find_out_of_range(tp, target->numel, 0, logits->shape[1], &pos, &value, name));
-    GAM_CHECK(pos < 0, "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
-              (long long)value, (long long)pos + 1, (long long)logits->shape[1]);
-    return 0;
-  }
-  for (int64_t i = 0; i < target->numel; i++)
-    GAM_CHECK(tp[i] >= 0 && tp[i] < logits->shape[1],
-              "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
-              (long long)tp[i], (long long)i + 1, (long long)logits->shape[1]);
+  int64_t pos = -1, value = 0;
+  GAM_TRY(gam__be(target)->find_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1],
+                                             &pos, &value, name));
+  GAM_CHECK(pos < 0, "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
+            (long long)value, (long long)pos + 1, (long long)logits->shape[1]);
   return 0;
 }
+
+/* the label smoothing s (saved[0]: log_softmax of the logits) */
+typedef struct ce_ctx { double smoothing; } ce_ctx;
 
 static int ce_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *logits = n->inputs[0], *target = n->inputs[1], *logp = n->saved[0];
   int64_t rows = logits->shape[0], k = logits->shape[1];
-  double s = n->f[0];
+  double s = ((const ce_ctx *)n->ctx)->smoothing;
   float on = (float)(1.0 - s), off = k > 1 ? (float)(s / (double)(k - 1)) : 0.f;
   gam_tensor *gx = gam__new_like(logits);
   if (!gx) return -1;
-  const float *gp = gam__f32(g), *lp = gam__f32(logp);
-  const int64_t *tp = gam__i64(target);
-  float *p = gam__f32(gx);
-  if (gx->device == GAM_CUDA) {
-    if (gam_cuda_ce_backward(gp, lp, tp, p, rows, k, on, off) != 0) return gam__fail(1, gx);
-    int rc = gam__accumulate(n, 0, gx);
-    gam_release(gx);
-    return rc;
-  }
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < k; c++)
-      p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
+  if (gam__be(gx)->ce_backward(gam__f32(g), gam__f32(logp), gam__i64(target), gam__f32(gx), rows, k,
+                               on, off) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
+}
+
+/* gx[r,c] = g[r] * (exp(logp[r,c]) - q_c) */
+int gam_cpu_ce_backward(const float *gp, const float *lp, const int64_t *tp, float *p, int64_t rows,
+                        int64_t k, float on, float off) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < k; c++)
+      p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
+  return 0;
+}
+
+/* loss[r] = ent - sum_c q_c logp[r,c], the sum in double */
+int gam_cpu_ce_forward(const float *lp, const int64_t *tp, float *loss, int64_t rows, int64_t k,
+                       double on, double off, double ent) {
+  for (int64_t i = 0; i < rows; i++) {
+    double cross = 0;
+    for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];
+    loss[i] = (float)(ent - cross);
+  }
+  return 0;
 }
 
 static int cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target, double s,
@@ -239,27 +260,18 @@ static int cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *targe
   gam_tensor *logp = gam__new_like(logits);
   gam_tensor *r = gam__new(GAM_FLOAT32, logits->device, 1, &rows);
   if (!logp || !r) return gam__fail(2, logp, r);
-  const float *lp = gam__f32(logp);
-  const int64_t *tp = gam__i64(target);
   double on = 1.0 - s, off = k > 1 ? s / (double)(k - 1) : 0.0;
   double ent = (on > 0 ? on * log(on) : 0) + (off > 0 ? (double)(k - 1) * off * log(off) : 0);
-  if (logits->device == GAM_CUDA) {
-    if (gam_cuda_softmax(gam__f32(logits), gam__f32(logp), rows, k, 1, 1) != 0 ||
-        gam_cuda_ce_forward(lp, tp, gam__f32(r), rows, k, on, off, ent) != 0)
-      return gam__fail(2, logp, r);
-  } else {
-    softmax_lines(gam__f32(logits), gam__f32(logp), rows, k, 1, 1);
-    for (int64_t i = 0; i < rows; i++) {
-      double cross = 0;
-      for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];
-      gam__f32(r)[i] = (float)(ent - cross);
-    }
-  }
+  const gam_backend *be = gam__be(logits);
+  if (be->softmax(gam__f32(logits), gam__f32(logp), rows, k, 1, 1) != 0 ||
+      be->ce_forward(gam__f32(logp), gam__i64(target), gam__f32(r), rows, k, on, off, ent) != 0)
+    return gam__fail(2, logp, r);
   gam_tensor *in[2] = {logits, target};
   if (gam__grad_needed(1, &logits)) {
     gam_node *n = gam__record(r, name, ce_backward, 2, in);
-    if (!n || gam__save(n, 0, logp) != 0) return gam__fail(2, logp, r);
-    n->f[0] = s;
+    ce_ctx *c = n && gam__save(n, 0, logp) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, logp, r);
+    c->smoothing = s;
   }
   gam_release(logp);
   *out = r;

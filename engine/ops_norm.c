@@ -21,8 +21,7 @@
  * moves the running statistics the same way (unbiased variance; with
  * momentum 0 it is not handed them at all, so they stay bit for bit), and
  * evaluation through plain kernels with the formulas above. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <math.h>
 
 typedef struct bn_dims { int64_t n, c, inner; } bn_dims;
@@ -57,16 +56,11 @@ static double channel_sqdev(const float *x, bn_dims d, int64_t c, double mu) {
   return s;
 }
 
-/* the cpu gradients gx, gw, gb (each skipped when NULL) from the forward's stats */
-static void bn_backward_cpu(const gam_tensor *x, const gam_tensor *g, const gam_tensor *w,
-                            const float *stats, int training, gam_tensor *gx, gam_tensor *gw,
-                            gam_tensor *gb) {
-  bn_dims d = dims_of(x);
-  const float *xp = gam__f32(x), *gp = gam__f32(g), *wp = w ? gam__f32(w) : NULL;
-  float *gxp = gx ? gam__f32(gx) : NULL, *gwp = gw ? gam__f32(gw) : NULL;
-  float *gbp = gb ? gam__f32(gb) : NULL;
+/* the cpu gradients gxp, gwp, gbp (each skipped when NULL) from the forward's stats */
+static void bn_backward_cpu(const float *xp, const float *gp, const float *wp, const float *stats,
+                            int training, bn_dims d, float *gxp, float *gwp, float *gbp) {
   double m = (double)(d.n * d.inner);
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.inner > GAM_PAR_MIN)
   for (int64_t c = 0; c < d.c; c++) {
     double mu = stats[c], invstd = stats[d.c + c];
     double sg = 0, sgx = 0; /* sum g, sum g (x - mu) */
@@ -98,28 +92,43 @@ static void bn_backward_cpu(const gam_tensor *x, const gam_tensor *g, const gam_
   }
 }
 
+int gam_cpu_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                              int64_t inner, const float *weight, float *dw, float *db, double eps,
+                              const float *stats) {
+  (void)eps; /* the stats hold invstd already */
+  bn_backward_cpu(x, dy, weight, stats, 1, (bn_dims){n, c, inner}, dx, dw, db);
+  return 0;
+}
+
+int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                             int64_t inner, const float *weight, float *dw, float *db,
+                             const float *stats) {
+  bn_backward_cpu(x, dy, weight, stats, 0, (bn_dims){n, c, inner}, dx, dw, db);
+  return 0;
+}
+
+/* the mode of the forward and its eps (saved[0]: stats [2, C]: mean, invstd) */
+typedef struct bn_ctx { int training; double eps; } bn_ctx;
+
 static int bn_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
   const float *stats = gam__f32(n->saved[0]); /* [2, C]: mean, invstd */
-  int training = (int)n->i[0];
+  const bn_ctx *ctx = n->ctx;
+  int training = ctx->training;
   bn_dims d = dims_of(x);
   int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
   int need_b = gam__input_needs_grad(n, 2);
   gam_tensor *gx = need_x ? gam__new_like(x) : NULL;
   gam_tensor *gw = need_w ? gam__new_like(w) : NULL, *gb = need_b ? gam__new_like(b) : NULL;
   if ((need_x && !gx) || (need_w && !gw) || (need_b && !gb)) return gam__fail(3, gx, gw, gb);
-  if (x->device == GAM_CUDA) {
-    float *px = gx ? gam__f32(gx) : NULL, *pw = gw ? gam__f32(gw) : NULL, *pb = gb ? gam__f32(gb) : NULL;
-    const float *wp = w ? gam__f32(w) : NULL;
-    int rc = training ? gam_cuda_bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp,
-                                                   pw, pb, n->f[0], stats)
-                      : gam_cuda_bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp,
-                                                  pw, pb, stats);
-    if (rc != 0) return gam__fail(3, gx, gw, gb);
-  } else {
-    bn_backward_cpu(x, g, w, stats, training, gx, gw, gb);
-  }
-  int rc = 0;
+  const gam_backend *be = gam__be(x);
+  float *px = gx ? gam__f32(gx) : NULL, *pw = gw ? gam__f32(gw) : NULL, *pb = gb ? gam__f32(gb) : NULL;
+  const float *wp = w ? gam__f32(w) : NULL;
+  int rc = training ? be->bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
+                                            pb, ctx->eps, stats)
+                    : be->bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
+                                           pb, stats);
+  if (rc != 0) return gam__fail(3, gx, gw, gb);
   if (gx) rc = gam__accumulate(n, 0, gx);
   if (rc == 0 && gw) rc = gam__accumulate(n, 1, gw);
   if (rc == 0 && gb) rc = gam__accumulate(n, 2, gb);
@@ -129,20 +138,14 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
   return rc;
 }
 
-/* the cpu forward: y and stats [2, C] (mean, invstd); running statistics moved
- * when training with momentum != 0 */
-static void bn_forward_cpu(const gam_tensor *x, gam_tensor *running_mean, gam_tensor *running_var,
-                           const gam_tensor *weight, const gam_tensor *bias, int training,
-                           double momentum, double eps, gam_tensor *y, gam_tensor *stats) {
-  bn_dims d = dims_of(x);
+/* the cpu forward: y and stats sp [2, C] (mean, invstd); running statistics
+ * moved when training with momentum != 0 (and rm given) */
+static void bn_forward_cpu(const float *xp, bn_dims d, float *rm, float *rv, const float *wp,
+                           const float *bp, int training, double momentum, double eps, float *yp,
+                           float *sp) {
   int64_t m = d.n * d.inner;
-  const float *xp = gam__f32(x), *wp = weight ? gam__f32(weight) : NULL;
-  const float *bp = bias ? gam__f32(bias) : NULL;
-  float *yp = gam__f32(y), *sp = gam__f32(stats);
-  float *rm = running_mean ? gam__f32(running_mean) : NULL;
-  float *rv = running_var ? gam__f32(running_var) : NULL;
   int update = training && rm && momentum != 0;
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+#pragma omp parallel for schedule(static) if (d.n * d.c * d.inner > GAM_PAR_MIN)
   for (int64_t c = 0; c < d.c; c++) {
     double mu, var;
     if (training) {
@@ -169,6 +172,22 @@ static void bn_forward_cpu(const gam_tensor *x, gam_tensor *running_mean, gam_te
       for (int64_t k = 0; k < d.inner; k++) o[k] = a * xr[k] + s0;
     }
   }
+}
+
+int gam_cpu_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
+                             const float *weight, const float *bias, float *rm, float *rv,
+                             double momentum, double eps, float *stats) {
+  bn_forward_cpu(x, (bn_dims){n, c, inner}, rm, rv, weight, bias, 1, momentum, eps, y, stats);
+  return 0;
+}
+
+/* evaluation reads the running statistics and never writes them */
+int gam_cpu_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
+                            const float *weight, const float *bias, const float *rm,
+                            const float *rv, double eps, float *stats) {
+  bn_forward_cpu(x, (bn_dims){n, c, inner}, (float *)rm, (float *)rv, weight, bias, 0, 0.0, eps, y,
+                 stats);
+  return 0;
 }
 
 static int check_vec(const gam_tensor *x, const gam_tensor *v, const char *what, int64_t c) {
@@ -212,29 +231,26 @@ int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
   int64_t sshape[2] = {2, d.c};
   gam_tensor *y = gam__new_like(x), *stats = gam__new(GAM_FLOAT32, x->device, 2, sshape);
   if (!y || !stats) return gam__fail(2, y, stats);
-  if (x->device == GAM_CUDA) {
-    const float *wp = weight ? gam__f32(weight) : NULL, *bp = bias ? gam__f32(bias) : NULL;
-    int rc;
-    if (training) { /* running statistics only when they move (momentum 0: not handed over) */
-      int update = running_mean && momentum != 0;
-      rc = gam_cuda_bn_train_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
-                                     update ? gam__f32(running_mean) : NULL,
-                                     update ? gam__f32(running_var) : NULL, momentum, eps,
-                                     gam__f32(stats));
-    } else {
-      rc = gam_cuda_bn_eval_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
-                                    gam__f32(running_mean), gam__f32(running_var), eps, gam__f32(stats));
-    }
-    if (rc != 0) return gam__fail(2, y, stats);
+  const gam_backend *be = gam__be(x);
+  const float *wp = weight ? gam__f32(weight) : NULL, *bp = bias ? gam__f32(bias) : NULL;
+  int rc;
+  if (training) { /* running statistics only when they move (momentum 0: not handed over) */
+    int update = running_mean && momentum != 0;
+    rc = be->bn_train_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
+                              update ? gam__f32(running_mean) : NULL,
+                              update ? gam__f32(running_var) : NULL, momentum, eps, gam__f32(stats));
+  } else {
+    rc = be->bn_eval_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
+                             gam__f32(running_mean), gam__f32(running_var), eps, gam__f32(stats));
   }
-  if (x->device == GAM_CPU)
-    bn_forward_cpu(x, running_mean, running_var, weight, bias, training, momentum, eps, y, stats);
+  if (rc != 0) return gam__fail(2, y, stats);
   gam_tensor *in[3] = {x, weight, bias};
   if (gam__grad_needed(3, in)) {
     gam_node *n = gam__record(y, "batch_norm", bn_backward, 3, in);
-    if (!n || gam__save(n, 0, stats) != 0) return gam__fail(2, y, stats);
-    n->i[0] = training;
-    n->f[0] = eps;
+    bn_ctx *c = n && gam__save(n, 0, stats) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, y, stats);
+    c->training = training;
+    c->eps = eps;
   }
   gam_release(stats);
   *out = y;

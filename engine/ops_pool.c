@@ -9,17 +9,14 @@
  *   (count_include_pad) or to the input (not), exactly as PyTorch.
  *   Adaptive average pooling: window o covers [floor(o I/O), ceil((o+1) I/O)).
  *
- * Plain OpenMP loops over planes; pooling is a small part of every network
- * here, and these loops need no layout change. On the cuda device the same
- * loops run as kernels (kernels/pool.cu), with the same bits as here. */
-#include "internal.h"
-#include "cuda_backend.h"
+ * Plain OpenMP loops over planes (the cpu backend's gam_cpu_*_pool_*); pooling
+ * is a small part of every network here, and these loops need no layout
+ * change. On the cuda device the same loops run as kernels (kernels/pool.cu),
+ * with the same bits as here. */
+#include "backend.h"
 #include <math.h>
 
-typedef struct pool_geom {
-  int64_t planes, h, w, oh, ow;
-  int kh, kw, sh, sw, ph, pw;
-} pool_geom;
+typedef gam_pool_geom pool_geom;
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -61,19 +58,8 @@ static gam_tensor *pool_output(const gam_tensor *x, int dtype, int64_t oh, int64
   return gam__new(dtype, x->device, 4, shape);
 }
 
-/* the geometry for the device kernels */
-static gam_pool_geom dev_geom(const pool_geom *g) {
-  gam_pool_geom d = {g->planes, g->h, g->w, g->oh, g->ow, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
-  return d;
-}
-
-/* the geometry of a node's input x and output gradient g (kernel parameters in i[0..5]) */
-static pool_geom node_geom(const gam_node *n, const gam_tensor *g) {
-  const gam_tensor *x = n->inputs[0];
-  pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
-                   (int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5]};
-  return geo;
-}
+/* max and average pooling: the forward's geometry (and the divisor rule) */
+typedef struct pool_ctx { pool_geom geo; int count_include_pad; } pool_ctx;
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   int rc = gam__accumulate(n, i, g);
@@ -82,47 +68,30 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
 }
 
 /* ---- max pooling ---------------------------------------------------------------- */
-static int max_pool_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *x = n->inputs[0], *idx = n->saved[0];
-  if (x->device == GAM_CUDA) {
-    pool_geom geo = node_geom(n, g);
-    gam_pool_geom dg = dev_geom(&geo);
-    gam_tensor *gx = gam__new_like(x); /* every element is written */
-    if (!gx) return -1;
-    if (gam_cuda_max_pool_backward(&dg, gam__f32(g), gam__i64(idx), gam__f32(gx)) != 0)
-      return gam__fail(1, gx);
-    return accumulate_new(n, 0, gx);
-  }
-  int64_t plane = x->shape[2] * x->shape[3], oplane = g->shape[2] * g->shape[3];
-  int64_t planes = x->shape[0] * x->shape[1];
-  gam_tensor *gx = gam__new_zeros_like(x);
-  if (!gx) return -1;
-  const float *gp = gam__f32(g);
-  const int64_t *ip = gam__i64(idx);
-  float *p = gam__f32(gx);
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+/* dx (every element written: zeroed, then each output's gradient added at its maximum) */
+int gam_cpu_max_pool_backward(const gam_pool_geom *g, const float *gp, const int64_t *ip, float *p) {
+  int64_t plane = g->h * g->w, oplane = g->oh * g->ow, planes = g->planes;
+  memset(p, 0, (size_t)(planes * plane) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * plane > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t o = 0; o < oplane; o++) p[pl * plane + ip[pl * oplane + o]] += gp[pl * oplane + o];
+  return 0;
+}
+
+static int max_pool_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0], *idx = n->saved[0];
+  const pool_geom *geo = &((const pool_ctx *)n->ctx)->geo;
+  gam_tensor *gx = gam__new_like(x); /* every element is written */
+  if (!gx) return -1;
+  if (gam__be(x)->max_pool_backward(geo, gam__f32(g), gam__i64(idx), gam__f32(gx)) != 0)
+    return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
 }
 
-int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int ceil_mode) {
-  pool_geom g;
-  GAM_TRY(pool_geometry("max_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
-  int need = gam__grad_needed(1, &x);
-  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
-  gam_tensor *idx = need ? pool_output(x, GAM_INT64, g.oh, g.ow) : NULL;
-  if (!y || (need && !idx)) return gam__fail(2, y, idx);
-  const float *xp = gam__f32(x);
-  float *yp = gam__f32(y);
-  int64_t *ip = idx ? gam__i64(idx) : NULL;
-  if (x->device == GAM_CUDA) {
-    gam_pool_geom dg = dev_geom(&g);
-    if (gam_cuda_max_pool_forward(&dg, xp, yp, ip) != 0) return gam__fail(2, y, idx);
-    g.planes = 0; /* nothing left for the cpu loop */
-  }
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+/* y and, when ip is not NULL, the flat in-plane index of each maximum */
+int gam_cpu_max_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp, int64_t *ip) {
+  const gam_pool_geom g = *gg;
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xpl = xp + pl * g.h * g.w;
     for (int64_t oh = 0; oh < g.oh; oh++) {
@@ -149,11 +118,24 @@ int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
       }
     }
   }
+  return 0;
+}
+
+int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode) {
+  pool_geom g;
+  GAM_TRY(pool_geometry("max_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
+  int need = gam__grad_needed(1, &x);
+  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
+  gam_tensor *idx = need ? pool_output(x, GAM_INT64, g.oh, g.ow) : NULL;
+  if (!y || (need && !idx)) return gam__fail(2, y, idx);
+  if (gam__be(x)->max_pool_forward(&g, gam__f32(x), gam__f32(y), idx ? gam__i64(idx) : NULL) != 0)
+    return gam__fail(2, y, idx);
   if (need) {
     gam_node *n = gam__record(y, "max_pool2d", max_pool_backward, 1, &x);
-    if (!n || gam__save(n, 0, idx) != 0) return gam__fail(2, y, idx);
-    int64_t p[6] = {kh, kw, sh, sw, ph, pw};
-    memcpy(n->i, p, sizeof p);
+    pool_ctx *c = n && gam__save(n, 0, idx) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, y, idx);
+    c->geo = g;
   }
   gam_release(idx);
   *out = y;
@@ -172,22 +154,11 @@ static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int count_
   return count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0);
 }
 
-static int avg_pool_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *x = n->inputs[0];
-  pool_geom geo = node_geom(n, g);
-  int include = (int)n->i[6];
-  if (x->device == GAM_CUDA) {
-    gam_pool_geom dg = dev_geom(&geo);
-    gam_tensor *gx = gam__new_like(x); /* every element is written */
-    if (!gx) return -1;
-    if (gam_cuda_avg_pool_backward(&dg, gam__f32(g), gam__f32(gx), include) != 0) return gam__fail(1, gx);
-    return accumulate_new(n, 0, gx);
-  }
-  gam_tensor *gx = gam__new_zeros_like(x);
-  if (!gx) return -1;
-  const float *gp = gam__f32(g);
-  float *p = gam__f32(gx);
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+/* dx (every element written: zeroed, then each output's share added over its window) */
+int gam_cpu_avg_pool_backward(const gam_pool_geom *gg, const float *gp, float *p, int include) {
+  const gam_pool_geom geo = *gg;
+  memset(p, 0, (size_t)(geo.planes * geo.h * geo.w) * sizeof(float));
+#pragma omp parallel for schedule(static) if (geo.planes * geo.h * geo.w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < geo.planes; pl++) {
     float *xpl = p + pl * geo.h * geo.w;
     for (int64_t oh = 0; oh < geo.oh; oh++)
@@ -200,23 +171,23 @@ static int avg_pool_backward(gam_node *n, gam_tensor *g) {
           for (int64_t iw = w0; iw < w1; iw++) xpl[ih * geo.w + iw] += v;
       }
   }
+  return 0;
+}
+
+static int avg_pool_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  const pool_ctx *c = n->ctx;
+  gam_tensor *gx = gam__new_like(x); /* every element is written */
+  if (!gx) return -1;
+  if (gam__be(x)->avg_pool_backward(&c->geo, gam__f32(g), gam__f32(gx), c->count_include_pad) != 0)
+    return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
 }
 
-int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
-                   int ceil_mode, int count_include_pad) {
-  pool_geom g;
-  GAM_TRY(pool_geometry("avg_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
-  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
-  if (!y) return -1;
-  const float *xp = gam__f32(x);
-  float *yp = gam__f32(y);
-  if (x->device == GAM_CUDA) {
-    gam_pool_geom dg = dev_geom(&g);
-    if (gam_cuda_avg_pool_forward(&dg, xp, yp, count_include_pad) != 0) return gam__fail(1, y);
-    g.planes = 0; /* nothing left for the cpu loop */
-  }
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+int gam_cpu_avg_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp,
+                             int count_include_pad) {
+  const gam_pool_geom g = *gg;
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xpl = xp + pl * g.h * g.w;
     for (int64_t oh = 0; oh < g.oh; oh++)
@@ -229,11 +200,23 @@ int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
         yp[(pl * g.oh + oh) * g.ow + ow] = div ? s / (float)div : 0.f;
       }
   }
+  return 0;
+}
+
+int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                   int ceil_mode, int count_include_pad) {
+  pool_geom g;
+  GAM_TRY(pool_geometry("avg_pool2d", x, kh, kw, sh, sw, ph, pw, ceil_mode, &g));
+  gam_tensor *y = pool_output(x, GAM_FLOAT32, g.oh, g.ow);
+  if (!y) return -1;
+  if (gam__be(x)->avg_pool_forward(&g, gam__f32(x), gam__f32(y), count_include_pad) != 0)
+    return gam__fail(1, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, "avg_pool2d", avg_pool_backward, 1, &x);
-    if (!n) return gam__fail(1, y);
-    int64_t p[7] = {kh, kw, sh, sw, ph, pw, count_include_pad != 0};
-    memcpy(n->i, p, sizeof p);
+    pool_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, y);
+    c->geo = g;
+    c->count_include_pad = count_include_pad != 0;
   }
   *out = y;
   return 0;
@@ -243,22 +226,11 @@ int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
 static int64_t ada_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
 static int64_t ada_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
 
-static int adaptive_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *x = n->inputs[0];
-  int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
-  int64_t oh = g->shape[2], ow = g->shape[3];
-  if (x->device == GAM_CUDA) {
-    gam_pool_geom dg = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
-    gam_tensor *gx = gam__new_like(x); /* every element is written */
-    if (!gx) return -1;
-    if (gam_cuda_adaptive_avg_pool_backward(&dg, gam__f32(g), gam__f32(gx)) != 0) return gam__fail(1, gx);
-    return accumulate_new(n, 0, gx);
-  }
-  gam_tensor *gx = gam__new_zeros_like(x);
-  if (!gx) return -1;
-  const float *gp = gam__f32(g);
-  float *p = gam__f32(gx);
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
+/* adaptive: only planes, h, w, oh, ow of g are used */
+int gam_cpu_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *gp, float *p) {
+  int64_t planes = g->planes, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+  memset(p, 0, (size_t)(planes * h * w) * sizeof(float));
+#pragma omp parallel for schedule(static) if (planes * h * w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < planes; pl++)
     for (int64_t i = 0; i < oh; i++) {
       int64_t h0 = ada_start(i, h, oh), h1 = ada_end(i, h, oh);
@@ -269,7 +241,35 @@ static int adaptive_backward(gam_node *n, gam_tensor *g) {
           for (int64_t iw = w0; iw < w1; iw++) p[(pl * h + ih) * w + iw] += v;
       }
     }
+  return 0;
+}
+
+static int adaptive_backward(gam_node *n, gam_tensor *g) {
+  gam_tensor *x = n->inputs[0];
+  gam_pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
+                       0, 0, 0, 0, 0, 0};
+  gam_tensor *gx = gam__new_like(x); /* every element is written */
+  if (!gx) return -1;
+  if (gam__be(x)->adaptive_avg_pool_backward(&geo, gam__f32(g), gam__f32(gx)) != 0)
+    return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
+}
+
+int gam_cpu_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *xp, float *yp) {
+  int64_t planes = g->planes, h = g->h, w = g->w, oh = g->oh, ow = g->ow;
+#pragma omp parallel for schedule(static) if (planes * h * w > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < oh; i++) {
+      int64_t h0 = ada_start(i, h, oh), h1 = ada_end(i, h, oh);
+      for (int64_t j = 0; j < ow; j++) {
+        int64_t w0 = ada_start(j, w, ow), w1 = ada_end(j, w, ow);
+        float s = 0.f;
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = w0; iw < w1; iw++) s += xp[(pl * h + ih) * w + iw];
+        yp[(pl * oh + i) * ow + j] = s / (float)((h1 - h0) * (w1 - w0));
+      }
+    }
+  return 0;
 }
 
 int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
@@ -284,25 +284,9 @@ int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
   int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
   gam_tensor *y = pool_output(x, GAM_FLOAT32, oh, ow);
   if (!y) return -1;
-  const float *xp = gam__f32(x);
-  float *yp = gam__f32(y);
-  if (x->device == GAM_CUDA) {
-    gam_pool_geom dg = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
-    if (gam_cuda_adaptive_avg_pool_forward(&dg, xp, yp) != 0) return gam__fail(1, y);
-    planes = 0; /* nothing left for the cpu loop */
-  }
-#pragma omp parallel for schedule(static) if (x->numel > GAM_PAR_MIN)
-  for (int64_t pl = 0; pl < planes; pl++)
-    for (int64_t i = 0; i < oh; i++) {
-      int64_t h0 = ada_start(i, h, oh), h1 = ada_end(i, h, oh);
-      for (int64_t j = 0; j < ow; j++) {
-        int64_t w0 = ada_start(j, w, ow), w1 = ada_end(j, w, ow);
-        float s = 0.f;
-        for (int64_t ih = h0; ih < h1; ih++)
-          for (int64_t iw = w0; iw < w1; iw++) s += xp[(pl * h + ih) * w + iw];
-        yp[(pl * oh + i) * ow + j] = s / (float)((h1 - h0) * (w1 - w0));
-      }
-    }
+  gam_pool_geom geo = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
+  if (gam__be(x)->adaptive_avg_pool_forward(&geo, gam__f32(x), gam__f32(y)) != 0)
+    return gam__fail(1, y);
   if (gam__grad_needed(1, &x) && !gam__record(y, "adaptive_avg_pool2d", adaptive_backward, 1, &x))
     return gam__fail(1, y);
   *out = y;

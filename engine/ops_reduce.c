@@ -1,8 +1,7 @@
 /* ops_reduce.c — sum, mean, max, argmax over everything or one dim.
  * A reduction over dim d views the input as [outer, size, inner]. Sums
  * accumulate in double. */
-#include "internal.h"
-#include "cuda_backend.h"
+#include "backend.h"
 #include <math.h>
 #include <float.h>
 
@@ -15,25 +14,29 @@ static void reduced_shape(const gam_tensor *t, int d, int keepdim, int *nd, int6
   *nd = n;
 }
 
+/* sum and mean: the dim reduced (over one dim) and the scale (1 or 1/size) */
+typedef struct reduce_ctx { int dim; double scale; } reduce_ctx;
+
 /* ---- sum / mean over everything ----------------------------------------- */
 static int sum_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  if (x->device == GAM_CUDA) { /* g stays on the device: no wait for the host */
-    if (gam_cuda_fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), (float)n->f[0]) != 0)
-      return gam__fail(1, gx);
-    int rc = gam__accumulate(n, 0, gx);
-    gam_release(gx);
-    return rc;
-  }
-  float v = gam__f32(g)[0] * (float)n->f[0], *p = gam__f32(gx);
-  int64_t count = gx->numel;
-#pragma omp parallel for simd if (count > GAM_PAR_MIN)
-  for (int64_t i = 0; i < count; i++) p[i] = v;
+  /* g stays on its device: no wait for the host */
+  float scale = (float)((const reduce_ctx *)n->ctx)->scale;
+  if (gam__be(x)->fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), scale) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
+}
+
+/* p[i] = scale * src[0] for i < count */
+int gam_cpu_fill_scaled(float *p, int64_t count, const float *src, float scale) {
+  float v = src[0] * scale;
+#pragma omp parallel for simd if (count > GAM_PAR_MIN)
+  for (int64_t i = 0; i < count; i++) p[i] = v;
+  return 0;
 }
 
 static int reduce_all(gam_tensor **out, gam_tensor *a, int mean) {
@@ -42,21 +45,15 @@ static int reduce_all(gam_tensor **out, gam_tensor *a, int mean) {
   GAM_CHECK(!mean || a->numel > 0, "mean: input is empty");
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
   if (!r) return -1;
-  const float *p = gam__f32(a);
   int64_t n = a->numel;
   double scale = mean ? 1.0 / (double)n : 1.0;
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_sum_lines(p, gam__f32(r), 1, n, 1, scale) != 0) return gam__fail(1, r);
-  } else {
-    double s = 0;
-#pragma omp parallel for reduction(+ : s) if (n > GAM_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) s += p[i];
-    gam__f32(r)[0] = (float)(s * scale);
-  }
+  /* one line of n elements */
+  if (gam__be(a)->sum_lines(gam__f32(a), gam__f32(r), 1, n, 1, scale) != 0) return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *nd = gam__record(r, name, sum_all_backward, 1, &a);
-    if (!nd) return gam__fail(1, r);
-    nd->f[0] = scale;
+    reduce_ctx *c = nd ? gam__node_ctx(nd, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->scale = scale;
   }
   *out = r;
   return 0;
@@ -68,31 +65,32 @@ int gam_mean(gam_tensor **out, gam_tensor *a) { return reduce_all(out, a, 1); }
 /* ---- sum / mean over one dim ---------------------------------------------- */
 static int sum_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
+  const reduce_ctx *c = n->ctx;
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, c->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  const float *gp = gam__f32(g);
-  float *p = gam__f32(gx), scale = (float)n->f[0];
-  if (x->device == GAM_CUDA) {
-    if (gam_cuda_spread_lines(gp, p, outer, size, inner, scale) != 0) return gam__fail(1, gx);
-    int rc = gam__accumulate(n, 0, gx);
-    gam_release(gx);
-    return rc;
-  }
-#pragma omp parallel for collapse(2) if (x->numel > GAM_PAR_MIN)
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t k = 0; k < size; k++)
-      for (int64_t i = 0; i < inner; i++) p[(o * size + k) * inner + i] = gp[o * inner + i] * scale;
+  if (gam__be(x)->spread_lines(gam__f32(g), gam__f32(gx), outer, size, inner, (float)c->scale) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
 }
 
+/* p[o,k,i] = scale * g[o,i] */
+int gam_cpu_spread_lines(const float *gp, float *p, int64_t outer, int64_t size, int64_t inner,
+                         float scale) {
+#pragma omp parallel for collapse(2) if (outer * size * inner > GAM_PAR_MIN)
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t k = 0; k < size; k++)
+      for (int64_t i = 0; i < inner; i++) p[(o * size + k) * inner + i] = gp[o * inner + i] * scale;
+  return 0;
+}
+
 /* q[o,i] = scale * sum_k p[o,k,i] for p viewed as [outer, size, inner].
  * Lines along k are strided by inner, so for inner > 1 a block of up to 256
  * columns is accumulated row by row (contiguous reads) in doubles. */
-static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
+int gam_cpu_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
                       double scale) {
   int64_t total = outer * size * inner;
   if (inner == 1) {
@@ -101,7 +99,7 @@ static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int
 #pragma omp parallel for reduction(+ : s) if (size > GAM_PAR_MIN)
       for (int64_t k = 0; k < size; k++) s += p[k];
       q[0] = (float)(s * scale);
-      return;
+      return 0;
     }
 #pragma omp parallel for if (total > GAM_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
@@ -109,7 +107,7 @@ static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int
       for (int64_t k = 0; k < size; k++) s += p[o * size + k];
       q[o] = (float)(s * scale);
     }
-    return;
+    return 0;
   }
   enum { BLOCK = 256 };
   int64_t nblk = (inner + BLOCK - 1) / BLOCK;
@@ -125,6 +123,7 @@ static void sum_lines(const float *p, float *q, int64_t outer, int64_t size, int
       }
       for (int64_t i = 0; i < m; i++) q[o * inner + i0 + i] = (float)(acc[i] * scale);
     }
+  return 0;
 }
 
 static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int mean) {
@@ -140,17 +139,14 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
   double scale = mean ? 1.0 / (double)size : 1.0;
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale) != 0)
-      return gam__fail(1, r);
-  } else {
-    sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale);
-  }
+  if (gam__be(a)->sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale) != 0)
+    return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = d;
-    n->f[0] = scale;
+    reduce_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(1, r);
+    c->dim = d;
+    c->scale = scale;
   }
   *out = r;
   return 0;
@@ -164,25 +160,29 @@ int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
 }
 
 /* ---- max ------------------------------------------------------------------ */
-/* gradient flows to the first maximal element of each reduced line */
+/* gradient flows to the first maximal element of each reduced line (saved[0]:
+ * the indices, the node's max_ctx: the dim) */
+typedef struct max_ctx { int dim; } max_ctx;
+
 static int max_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
   int64_t outer, size, inner;
-  gam__split_at(x, (int)n->i[0], &outer, &size, &inner);
+  gam__split_at(x, ((const max_ctx *)n->ctx)->dim, &outer, &size, &inner);
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
-  const float *gp = gam__f32(g);
-  const int64_t *ip = gam__i64(idx);
-  float *p = gam__f32(gx);
-  if (x->device == GAM_CUDA) {
-    if (gam_cuda_scatter_lines(gp, ip, p, outer, size, inner) != 0) return gam__fail(1, gx);
-  } else {
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t i = 0; i < inner; i++) p[(o * size + ip[o * inner + i]) * inner + i] = gp[o * inner + i];
-  }
+  if (gam__be(x)->scatter_lines(gam__f32(g), gam__i64(idx), gam__f32(gx), outer, size, inner) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
+}
+
+/* p[o, idx[o,i], i] = g[o,i] */
+int gam_cpu_scatter_lines(const float *gp, const int64_t *ip, float *p, int64_t outer, int64_t size,
+                          int64_t inner) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) p[(o * size + ip[o * inner + i]) * inner + i] = gp[o * inner + i];
+  return 0;
 }
 
 static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam_tensor **indices,
@@ -195,15 +195,16 @@ static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam
   gam_tensor *v = values ? gam__new(GAM_FLOAT32, a->device, nd, shape) : NULL;
   gam_tensor *ix = gam__new(GAM_INT64, a->device, nd, shape);
   if ((values && !v) || !ix) return gam__fail(2, v, ix);
-  if (a->device == GAM_CUDA) {
-    if (gam_cuda_argmax_lines(gam__f32(a), v ? gam__f32(v) : NULL, gam__i64(ix), outer, size, inner) != 0)
-      return gam__fail(2, v, ix);
-    if (values) *values = v;
-    *indices = ix;
-    return 0;
-  }
-  const float *p = gam__f32(a);
-  int64_t *ip = gam__i64(ix);
+  if (gam__be(a)->argmax_lines(gam__f32(a), v ? gam__f32(v) : NULL, gam__i64(ix), outer, size, inner) != 0)
+    return gam__fail(2, v, ix);
+  if (values) *values = v;
+  *indices = ix;
+  return 0;
+}
+
+/* idx[o,i] = the first k of the largest p[o,k,i]; values[o,i] = it (unless NULL) */
+int gam_cpu_argmax_lines(const float *p, float *values, int64_t *ip, int64_t outer, int64_t size,
+                         int64_t inner) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       int64_t best = 0;
@@ -213,10 +214,8 @@ static int max_lines(gam_tensor *a, int d, int keepdim, gam_tensor **values, gam
         if (x > bv || (x != x && bv == bv)) { bv = x; best = k; } /* NaN wins, as in PyTorch */
       }
       ip[o * inner + i] = best;
-      if (v) gam__f32(v)[o * inner + i] = bv;
+      if (values) values[o * inner + i] = bv;
     }
-  if (values) *values = v;
-  *indices = ix;
   return 0;
 }
 
@@ -228,8 +227,9 @@ int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int di
   GAM_TRY(max_lines(a, d, keepdim, &v, &ix, "max"));
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(v, "max", max_dim_backward, 1, &a);
-    if (!n || gam__save(n, 0, ix) != 0) return gam__fail(2, v, ix);
-    n->i[0] = d;
+    max_ctx *c = n && gam__save(n, 0, ix) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
+    if (!c) return gam__fail(2, v, ix);
+    c->dim = d;
   }
   *values = v;
   *indices = ix;
@@ -243,54 +243,32 @@ int gam_argmax(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
   return max_lines(a, d, keepdim, NULL, out, "argmax");
 }
 
+/* the index of the maximum is an int64 tensor (on x's device) in saved[0] */
 static int max_all_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *gx = gam__new_zeros_like(n->inputs[0]);
   if (!gx) return -1;
-  if (gx->device == GAM_CUDA) { /* the index is a device int64 in saved[0] */
-    if (gam_cuda_scatter_lines(gam__f32(g), gam__i64(n->saved[0]), gam__f32(gx), 1, gx->numel, 1) != 0)
-      return gam__fail(1, gx);
-    int rc = gam__accumulate(n, 0, gx);
-    gam_release(gx);
-    return rc;
-  }
-  gam__f32(gx)[n->i[0]] = gam__f32(g)[0];
+  if (gam__be(gx)->scatter_lines(gam__f32(g), gam__i64(n->saved[0]), gam__f32(gx), 1, gx->numel, 1) != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
 }
 
-/* max over everything on the device: the index stays there for backward */
-static int max_all_device(gam_tensor **out, gam_tensor *a) {
+/* max over everything: one line of argmax_lines; the index stays on the
+ * device for backward */
+int gam_max(gam_tensor **out, gam_tensor *a) {
+  GAM_TRY(gam__check_float_dev(a, "max", "input"));
+  GAM_CHECK(a->numel > 0, "max: input is empty");
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
   gam_tensor *ix = gam__new(GAM_INT64, a->device, 0, NULL);
   if (!r || !ix) return gam__fail(2, r, ix);
-  if (gam_cuda_argmax_lines(gam__f32(a), gam__f32(r), gam__i64(ix), 1, a->numel, 1) != 0)
+  if (gam__be(a)->argmax_lines(gam__f32(a), gam__f32(r), gam__i64(ix), 1, a->numel, 1) != 0)
     return gam__fail(2, r, ix);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, "max", max_all_backward, 1, &a);
     if (!n || gam__save(n, 0, ix) != 0) return gam__fail(2, r, ix);
   }
   gam_release(ix);
-  *out = r;
-  return 0;
-}
-
-int gam_max(gam_tensor **out, gam_tensor *a) {
-  GAM_TRY(gam__check_float_dev(a, "max", "input"));
-  GAM_CHECK(a->numel > 0, "max: input is empty");
-  if (a->device == GAM_CUDA) return max_all_device(out, a);
-  const float *p = gam__f32(a);
-  int64_t best = 0;
-  for (int64_t i = 1; i < a->numel; i++)
-    if (p[i] > p[best] || (p[i] != p[i] && p[best] == p[best])) best = i;
-  gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 0, NULL);
-  if (!r) return -1;
-  gam__f32(r)[0] = p[best];
-  if (gam__grad_needed(1, &a)) {
-    gam_node *n = gam__record(r, "max", max_all_backward, 1, &a);
-    if (!n) return gam__fail(1, r);
-    n->i[0] = best;
-  }
   *out = r;
   return 0;
 }

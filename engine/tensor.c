@@ -1,21 +1,19 @@
-/* tensor.c — tensor headers, storage, creation, conversion, views and copies.
- * Storage lives on the cpu or the cuda device; every function here has a
- * device branch (copies through the runtime, fills and conversions through
- * kernels/copy.cu), and the two devices meet only in gam_to_device and
- * gam_copy_. */
-#include "internal.h"
-#include "cuda_backend.h"
+/* tensor.c — tensor headers, storage, creation, transfers and views.
+ * Storage lives on any device; its memory and the copies between devices go
+ * through the device's backend table (backend.h), and the two devices meet
+ * only in gam_to_device and gam_copy_ (tensor_copy.c). */
+#include "backend.h"
 #include <math.h>
 
 /* ---- storage and headers -------------------------------------------------- */
 static gam_storage *storage_new(int device, size_t bytes) {
-  if (device != GAM_CPU && device != GAM_CUDA) {
+  if (!gam__device_valid(device)) {
     gam__err("tensor: unknown device %d", device);
     return NULL;
   }
   gam_storage *s = calloc(1, sizeof *s);
   if (!s) { gam__err("out of memory allocating a storage header"); return NULL; }
-  s->data = device == GAM_CPU ? gam__host_alloc(bytes) : gam__device_alloc(bytes);
+  s->data = gam__backend(device)->alloc(bytes);
   if (!s->data) { free(s); return NULL; }
   s->refcount = 1;
   s->device = device;
@@ -25,18 +23,11 @@ static gam_storage *storage_new(int device, size_t bytes) {
 
 void gam__storage_release(gam_storage *s) {
   if (!s || --s->refcount > 0) return;
-  if (s->device == GAM_CUDA) gam__device_free(s->data, s->bytes);
-  else gam__host_free(s->data, s->bytes);
+  gam__backend(s->device)->free(s->data, s->bytes);
   free(s);
 }
 
 static size_t nbytes(const gam_tensor *t) { return (size_t)t->numel * gam__dtype_size(t->dtype); }
-
-/* device-to-device copy of a whole tensor's elements (same dtype and numel) */
-static int d2d(gam_tensor *dst, const gam_tensor *src, const char *op) {
-  if (!nbytes(src)) return 0;
-  return gam_cuda__memcpy(gam__data(dst), gam__data(src), nbytes(src), GAM_COPY_D2D, op);
-}
 
 static int check_shape(const char *op, int ndim, const int64_t *shape) {
   GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "%s: a tensor has 0 to %d dims, got %d", op,
@@ -72,7 +63,7 @@ gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape) {
   if (!t) return NULL;
   t->storage = storage_new(device, (size_t)t->numel * gam__dtype_size(dtype));
   if (!t->storage) {
-    if (device == GAM_CUDA && strncmp(gam_last_error(), "out of memory", 13) == 0) {
+    if (!gam__backend(device)->host && strncmp(gam_last_error(), "out of memory", 13) == 0) {
       char msg[1024], b[160]; /* name the request: what tensor was asked for */
       snprintf(msg, sizeof msg, "%s", gam_last_error());
       gam__err("%s, for a %s tensor of shape %s", msg, gam__dtype_name(dtype), gam__shape_str(t, b));
@@ -91,9 +82,7 @@ gam_tensor *gam__new_like(const gam_tensor *t) {
 gam_tensor *gam__new_zeros_like(const gam_tensor *t) {
   gam_tensor *z = gam__new_like(t);
   if (!z) return NULL;
-  if (z->device == GAM_CPU) {
-    memset(gam__data(z), 0, nbytes(z));
-  } else if (nbytes(z) && gam_cuda__memset(gam__data(z), 0, nbytes(z), "zeros") != 0) {
+  if (nbytes(z) && gam__be(z)->memset(gam__data(z), 0, nbytes(z), "zeros") != 0) {
     gam_release(z);
     return NULL;
   }
@@ -162,7 +151,7 @@ int gam__fail(int n, ...) {
 
 /* ---- creation ------------------------------------------------------------- */
 int gam_empty(gam_tensor **out, int dtype, int device, int ndim, const int64_t *shape) {
-  if (device == GAM_CUDA) GAM_TRY(gam__cuda_require("empty"));
+  if (gam__device_valid(device)) GAM_TRY(gam__backend(device)->require("empty"));
   *out = gam__new(dtype, device, ndim, shape);
   return *out ? 0 : -1;
 }
@@ -213,17 +202,29 @@ int gam_copy_to_host(const gam_tensor *t, void *dst, size_t bytes) {
   size_t need = nbytes(t);
   GAM_CHECK(bytes >= need, "copy_to_host: buffer of %zu bytes is smaller than %zu", bytes, need);
   if (!need) return 0;
-  if (t->device == GAM_CUDA) return gam_cuda__memcpy(dst, gam__data(t), need, GAM_COPY_D2H, "copy_to_host");
-  memcpy(dst, gam__data(t), need);
-  return 0;
+  return gam__be(t)->to_host(dst, gam__data(t), need, "copy_to_host");
+}
+
+int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, size_t bytes,
+                    const char *op) {
+  if (!bytes) return 0;
+  const gam_backend *to = gam__backend(dst_device), *from = gam__backend(src_device);
+  if (to->host) return from->to_host(dst, src, bytes, op);
+  if (from->host) return to->from_host(dst, src, bytes, op);
+  /* two devices, neither the host: through a host buffer */
+  void *h = gam__host_alloc(bytes);
+  if (!h) return -1;
+  int rc = from->to_host(h, src, bytes, op);
+  if (rc == 0) rc = to->from_host(dst, h, bytes, op);
+  gam__host_free(h, bytes);
+  return rc;
 }
 
 /* a copy of t on the other device (same dtype and shape), no autograd */
 static int transfer(gam_tensor **out, gam_tensor *t, int device, const char *op) {
   gam_tensor *r = gam__new(t->dtype, device, t->ndim, t->shape);
   if (!r) return -1;
-  if (nbytes(t) && gam_cuda__memcpy(gam__data(r), gam__data(t), nbytes(t),
-                                    device == GAM_CUDA ? GAM_COPY_H2D : GAM_COPY_D2H, op) != 0)
+  if (gam__cross_copy(gam__data(r), device, gam__data(t), t->device, nbytes(t), op) != 0)
     return gam__fail(1, r);
   *out = r;
   return 0;
@@ -240,13 +241,13 @@ static int to_backward(gam_node *n, gam_tensor *g) {
 
 int gam_to_device(gam_tensor **out, gam_tensor *t, int device) {
   GAM_TRY(gam__check_dev(t, "to", "tensor"));
-  GAM_CHECK(device == GAM_CPU || device == GAM_CUDA, "to: unknown device %d", device);
+  GAM_CHECK(gam__device_valid(device), "to: unknown device %d", device);
   if (device == t->device) {
     gam_retain(t);
     *out = t;
     return 0;
   }
-  if (device == GAM_CUDA) GAM_TRY(gam__cuda_require("to"));
+  GAM_TRY(gam__backend(device)->require("to"));
   gam_tensor *r = NULL;
   GAM_TRY(transfer(&r, t, device, "to"));
   if (gam__grad_needed(1, &t) && !gam__record(r, "to", to_backward, 1, &t)) return gam__fail(1, r);
@@ -262,43 +263,14 @@ static double load_elem(const gam_tensor *t, int64_t i) {
   }
 }
 
-int gam_to_dtype(gam_tensor **out, gam_tensor *t, int dtype) {
-  GAM_TRY(gam__check_dev(t, "to_dtype", "tensor"));
-  GAM_CHECK(gam__dtype_size(dtype), "to_dtype: unknown dtype %d", dtype);
-  if (t->dtype == dtype) { gam_retain(t); *out = t; return 0; }
-  gam_tensor *r = gam__new(dtype, t->device, t->ndim, t->shape);
-  if (!r) return -1;
-  int64_t n = t->numel;
-  if (t->device == GAM_CUDA) {
-    if (gam_cuda_convert(gam__data(r), dtype, gam__data(t), t->dtype, n) != 0) return gam__fail(1, r);
-    *out = r;
-    return 0;
-  }
-  if (dtype == GAM_FLOAT32) {
-    float *o = gam__f32(r);
-    for (int64_t i = 0; i < n; i++) o[i] = (float)load_elem(t, i);
-  } else if (dtype == GAM_INT64) {
-    int64_t *o = gam__i64(r);
-    for (int64_t i = 0; i < n; i++) o[i] = (int64_t)load_elem(t, i);
-  } else {
-    uint8_t *o = gam__data(r);
-    for (int64_t i = 0; i < n; i++) o[i] = (uint8_t)(int64_t)load_elem(t, i);
-  }
-  *out = r;
-  return 0;
-}
-
 int gam_item(const gam_tensor *t, double *value) {
   GAM_TRY(gam__check_dev(t, "item", "tensor"));
   GAM_CHECK(t->numel == 1, "item: tensor has %lld elements, expected exactly one",
             (long long)t->numel);
-  if (t->device == GAM_CUDA) { /* the element to the host (waits for the device) */
-    union { float f; int64_t i; uint8_t u; } v = {.i = 0};
-    GAM_TRY(gam_cuda__memcpy(&v, gam__data(t), nbytes(t), GAM_COPY_D2H, "item"));
-    *value = t->dtype == GAM_FLOAT32 ? v.f : t->dtype == GAM_INT64 ? (double)v.i : v.u;
-    return 0;
-  }
-  *value = load_elem(t, 0);
+  /* the element to the host (waits for a device) */
+  union { float f; int64_t i; uint8_t u; } v = {.i = 0};
+  GAM_TRY(gam__be(t)->to_host(&v, gam__data(t), nbytes(t), "item"));
+  *value = t->dtype == GAM_FLOAT32 ? v.f : t->dtype == GAM_INT64 ? (double)v.i : v.u;
   return 0;
 }
 
@@ -313,6 +285,10 @@ static int view_backward(gam_node *n, gam_tensor *g) {
   return rc;
 }
 
+static int narrow_backward(gam_node *n, gam_tensor *g);
+/* narrow and select: where the view starts in its input (elements) */
+typedef struct narrow_ctx { int64_t offset; } narrow_ctx;
+
 static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape,
                      int64_t offset, const char *name, gam_backward_fn bw) {
   gam_tensor *v = gam__alias(t, ndim, shape, offset);
@@ -320,7 +296,11 @@ static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *s
   if (gam__grad_needed(1, &t)) {
     gam_node *n = gam__record(v, name, bw, 1, &t);
     if (!n) return gam__fail(1, v);
-    n->i[0] = offset;
+    if (bw == narrow_backward) {
+      narrow_ctx *c = gam__node_ctx(n, sizeof *c);
+      if (!c) return gam__fail(1, v);
+      c->offset = offset;
+    }
   }
   *out = v;
   return 0;
@@ -379,13 +359,9 @@ static int narrow_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *gx = gam__new_zeros_like(x);
   if (!gx) return -1;
   size_t bytes = (size_t)g->numel * sizeof(float);
-  if (x->device == GAM_CUDA) {
-    if (bytes && gam_cuda__memcpy(gam__f32(gx) + n->i[0], gam__f32(g), bytes, GAM_COPY_D2D,
-                                  "narrow backward") != 0)
-      return gam__fail(1, gx);
-  } else {
-    memcpy(gam__f32(gx) + n->i[0], gam__f32(g), bytes);
-  }
+  int64_t offset = ((const narrow_ctx *)n->ctx)->offset;
+  if (gam__be(x)->copy(gam__f32(gx) + offset, gam__f32(g), bytes, "narrow backward") != 0)
+    return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
@@ -413,231 +389,13 @@ int gam_select(gam_tensor **out, gam_tensor *t, int64_t index) {
   return make_view(out, t, t->ndim - 1, t->shape + 1, index * row, "select", narrow_backward);
 }
 
-/* ---- copies --------------------------------------------------------------- */
-static int clone_backward(gam_node *n, gam_tensor *g) { return gam__accumulate(n, 0, g); }
-
-int gam_clone(gam_tensor **out, gam_tensor *t) {
-  GAM_TRY(gam__check_dev(t, "clone", "tensor"));
-  gam_tensor *r = gam__new_like(t);
-  if (!r) return -1;
-  if (t->device == GAM_CUDA) {
-    if (d2d(r, t, "clone") != 0) return gam__fail(1, r);
-  } else {
-    memcpy(gam__data(r), gam__data(t), nbytes(t));
-  }
-  if (gam__grad_needed(1, &t) && !gam__record(r, "clone", clone_backward, 1, &t))
-    return gam__fail(1, r);
-  *out = r;
-  return 0;
-}
-
-/* gam_copy_ across devices or on the device: convert on the source's device
- * (when the dtypes differ), then one copy. Overlapping regions of one storage
- * go through a temporary, as memmove would. */
-static int copy_device(gam_tensor *dst, gam_tensor *src) {
-  gam_tensor *c;
-  GAM_TRY(gam_to_dtype(&c, src, dst->dtype));
-  size_t bytes = nbytes(dst);
-  int rc = 0;
-  if (bytes == 0 || gam__data(dst) == gam__data(c)) {
-    rc = 0;
-  } else if (dst->device != c->device) {
-    rc = gam_cuda__memcpy(gam__data(dst), gam__data(c), bytes,
-                          dst->device == GAM_CUDA ? GAM_COPY_H2D : GAM_COPY_D2H, "copy");
-  } else {
-    char *d = gam__data(dst), *s = gam__data(c);
-    int overlap = dst->storage == c->storage && d < s + bytes && s < d + bytes;
-    gam_tensor *tmp = NULL;
-    if (overlap) {
-      tmp = gam__new_like(c);
-      if (!tmp || d2d(tmp, c, "copy") != 0) rc = -1;
-      else s = gam__data(tmp);
-    }
-    if (!rc) rc = gam_cuda__memcpy(d, s, bytes, GAM_COPY_D2D, "copy");
-    gam_release(tmp);
-  }
-  gam_release(c);
-  return rc;
-}
-
-int gam_copy_(gam_tensor *dst, gam_tensor *src) {
-  GAM_TRY(gam__check_dev(dst, "copy", "destination"));
-  GAM_TRY(gam__check_dev(src, "copy", "source"));
-  char b1[160], b2[160];
-  GAM_CHECK(dst->numel == src->numel, "copy: destination %s and source %s differ in size",
-            gam__shape_str(dst, b1), gam__shape_str(src, b2));
-  if (dst->device == GAM_CUDA || src->device == GAM_CUDA) return copy_device(dst, src);
-  if (dst->dtype == src->dtype) {
-    if (gam__data(dst) != gam__data(src))
-      memmove(gam__data(dst), gam__data(src), (size_t)src->numel * gam__dtype_size(src->dtype));
-    return 0;
-  }
-  gam_tensor *c;
-  GAM_TRY(gam_to_dtype(&c, src, dst->dtype));
-  memcpy(gam__data(dst), gam__data(c), (size_t)c->numel * gam__dtype_size(c->dtype));
-  gam_release(c);
-  return 0;
-}
-
-int gam_fill_(gam_tensor *t, double value) {
-  GAM_TRY(gam__check_dev(t, "fill", "tensor"));
-  int64_t n = t->numel;
-  if (t->device == GAM_CUDA) {
-    if (t->dtype == GAM_INT64)
-      GAM_CHECK(isfinite(value) && fabs(value) < 9.2e18, "fill: %g cannot be stored in an int64 tensor",
-                value);
-    if (t->dtype == GAM_UINT8)
-      GAM_CHECK(value >= 0 && value <= 255, "fill: %g cannot be stored in a uint8 tensor", value);
-    return gam_cuda_fill(gam__data(t), t->dtype, n, value);
-  }
-  if (t->dtype == GAM_FLOAT32) {
-    float *p = gam__f32(t), v = (float)value;
-#pragma omp parallel for if (n > GAM_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-  } else if (t->dtype == GAM_INT64) {
-    GAM_CHECK(isfinite(value) && fabs(value) < 9.2e18, "fill: %g cannot be stored in an int64 tensor",
-              value);
-    int64_t *p = gam__i64(t), v = (int64_t)value;
-    for (int64_t i = 0; i < n; i++) p[i] = v;
-  } else {
-    GAM_CHECK(value >= 0 && value <= 255, "fill: %g cannot be stored in a uint8 tensor", value);
-    memset(gam__data(t), (int)value, (size_t)n);
-  }
-  return 0;
-}
-
-/* ---- transpose (2-D) ------------------------------------------------------ */
-static void transpose_f32(const float *x, float *y, int64_t r, int64_t c) {
-  /* x[r,c] -> y[c,r], in 32x32 tiles */
-#pragma omp parallel for collapse(2) if (r * c > GAM_PAR_MIN)
-  for (int64_t i0 = 0; i0 < r; i0 += 32)
-    for (int64_t j0 = 0; j0 < c; j0 += 32)
-      for (int64_t i = i0; i < i0 + 32 && i < r; i++)
-        for (int64_t j = j0; j < j0 + 32 && j < c; j++) y[j * r + i] = x[i * c + j];
-}
-
-static int transpose_backward(gam_node *n, gam_tensor *g) {
-  gam_tensor *gx;
-  GAM_TRY(gam_transpose(&gx, g));
-  int rc = gam__accumulate(n, 0, gx);
-  gam_release(gx);
-  return rc;
-}
-
-int gam_transpose(gam_tensor **out, gam_tensor *t) {
-  GAM_TRY(gam__check_float_dev(t, "transpose", "tensor"));
-  char b[160];
-  GAM_CHECK(t->ndim == 2, "transpose: expected a 2-D tensor, got %s", gam__shape_str(t, b));
-  int64_t shape[2] = {t->shape[1], t->shape[0]};
-  gam_tensor *r = gam__new(t->dtype, t->device, 2, shape);
-  if (!r) return -1;
-  if (t->device == GAM_CUDA) {
-    if (gam_cuda_transpose(gam__f32(t), gam__f32(r), t->shape[0], t->shape[1]) != 0)
-      return gam__fail(1, r);
-  } else {
-    transpose_f32(gam__f32(t), gam__f32(r), t->shape[0], t->shape[1]);
-  }
-  if (gam__grad_needed(1, &t) && !gam__record(r, "transpose", transpose_backward, 1, &t))
-    return gam__fail(1, r);
-  *out = r;
-  return 0;
-}
-
-/* ---- cat ------------------------------------------------------------------
- * View each input as [outer, size_d * inner]; the output row is the inputs'
- * rows side by side. Backward slices the gradient the same way. */
-static int cat_backward(gam_node *n, gam_tensor *g) {
-  int d = (int)n->i[0];
-  int64_t outer = 1;
-  for (int e = 0; e < d; e++) outer *= g->shape[e];
-  int64_t grow = outer ? g->numel / outer : 0, col = 0;
-  for (int k = 0; k < n->ninputs; k++) {
-    gam_tensor *x = n->inputs[k];
-    int64_t xrow = outer ? x->numel / outer : 0;
-    if (gam__input_needs_grad(n, k)) {
-      gam_tensor *gx = gam__new_like(x);
-      if (!gx) return -1;
-      if (g->device == GAM_CUDA) {
-        if (xrow && outer &&
-            gam_cuda__memcpy2d(gam__f32(gx), (size_t)xrow * 4, gam__f32(g) + col, (size_t)grow * 4,
-                               (size_t)xrow * 4, (size_t)outer, "cat backward") != 0)
-          return gam__fail(1, gx);
-      } else {
-        for (int64_t o = 0; o < outer; o++)
-          memcpy(gam__f32(gx) + o * xrow, gam__f32(g) + o * grow + col, (size_t)xrow * 4);
-      }
-      int rc = gam__accumulate(n, k, gx);
-      gam_release(gx);
-      GAM_TRY(rc);
-    }
-    col += xrow;
-  }
-  return 0;
-}
-
-int gam_cat(gam_tensor **out, gam_tensor **ts, int n, int dim) {
-  GAM_CHECK(ts && n >= 1, "cat: expected at least one tensor");
-  GAM_TRY(gam__check_dev(ts[0], "cat", "tensor 1"));
-  gam_tensor *t0 = ts[0];
-  int d;
-  GAM_TRY(gam__dim("cat", dim, t0->ndim, &d));
-  int64_t shape[GAM_MAX_DIMS];
-  memcpy(shape, t0->shape, sizeof shape);
-  shape[d] = 0;
-  char b1[160], b2[160];
-  for (int k = 0; k < n; k++) {
-    gam_tensor *x = ts[k];
-    char arg[32];
-    snprintf(arg, sizeof arg, "tensor %d", k + 1);
-    GAM_TRY(gam__check_dev(x, "cat", arg));
-    GAM_CHECK(x->device == t0->device, "cat: tensor %d is on %s, tensor 1 on %s", k + 1,
-              gam__device_name(x->device), gam__device_name(t0->device));
-    GAM_CHECK(x->dtype == t0->dtype, "cat: tensor %d is %s, tensor 1 is %s", k + 1,
-              gam__dtype_name(x->dtype), gam__dtype_name(t0->dtype));
-    GAM_CHECK(x->ndim == t0->ndim, "cat: tensor %d has shape %s, tensor 1 has %s", k + 1,
-              gam__shape_str(x, b1), gam__shape_str(t0, b2));
-    for (int e = 0; e < x->ndim; e++)
-      GAM_CHECK(e == d || x->shape[e] == t0->shape[e],
-                "cat: tensor %d has shape %s, tensor 1 has %s (only dim %d may differ)", k + 1,
-                gam__shape_str(x, b1), gam__shape_str(t0, b2), d + 1);
-    shape[d] += x->shape[d];
-  }
-  gam_tensor *r = gam__new(t0->dtype, t0->device, t0->ndim, shape);
-  if (!r) return -1;
-  int64_t outer = 1;
-  for (int e = 0; e < d; e++) outer *= shape[e];
-  size_t es = gam__dtype_size(t0->dtype);
-  int64_t rrow = outer ? r->numel / outer : 0, col = 0;
-  for (int k = 0; k < n; k++) {
-    int64_t xrow = outer ? ts[k]->numel / outer : 0;
-    if (r->device == GAM_CUDA) {
-      if (xrow && gam_cuda__memcpy2d((char *)gam__data(r) + (size_t)col * es, (size_t)rrow * es,
-                                     gam__data(ts[k]), (size_t)xrow * es, (size_t)xrow * es,
-                                     (size_t)outer, "cat") != 0)
-        return gam__fail(1, r);
-    } else {
-      for (int64_t o = 0; o < outer; o++)
-        memcpy((char *)gam__data(r) + (size_t)(o * rrow + col) * es,
-               (char *)gam__data(ts[k]) + (size_t)(o * xrow) * es, (size_t)xrow * es);
-    }
-    col += xrow;
-  }
-  if (gam__grad_needed(n, ts)) {
-    gam_node *nd = gam__record(r, "cat", cat_backward, n, ts);
-    if (!nd) return gam__fail(1, r);
-    nd->i[0] = d;
-  }
-  *out = r;
-  return 0;
-}
-
 int gam_allclose(const gam_tensor *a, const gam_tensor *b, double rtol, double atol, int *result) {
   GAM_TRY(gam__check_dev(a, "allclose", "first tensor"));
   GAM_TRY(gam__check_dev(b, "allclose", "second tensor"));
   GAM_TRY(gam__same_device("allclose", a, b));
   *result = 0;
   if (!gam__same_shape(a, b)) return 0;
-  if (a->device == GAM_CUDA) { /* compare host copies */
+  if (!gam__be(a)->host) { /* compare host copies */
     gam_tensor *ha = NULL, *hb = NULL;
     GAM_TRY(transfer(&ha, (gam_tensor *)a, GAM_CPU, "allclose"));
     if (transfer(&hb, (gam_tensor *)b, GAM_CPU, "allclose") != 0) return gam__fail(1, ha);

@@ -104,6 +104,54 @@ else
   end)
 end
 
+-- The engine's sources, read where the spec lives (tests/../engine).
+local ENGINE = (debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/../engine'
+
+describe('one dispatch', function()
+  it('only backend.c (the tables) and core.c (the device type) name GAM_CUDA among engine/*.c', function()
+    -- optim.c keeps its own device branches until its fused passes move onto the table
+    local allowed = {['backend.c'] = true, ['core.c'] = true, ['optim.c'] = true}
+    local out, code = run('ls ' .. q(ENGINE) .. '/*.c')
+    assert.are.equal(0, code, out)
+    local seen = 0
+    for path in out:gmatch('[^\n]+') do
+      local f = assert(io.open(path, 'rb'))
+      local src = f:read('*a')
+      f:close()
+      seen = seen + 1
+      local name = path:match('([^/]+)$')
+      if not allowed[name] then
+        assert.is_nil(src:find('GAM_CUDA', 1, true),
+                      name .. ' names GAM_CUDA: its device work belongs in the backend table')
+        assert.is_nil(src:find('gam_cuda_', 1, true), name .. ' calls a cuda wrapper directly')
+      end
+    end
+    assert.is_true(seen >= 10, 'found only ' .. seen .. ' engine sources under ' .. ENGINE)
+  end)
+
+  it('every entry of the backend table is filled in both tables', function()
+    local function read(name)
+      local f = assert(io.open(ENGINE .. '/' .. name, 'rb'))
+      local s = f:read('*a')
+      f:close()
+      return s
+    end
+    local h, c = read('backend.h'), read('backend.c')
+    local body = h:match('typedef struct gam_backend {(.-)} gam_backend;')
+    assert.truthy(body, 'struct gam_backend not found in backend.h')
+    local fields = {}
+    for name in body:gmatch('%(%*([%w_]+)%)') do fields[#fields + 1] = name end
+    assert.is_true(#fields >= 40, 'found only ' .. #fields .. ' entries')
+    for _, table_name in ipairs({'gam__cpu_backend', 'gam__cuda_backend'}) do
+      local init = c:match('const gam_backend ' .. table_name .. ' = {(.-)\n};')
+      assert.truthy(init, table_name .. ' not found in backend.c')
+      for _, f in ipairs(fields) do
+        assert.truthy(init:find('%.' .. f .. ' = '), table_name .. ' leaves .' .. f .. ' empty')
+      end
+    end
+  end)
+end)
+
 describe('devices', function()
   it('an unknown device is a clear error', function()
     local e = errmsg(function() return gam.ones(2):to('tpu') end)

@@ -188,6 +188,24 @@ describe('conv2d', function()
     grad_check(function(t) return F.conv2d(t[1], t[2], t[3], {padding = 1}) end, inputs, {eps = 0.5})
   end)
 
+  it('a weight or a bias gradient alone is the one of the full backward, bit for bit', function()
+    local xd, wd, bd = rand_data({2, 3, 6, 6}, 11), rand_data({4, 3, 3, 3}, 12, 0.5), rand_data({4}, 13)
+    local r = from(rand_data({2, 4, 6, 6}, 14))
+    local function grads(need_w, need_b)
+      local x = from(xd):requires_grad_(true)
+      local w, b = from(wd), from(bd)
+      if need_w then w:requires_grad_(true) end
+      if need_b then b:requires_grad_(true) end
+      (F.conv2d(x, w, b, {padding = 1}) * r):sum():backward()
+      return need_w and w.grad:tolist(), need_b and b.grad:tolist()
+    end
+    local gw, gb = grads(true, true)
+    local gw_only = grads(true, false)
+    local _, gb_only = grads(false, true)
+    assert.are.same(gw, gw_only)
+    assert.are.same(gb, gb_only)
+  end)
+
   it('is repeatable across calls and after its primitives were evicted from the cache', function()
     local C = require 'gam.lib'
     assert.are.equal(0, C.gam_conv2d_set_cache_capacity(4))
