@@ -69,13 +69,12 @@ int gam_dist_init(void) {
     return 0;
   }
   /* One GPU per rank (NCCL refuses two ranks on one GPU): rank k of a node
-   * sees GPU k, unless the user chose (CUDA_VISIBLE_DEVICES) or the CUDA
-   * runtime already started. */
+   * sees GPU k, unless the user chose (CUDA_VISIBLE_DEVICES). A CUDA runtime
+   * that already started keeps the device it picked. */
   const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
   if (!local) local = getenv("MPI_LOCALRANKID");
   if (!local) local = getenv("SLURM_LOCALID");
-  if (local && !getenv("CUDA_VISIBLE_DEVICES") && !gam_cuda__ready())
-    setenv("CUDA_VISIBLE_DEVICES", local, 0);
+  if (local && !getenv("CUDA_VISIBLE_DEVICES")) setenv("CUDA_VISIBLE_DEVICES", local, 0);
 #ifdef GAM_HAVE_MPI
   int inited = 0, provided = 0;
   MPI_Initialized(&inited);
