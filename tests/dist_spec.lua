@@ -51,4 +51,25 @@ describe('dist alone', function()
     assert.has_error(function() dist.broadcast_parameters({}, 0) end,
                      'dist.broadcast_parameters: model must be an nn module')
   end)
+
+  it('a CUDA build has NCCL built in when the toolkit has it (kernels/nccl.cu)', function()
+    local lib = _GAMLUA and _GAMLUA.lib
+    assert.truthy(lib)
+    local p = io.popen('nm -D --defined-only ' .. lib .. ' 2>/dev/null')
+    local syms = p:read('*a')
+    p:close()
+    -- the collectives of both backend tables are always there
+    assert.truthy(syms:find('gam_cpu_all_reduce', 1, true))
+    if gam.cuda_built() then
+      assert.truthy(syms:find('gam_cuda_all_reduce', 1, true))
+      local nccl = io.open((os.getenv('CUDA_HOME') or '/usr/local/cuda') .. '/lib64/libnccl.so', 'rb')
+      if nccl then
+        nccl:close()
+        local l = io.popen('ldd ' .. lib)
+        local deps = l:read('*a')
+        l:close()
+        assert.truthy(deps:find('libnccl', 1, true), 'libgam.so does not link NCCL:\n' .. deps)
+      end
+    end
+  end)
 end)
