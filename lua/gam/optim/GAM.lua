@@ -27,6 +27,7 @@
 local C = require 'gam.lib'
 local util = require 'gam.optim.util'
 local Sharpness = require 'gam.optim.Sharpness'
+local diag = require 'gam.optim.diagnostics'
 
 local GAM = Sharpness.extend('GAM')
 GAM.nbuffers = 3
@@ -61,6 +62,11 @@ function GAM:hyper()
   return h
 end
 
+--- opt:diagnostics(true) records, each later step, ‖g0‖, cos(h+, h−) and ‖d‖/‖g0‖;
+-- opt:diagnostics() returns the last step's {g0_norm, cos, update_norm, update_ratio}
+-- (gam/optim/diagnostics.lua; off by default).
+function GAM:diagnostics(on) return diag.access(self, on) end
+
 -- Every scalar stays in the block S on the parameters' device (gam.h): each
 -- norm lands in S[0] and the next pass scales by radius / (S[0] + ξ) itself;
 -- pass 3 leaves S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²}, from which the decomposition
@@ -71,6 +77,7 @@ function GAM:run(h)
   local theta0, g0, hplus = bufs[1], bufs[2], bufs[3]   -- g0's buffer holds h− after pass 2
   local S = self:_scalars()
   local ad, adaptive = self.adaptive and 1 or 0, self.adaptive
+  if self._diag then diag.start(self, g) end
   -- θ1 = θ + ρ′ g0/‖g0‖, keeping θ and g0
   self:_k(adaptive and 2 or 1, C.gam_opt_norm_s, S, g, adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
@@ -96,7 +103,9 @@ function GAM:run(h)
   self:_k(4, C.gam_gam_pass3_s, S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
           self:_code(3, 'norm of h−'))
   self:_check()
+  if self._diag then diag.pass3(self, S) end
   self:_k(3, C.gam_opt_decompose_s, g, hminus.t, h.gamma, S)
+  if self._diag then diag.finish(self, g) end
   return theta0
 end
 
