@@ -21,7 +21,8 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                lua-check clang-format lua-argparse python3-venv luarocks clang libclang-rt-14-dev
+                lua-check clang-format lua-argparse python3-venv luarocks clang libclang-rt-14-dev \
+                openmpi-bin libopenmpi-dev
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -87,8 +88,33 @@ ifeq ($(CUDA_ON),1)
     -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) -Werror all-warnings \
     -Xcompiler -fPIC,-Wall,-Werror -DGAM_HAVE_CUDA -DGAM_CUDA_ARCH=$(CUDA_ARCH) -Iengine -I$(CUDNN_HOME)/include $(NVCCFLAGS)
   CUDA_RPATH := $(sort $(CUDA_HOME)/lib64 $(patsubst %/,%,$(dir $(CUDNN_LIB))))
+  # NCCL (collectives on cuda tensors, kernels/nccl.cu): built in when found
+  NCCL_HOME ?= $(CUDA_HOME)
+  NCCL_LIB := $(firstword $(wildcard $(addprefix $(NCCL_HOME)/,lib64/libnccl.so lib/libnccl.so)))
+  ifneq ($(NCCL_LIB),)
+    ALL_NVCCFLAGS += -DGAM_HAVE_NCCL -I$(NCCL_HOME)/include
+    CUDA_RPATH := $(sort $(CUDA_RPATH) $(patsubst %/,%,$(dir $(NCCL_LIB))))
+    LIBS += $(NCCL_LIB)
+  endif
   LIBS += -L$(CUDA_HOME)/lib64 -lcublas -lcudart $(CUDNN_LIB) -lstdc++ \
     $(foreach d,$(CUDA_RPATH),-Wl,-rpath,$(d))
+endif
+
+# ---- MPI switch (engine/dist.c) -------------------------------------------------
+# MPI=auto (default) links libmpi when mpicc is found (Open MPI: mpicc --showme;
+# MPICH: mpicc -show), MPI=0 leaves it out (dist then only runs alone).
+MPICC ?= mpicc
+MPI   ?= auto
+ifeq ($(MPI),auto)
+  MPI_ON := $(if $(shell command -v $(MPICC) 2>/dev/null),1,0)
+else
+  MPI_ON := $(MPI)
+endif
+ifeq ($(MPI_ON),1)
+  MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null || $(MPICC) -compile_info 2>/dev/null | cut -d' ' -f2-)
+  MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null || $(MPICC) -link_info 2>/dev/null | cut -d' ' -f2-)
+  ALL_CFLAGS += -DGAM_HAVE_MPI
+  LIBS += $(MPI_LIBS)
 endif
 
 # Objects depend on the build's configuration, so switching CUDA on or off (or
@@ -105,6 +131,8 @@ all: $(BUILD)/libgam.so $(BUILD)/gamlua
 $(BUILD)/config.stamp: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
+
+$(BUILD)/obj/dist.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
 $(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h \
                    engine/optim_math.h engine/optim_cpu.h engine/gam_test.h $(BUILD)/config.stamp

@@ -55,6 +55,10 @@ void gam__device_free(void *p, size_t bytes);
  * with "<op>: no CUDA device is available (...)" or, in a build without CUDA,
  * "<op>: the cuda device is not available in this build". */
 int gam__cuda_require(const char *op);
+/* dist.c: this rank and the world size; bytes from root to every rank (MPI). */
+int gam_dist_rank(void);
+int gam_dist_size(void);
+int gam__dist_bcast_bytes(void *p, size_t bytes, int root);
 
 /* Operation codes of the elementwise kernels (ops_elementwise.c uses them). */
 enum { GAM_BIN_ADD, GAM_BIN_SUB, GAM_BIN_MUL, GAM_BIN_DIV };
@@ -298,6 +302,15 @@ GAM_CUDA_FN(int gam_cuda_adam_step(float *param, const float *grad, float *m, fl
 /* loss (one device float) non-finite and no flag yet: flag = code, bad = loss;
  * keep: s[GAM_OPT_LOSS] = loss */
 GAM_CUDA_FN(int gam_cuda_opt_check_loss(double *s, const float *loss, int code, int keep))
+
+/* ---- collectives over NCCL (kernels/nccl.cu; dist.c dispatches) ------------ */
+/* The backend table's all_reduce / broadcast for cuda (backend.h). The first
+ * call makes the communicator: rank 0 draws the NCCL unique id and
+ * gam__dist_bcast_bytes (MPI) hands it to the others. Queued on the engine's
+ * stream with no host wait. A CUDA build without NCCL fails with a clear
+ * error. */
+GAM_CUDA_FN(int gam_cuda_all_reduce(void *data, int64_t n, int dtype, int mean))
+GAM_CUDA_FN(int gam_cuda_broadcast(void *data, int64_t n, int dtype, int root))
 
 #undef GAM_CUDA_FN
 

@@ -183,6 +183,9 @@ struct gam_loader {
   int64_t failed_at;            /* the batch it failed at */
   char err[1024];
   int64_t fail_at;              /* tests: the worker fails at this batch (-1: never) */
+  /* data-parallel share (gam_loader_shard): samples per pass on this rank */
+  int64_t count;
+  int rank, world, shard_drop;
 };
 
 static int live_threads;
@@ -215,6 +218,8 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
   l->drop_last = drop_last;
   l->aug = *aug;
   l->seed = seed;
+  l->count = n;
+  l->world = 1;
   l->nslots = prefetch;
   l->fail_at = -1;
   l->order = malloc((size_t)n * sizeof *l->order);
@@ -238,6 +243,29 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
 
 int64_t gam_loader_num_batches(const gam_loader *l) { return l ? l->nbatches : 0; }
 
+/* Data-parallel sharding, PyTorch's DistributedSampler: every rank draws the
+ * same order of (seed, epoch); with drop_remainder the order is cut to the
+ * largest multiple of world, otherwise padded to the next one by repeating
+ * its start; rank r takes positions r, r + world, ... Each rank then batches
+ * its share (the loader's drop_last applies to it). */
+int gam_loader_shard(gam_loader *l, int rank, int world, int drop_remainder) {
+  GAM_CHECK(l, "loader: NULL loader");
+  GAM_CHECK(world >= 1, "loader: world_size must be at least 1, got %d", world);
+  GAM_CHECK(rank >= 0 && rank < world, "loader: rank %d is not in 0..%d", rank, world - 1);
+  GAM_TRY(gam_loader_stop(l));
+  int64_t count = drop_remainder ? l->n / world : (l->n + world - 1) / world;
+  GAM_CHECK(count >= 1, "loader: %lld samples leave nothing for each of %d ranks", (long long)l->n, world);
+  int64_t nb = l->drop_last ? count / l->batch : (count + l->batch - 1) / l->batch;
+  GAM_CHECK(nb >= 1, "loader: drop_last with batch_size %lld leaves no batch of a %lld-sample share",
+            (long long)l->batch, (long long)count);
+  l->rank = rank;
+  l->world = world;
+  l->shard_drop = drop_remainder;
+  l->count = count;
+  l->nbatches = nb;
+  return 0;
+}
+
 /* The worker may run on any core: it inherits the affinity of the thread that
  * made it, which OpenMP may have pinned to one core (OMP_PROC_BIND). */
 static void unpin_self(void) {
@@ -259,7 +287,8 @@ static int work_batch(gam_loader *l, loader_slot *s, int64_t b, int64_t count) {
     GAM_CHECK(idx[i] >= 0 && idx[i] < l->n, "loader: sample index %lld out of range for %lld images",
               (long long)idx[i], (long long)l->n);
   uint64_t rng[2];
-  gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, (uint64_t)b + 1);
+  /* rank r > 0 draws its own augmentation stream */
+  gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, ((uint64_t)l->rank << 40) + (uint64_t)b + 1);
   assemble(s->x, s->y, gam__data(l->images), gam__i64(l->labels), idx, count, l->C, l->H, l->W, &l->aug,
            rng);
   return 0;
@@ -278,7 +307,7 @@ static void *worker(void *arg) {
     int stop = l->stop;
     pthread_mutex_unlock(&l->mu);
     if (stop) break;
-    int64_t first = b * l->batch, count = l->n - first < l->batch ? l->n - first : l->batch;
+    int64_t first = b * l->batch, count = l->count - first < l->batch ? l->count - first : l->batch;
     int rc = work_batch(l, s, b, count);
     pthread_mutex_lock(&l->mu);
     if (rc != 0) {
@@ -334,6 +363,13 @@ int gam_loader_start(gam_loader *l, int64_t epoch) {
       l->order[i] = l->order[j];
       l->order[j] = t;
     }
+  }
+  if (l->world > 1) { /* this rank's strided share of the (padded) order */
+    int64_t *share = malloc((size_t)l->count * sizeof *share);
+    if (!share) return gam__err("loader: out of memory");
+    for (int64_t i = 0; i < l->count; i++) share[i] = l->order[(l->rank + i * l->world) % l->n];
+    memcpy(l->order, share, (size_t)l->count * sizeof *share);
+    free(share);
   }
   int rc = pthread_create(&l->thread, NULL, worker, l);
   GAM_CHECK(rc == 0, "loader: cannot start the worker thread: %s", strerror(rc));

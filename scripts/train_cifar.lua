@@ -15,12 +15,21 @@
 -- from them at the resumed epoch); flags the saved state depends on (data,
 -- model, optimiser and its hyperparameters, augmentation) are refused, all
 -- changed ones named; device, threads, output and evaluation flags are free.
+--
+-- Data-parallel: `mpirun -np N gamlua scripts/train_cifar.lua ...` trains on N
+-- processes (gam.dist): --batch-size and --threads are per process, each rank
+-- trains on its share of every epoch and evaluates its share of the test set
+-- (the metrics are summed over the ranks); rank 0 alone prints and writes
+-- metrics.csv and the checkpoint; --resume needs the same number of processes.
 local gam = require 'gam'
 local now = require('gam.optim.util').now
 local HERE = debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or ''
 local cli = dofile(HERE .. 'cli.lua')
 local tblog = dofile(HERE .. 'train_tensorboard.lua')
 local optim, F = gam.optim, gam.F
+local dist = gam.dist
+-- under mpirun, ranks > 0 print nothing (main sets this)
+local print = print
 
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
 local CHECKPOINT_VERSION = 1
@@ -68,6 +77,8 @@ local FLAGS = {
   {'progress', 'string', 'auto', 'auto | bar | lines | none (auto: a bar on a terminal, lines otherwise)'},
   {'tensorboard', 'string', 'on', 'TensorBoard event files: on (in <out>) | off | a folder'},
   {'tensorboard-every', 'int', 10, 'steps between the points of the lr chart'},
+  {'sync', 'string', 'final', 'under mpirun, SAM/GSAM/GAM: final (average d, as DDP) | every_pass'},
+  {'sync-bn', 'bool', false, 'under mpirun: BatchNorm with the global batch statistics (nn.SyncBatchNorm)'},
 }
 
 -- GAM defaults: {grad_norm_rho (rho), grad_rho (rho'), beta, alpha, gamma}, from the seed
@@ -78,6 +89,7 @@ local GAM_DEFAULTS = {
 }
 
 local function fail(msg, code)
+  if dist.size() > 1 then dist.abort('train_cifar: ' .. msg) end   -- ends every rank
   io.stderr:write('train_cifar: ', msg, '\n')
   os.exit(code or 1)
 end
@@ -126,6 +138,9 @@ local function resolve(args)
   args.rho = args.rho or (args.opt == 'asam' and 0.5 or 0.05)
   if args['gam-mode'] ~= 'reference' and args['gam-mode'] ~= 'paper' then
     fail("--gam-mode must be reference or paper, got '" .. args['gam-mode'] .. "'")
+  end
+  if args.sync ~= 'final' and args.sync ~= 'every_pass' then
+    fail("--sync must be final or every_pass, got '" .. args.sync .. "'")
   end
   if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
   if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
@@ -208,8 +223,10 @@ end
 local function build(args, train, device)
   gam.manual_seed(args.seed)
   local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
+  if args['sync-bn'] then gam.nn.SyncBatchNorm.convert(model) end
   if device ~= 'cpu' then model:to(device) end
   model:flat_parameters()
+  dist.broadcast_parameters(model, 0)
   local params = model:parameters()
   local base
   if args['base-opt'] == 'SGD' then
@@ -219,13 +236,13 @@ local function build(args, train, device)
   end
   local opt
   if args.opt == 'sam' or args.opt == 'asam' then
-    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam'}
+    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam', sync = args.sync}
   elseif args.opt == 'gsam' then
-    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha']}
+    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha'], sync = args.sync}
   elseif args.opt == 'gam' then
     opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
                      alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
-                     mode = args['gam-mode']}
+                     mode = args['gam-mode'], sync = args.sync}
   end
   local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
   return model, base, opt, sched
@@ -295,7 +312,8 @@ local function evaluate(model, loader, smoothing)
       end)
     end
   end)
-  return loss_sum / seen, correct / seen
+  local t = dist.sum_numbers({loss_sum, correct, seen})   -- every rank's share of the test set
+  return t[1] / t[3], t[2] / t[3]
 end
 
 -- raises {nonfinite = true, step = s, message = ...} on a non-finite loss
@@ -342,6 +360,8 @@ local function train_epoch(args, ctx, epoch)
     if step >= total then break end
   end
   progress:finish()
+  local t = dist.sum_numbers({loss_sum, correct, seen})     -- over the ranks
+  loss_sum, correct, seen = t[1], t[2], t[3]
   return loss_sum / math.max(seen, 1), correct / math.max(seen, 1), seen
 end
 
@@ -351,7 +371,9 @@ local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,gr
 -- metrics.csv is rewritten whole, atomically, from the rows the checkpoint also
 -- carries (written first): a kill between the two leaves the csv one row short,
 -- and --resume rewrites it from the checkpoint, so no row is lost or doubled.
+-- (the files are rank 0's: under mpirun the other ranks write nothing)
 local function write_csv(path, rows)
+  if dist.rank() > 0 then return end
   local text = CSV_HEADER .. '\n' .. table.concat(rows, '\n') .. (#rows > 0 and '\n' or '')
   local ok, err = pcall(gam.checkpoint.write_text, path, text)
   if not ok then fail(tostring(err)) end
@@ -392,11 +414,13 @@ local function plain_args(args)
 end
 
 local function save_checkpoint(path, args, ctx, epoch)
+  if dist.rank() > 0 then return end
   gam.save(path, {
     kind = CHECKPOINT_KIND, version = CHECKPOINT_VERSION, epoch = epoch, args = plain_args(args),
     model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
     scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
     best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc, metrics = ctx.rows,
+    world_size = dist.size(),
   })
 end
 
@@ -422,6 +446,10 @@ local function resume(path, args, ctx)
     if ck.args[k] ~= args[k] then
       changed[#changed + 1] = string.format('--%s %s (checkpoint: %s)', k, tostring(args[k]), tostring(ck.args[k]))
     end
+  end
+  if (ck.world_size or 1) ~= dist.size() then
+    fail(string.format('cannot resume: %s was written by a run of %d process(es), this run has %d '
+                       .. '(resume with the same mpirun -np)', path, ck.world_size or 1, dist.size()))
   end
   if #changed > 0 then
     fail(string.format('cannot resume: %s was made with other values of flags its saved state depends on: %s. '
@@ -463,16 +491,33 @@ end
 
 local function main(argv)
   local args = resolve(parse(argv))
-  prepare_out(args.out)
+  local rank, world = dist.init()
+  local main_rank = rank == 0
+  if not main_rank then
+    print = function() end
+    args.progress = 'none'
+  end
+  if main_rank then prepare_out(args.out) end
   if args.threads > 0 then gam.set_num_threads(args.threads) end
   local device = pick_device(args.device)
   local t_start = now()
   local train, test = load_data(args)
+  -- the ranks must run the same steps (else one waits in a collective forever)
+  local agreed, why = pcall(dist.check_agree, 'train_cifar', {{'the device', device}, {'--opt', args.opt},
+    {'training images', train:size()}, {'test images', test:size()}, {'--batch-size', args['batch-size']},
+    {'--epochs', args.epochs}, {'--steps-per-epoch', args['steps-per-epoch']}, {'--seed', args.seed},
+    {'--stop-after', args['stop-after']}, {'--resume', args.resume and 1 or 0}})
+  if not agreed then fail(why) end
   local ctx = {}
   ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
-                                      augment = augmentation(args, train), seed = args.seed, device = device}
-  ctx.test_loader = gam.data.loader {dataset = test, batch_size = args['eval-batch-size'], device = device}
+                                      augment = augmentation(args, train), seed = args.seed, device = device,
+                                      rank = rank, world_size = world}
+  -- each rank evaluates a contiguous share of the test set (every image once)
+  if test:size() < world then fail(string.format('%d test images for %d processes', test:size(), world)) end
+  local share = test:slice(math.floor(rank * test:size() / world) + 1,
+                           math.floor((rank + 1) * test:size() / world) - math.floor(rank * test:size() / world))
+  ctx.test_loader = gam.data.loader {dataset = share, batch_size = args['eval-batch-size'], device = device}
   ctx.best_acc, ctx.best_epoch = -1, 0
 
   local ck_path = args.out .. '/checkpoint.gam'
@@ -488,7 +533,7 @@ local function main(argv)
     write_csv(csv_path, ctx.rows)
     first = done + 1
     print(string.format('resumed from %s after epoch %d', from, done))
-  elseif file_exists(csv_path) then
+  elseif main_rank and file_exists(csv_path) then
     os.remove(csv_path) -- a fresh run starts a fresh metrics file
   end
 
@@ -499,11 +544,16 @@ local function main(argv)
                       .. 'batch %d (%d steps/epoch), %s',
                       args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
                       args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  if world > 1 then
+    print(string.format('data-parallel: %d processes (MPI), batch %d per process = %d global, sync %s%s',
+                        world, args['batch-size'], world * args['batch-size'], args.sync,
+                        args['sync-bn'] and ', SyncBatchNorm' or ''))
+  end
   if args.opt == 'gam' then
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
   end
-  ctx.tb = tblog.open(args, ctx.opt)
+  ctx.tb = main_rank and tblog.open(args, ctx.opt) or nil   -- rank 0's event files only
   print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
 
   for epoch = first, args.epochs do

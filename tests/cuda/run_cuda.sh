@@ -11,7 +11,7 @@ refdir=${2:-../shared/reference}
 cd "$(dirname "$0")/../.."
 . tests/suite.sh
 
-for spec in ops layers optim models; do
+for spec in ops layers optim models dist; do
   suite "cuda: $spec" "$build/gamlua" tests/run_busted.lua "tests/cuda/${spec}_cuda.lua"
 done
 suite "golden optimiser cases on cuda ($refdir)" "$build/gamlua" tests/reference_harness.lua --device cuda "$refdir"
