@@ -39,7 +39,9 @@ local KNOWN = {dataset = true, batch_size = true, shuffle = true, augment = true
 
 local function flag(v, name, default)
   if v == nil then return default end
-  if type(v) ~= 'boolean' then error(string.format('loader: %s must be true or false, got %s', name, tostring(v)), 0) end
+  if type(v) ~= 'boolean' then
+    error(string.format('loader: %s must be true or false, got %s', name, tostring(v)), 0)
+  end
   return v
 end
 
