@@ -202,11 +202,13 @@ test-reference: all
 # checked by memory_spec (live tensor/byte counts). LuaJIT's allocator is its own
 # mmap-based one, uninstrumented, and it does not clash with ASan's shadow memory on
 # x86-64 (GC64). Any report ends the process (-fno-sanitize-recover, halt_on_error).
+# CFLAGS is exported to the run so that specs which call make on the build folder
+# (install_spec, luarocks_spec) find it up to date instead of rebuilding it plain.
 SAN_BUILD := build-sanitize
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-test-sanitize: deps
+test-sanitize: deps $(BUILD)/venv/.stamp
 	@$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) CUDA=0 CFLAGS='$(SAN_FLAGS)' all >/dev/null
-	@bash tests/run_sanitize.sh $(SAN_BUILD) $(REFERENCE_DIR)
+	@CFLAGS='$(SAN_FLAGS)' GAM_VENV=$(abspath $(BUILD))/venv bash tests/run_sanitize.sh $(SAN_BUILD) $(REFERENCE_DIR)
 
 # fuzz: libFuzzer targets (tests/fuzz/fuzz_*.c) against an engine built by clang with
 # ASan + UBSan + coverage; each runs FUZZ_SECONDS on a copy of its committed corpus

@@ -11,6 +11,13 @@ local T = {}
 function T.dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
 
 -- s quoted for the shell
+-- 'LD_PRELOAD=<libasan> ' under make test-sanitize (tests/run_sanitize.sh), else '': for
+-- programs that load libgam without being linked with ASan themselves (luajit, C programs)
+function T.asan_preload()
+  local p = os.getenv('GAM_ASAN_PRELOAD')
+  return (p and p ~= '') and p .. ' ' or ''
+end
+
 function T.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 -- runs a shell command; returns its output (stdout and stderr) and exit code

@@ -65,7 +65,7 @@ describe('make install', function()
     out, code = run(string.format('%s cc -std=c11 -Wall -Wextra -Werror %s -o %s $(%s pkg-config --cflags --libs gam)',
                                   env, q(here .. '/c_api/train_tiny.c'), q(exe), env))
     assert.are.equal(0, code, out)
-    out, code = run('cd / && env -u LD_LIBRARY_PATH -u GAMLUA_LIB ' .. q(exe))
+    out, code = run('cd / && env -u LD_LIBRARY_PATH -u GAMLUA_LIB ' .. T.asan_preload() .. q(exe))
     assert.are.equal(0, code, out)
     assert.truthy(out:find('loss 1%.%d+ %-> 0%.0%d+, accuracy 1%.000'), out)
     assert.truthy(out:find('error: matmul', 1, true), out)

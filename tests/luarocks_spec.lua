@@ -28,7 +28,7 @@ end
 
 describe('luarocks make (gamlua-scm-1.rockspec)', function()
   local tree, home
-  local env_clean = 'env -u GAMLUA_LIB -u LUA_PATH -u LUA_CPATH -u LUA_INIT '
+  local env_clean = 'env -u GAMLUA_LIB -u LUA_PATH -u LUA_CPATH -u LUA_INIT ' .. T.asan_preload()
 
   setup(function()
     tree, home = T.tmpname(), T.tmpdir()

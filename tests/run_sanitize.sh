@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # exitcode 86: a report ends the process with a code no test expects.
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:exitcode=86:detect_stack_use_after_return=0
 export GAM_EXPECT_CUDA=0  # the sanitizer build is CUDA=0
+# Programs not linked with ASan that load the sanitized libgam (plain luajit, the C API
+# test program) need the runtime first: the specs prefix them with this (helpers.lua).
+export GAM_ASAN_PRELOAD="LD_PRELOAD=$(gcc -print-file-name=libasan.so)"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=86
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

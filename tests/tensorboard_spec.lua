@@ -8,7 +8,8 @@ local T = dofile(here .. '/helpers.lua')
 local q, contains, errmsg = T.q, T.contains, T.errmsg
 local tfrecord = require 'gam.log.tfrecord'
 
-local PYTHON = T.dirname(_GAMLUA.lib) .. '/venv/bin/python'
+-- GAM_VENV: another build's venv (make test-sanitize uses build/'s)
+local PYTHON = (os.getenv('GAM_VENV') or T.dirname(_GAMLUA.lib) .. '/venv') .. '/bin/python'
 
 -- every value in folder, as TensorBoard loads it: {scalar = {[tag] = {[step] = v}}, histo = ..., text = ...}
 local function read_back(folder)
