@@ -6,7 +6,7 @@
 #   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU
 #   make install PREFIX=/usr/local
 #   make CUDA=0     build without the CUDA backend
-#   make test-cuda  the CUDA backend against the CPU backend (needs a GPU)
+#   make test-cuda  the CUDA backend against the CPU backend (needs a GPU; prints the CUDA stack first)
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -130,7 +130,8 @@ test: deps all
 # The CUDA backend against the CPU backend: needs a GPU. The files of tests/cuda/
 # are named *_cuda.lua so that the default runner (pattern _spec.lua) does not
 # pick them up; tests/cuda/run_cuda.sh runs them and the golden cases on the GPU.
-test-cuda: all
+# It runs deps first and prints the driver, runtime, cuDNN and GPU first.
+test-cuda: deps all
 	@bash tests/cuda/run_cuda.sh $(BUILD) $(REFERENCE_DIR)
 
 test-lua: all

@@ -21,6 +21,7 @@ const gam_backend gam__cpu_backend = {
     .memset = gam_cpu_memset,
     .to_host = gam_cpu_copy,
     .from_host = gam_cpu_copy,
+    .upload = gam_cpu_copy,
     .fill = gam_cpu_fill,
     .convert = gam_cpu_convert,
     .transpose = gam_cpu_transpose,
@@ -59,6 +60,7 @@ const gam_backend gam__cpu_backend = {
     .avg_pool_backward = gam_cpu_avg_pool_backward,
     .adaptive_avg_pool_forward = gam_cpu_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cpu_adaptive_avg_pool_backward,
+    .dropout_mask = gam_cpu_dropout_mask,
 };
 
 /* ---- cuda adapters ---------------------------------------------------------- */
@@ -114,6 +116,11 @@ static int cuda_sum_rows(const float *g, float *b, int64_t rows, int64_t cols) {
   return gam_cuda_sum_lines(g, b, 1, rows, cols, 1.0);
 }
 
+/* one draw of the engine's generator keys the mask's Philox stream */
+static int cuda_dropout_mask(float *mask, int64_t n, double p) {
+  return n > 0 ? gam_cuda_dropout_mask(mask, n, p, gam__rng_next()) : 0;
+}
+
 /* In a build without CUDA the gam_cuda_* entries are cuda_backend.h's stubs. */
 const gam_backend gam__cuda_backend = {
     .name = "cuda",
@@ -128,6 +135,7 @@ const gam_backend gam__cuda_backend = {
     .memset = gam_cuda__memset,
     .to_host = cuda_to_host,
     .from_host = cuda_from_host,
+    .upload = gam_cuda__upload,
     .fill = gam_cuda_fill,
     .convert = gam_cuda_convert,
     .transpose = gam_cuda_transpose,
@@ -166,6 +174,7 @@ const gam_backend gam__cuda_backend = {
     .avg_pool_backward = gam_cuda_avg_pool_backward,
     .adaptive_avg_pool_forward = gam_cuda_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cuda_adaptive_avg_pool_backward,
+    .dropout_mask = cuda_dropout_mask,
 };
 
 /* GAM_CUDA here: the one place a device number picks its table (core.c's

@@ -62,6 +62,10 @@ typedef struct gam_backend {
   /* between the device and host memory (to_host waits for the device) */
   int (*to_host)(void *dst, const void *src, size_t bytes, const char *op);
   int (*from_host)(void *dst, const void *src, size_t bytes, const char *op);
+  /* from_host for host→device transfers (gam__cross_copy: tensor:to, the
+   * loader's batches): cuda stages src in page-locked memory and queues the
+   * copy without waiting (cuda_backend.h: gam_cuda__upload); cpu: a copy */
+  int (*upload)(void *dst, const void *src, size_t bytes, const char *op);
   int (*fill)(void *p, int dtype, int64_t n, double value);
   int (*convert)(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
   int (*transpose)(const float *x, float *y, int64_t rows, int64_t cols);
@@ -129,6 +133,10 @@ typedef struct gam_backend {
   int (*avg_pool_backward)(const gam_pool_geom *g, const float *dy, float *dx, int count_include_pad);
   int (*adaptive_avg_pool_forward)(const gam_pool_geom *g, const float *x, float *y);
   int (*adaptive_avg_pool_backward)(const gam_pool_geom *g, const float *dy, float *dx);
+  /* mask[i] = 1/(1-p) with probability 1-p, else 0, drawn from the engine's
+   * generator: the cpu in element order (gam__rng_uniform() >= p), the cuda
+   * device from one 64-bit draw (a Philox key, kernels/random.cu) */
+  int (*dropout_mask)(float *mask, int64_t n, double p);
 
   /* ---- fused optimiser passes (optim.c, kernels/optim.cu) --------------- */
 
@@ -233,5 +241,7 @@ int gam_cpu_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx
                               int count_include_pad);
 int gam_cpu_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y);
 int gam_cpu_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx);
+/* ops_dropout.c */
+int gam_cpu_dropout_mask(float *mask, int64_t n, double p);
 
 #endif

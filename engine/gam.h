@@ -53,6 +53,7 @@ typedef struct gam_memory_stats {
   int64_t cached_bytes;     /* held by the caching allocator, free for reuse */
   int64_t device_live_bytes;
   int64_t device_cached_bytes;
+  int64_t device_workspace_bytes; /* the kept cuDNN workspace (within device_live_bytes) */
 } gam_memory_stats;
 
 /* ---- errors, version, threads ------------------------------------------ */
@@ -285,6 +286,34 @@ int gam_cuda_available(void);
 /* Waits until the device has finished all queued work (for timing); 0 at once
  * when the device was never used. */
 int gam_cuda_synchronize(void);
+/* cuDNN's convolution algorithm choice (gam.cudnn in Lua, as torch.backends.cudnn).
+ * benchmark 1: a shape's first use times the allowed algorithms (cudnnFind*)
+ * and keeps the fastest; 0 (the default): the heuristics' first allowed one.
+ * deterministic 1 (the default): only algorithms that give the same bits on
+ * every run, and no FFT or Winograd variant; 0: every algorithm. A flag of -1
+ * is left as it is, other values than 0 and 1 are an error. Changing a flag
+ * forgets the algorithms chosen so far. Any build stores the flags. */
+int gam_cudnn_set(int benchmark, int deterministic);
+/* The CUDA stack, for reports (make test-cuda prints it first). Versions as
+ * CUDA writes them: driver and runtime 1000 major + 10 minor (the driver's is
+ * the newest CUDA it supports), cuDNN's cudnnGetVersion() (e.g. 90100); the
+ * name, compute capability and memory of device 0. 0 / "" where unknown (no
+ * device: name "", the versions still filled). -1 with an error in a build
+ * without CUDA. */
+typedef struct gam_cuda_info {
+  int driver, runtime, cudnn, cudnn_compiled, cc_major, cc_minor, devices;
+  int64_t memory_bytes;
+  char name[256];
+} gam_cuda_info;
+int gam_cuda_info_get(gam_cuda_info *info);
+/* How many times the host has waited for the device so far (copies to the
+ * host, gam_cuda_synchronize, empty_cache, a staging buffer still in use):
+ * the difference over a training step counts its host waits. 0 without CUDA. */
+int64_t gam_cuda_host_waits(void);
+/* Philox4x32-10 on the host: out = the block of counter ctr under key (the
+ * generator of the cuda dropout masks; for tests and reproducing a mask). */
+void gam_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+void gam_cudnn_get(int *benchmark, int *deterministic);
 
 /* Optimiser passes whose scalars stay on the parameters' device (optim.c; on
  * cuda: kernels/optim.cu). A step's scalars live in a block made by
