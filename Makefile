@@ -4,7 +4,8 @@
 #   make test       deps + build + every test; last line "N passed, N failed"
 #   make test-reference REFERENCE_DIR=dir   golden optimiser cases of a folder
 #   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (also DESTDIR=stage; C header and gam.pc for pkg-config)
+#   luarocks make                    gamlua-scm-1.rockspec: the Lua package, libgam and gamlua as a rock
 #   make CUDA=0     build without the CUDA backend
 #   make test-cuda  the CUDA backend against the CPU backend (needs a GPU; prints the CUDA stack first)
 
@@ -16,7 +17,7 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                lua-check clang-format lua-argparse
+                lua-check clang-format lua-argparse python3-venv luarocks
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -81,7 +82,7 @@ BUILD_CONFIG := CUDA=$(CUDA_ON) $(subst ',,$(ALL_CFLAGS) $(ALL_NVCCFLAGS))
 
 LINT_C := $(wildcard engine/*.c engine/*.h kernels/*.cu kernels/*.cuh)
 
-.PHONY: lint all deps test test-lua test-reference test-cuda train install clean bench FORCE
+.PHONY: lint all deps test test-lua test-reference test-cuda train install install-rock clean bench FORCE
 
 all: $(BUILD)/libgam.so $(BUILD)/gamlua
 
@@ -124,7 +125,14 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: deps all
+# Test-only Python packages, in a virtual environment of the build folder:
+# TensorBoard's own event-file reader for tests/tensorboard_spec.lua (needs PyPI once).
+$(BUILD)/venv/.stamp:
+	python3 -m venv $(BUILD)/venv
+	$(BUILD)/venv/bin/pip install -q tensorboard
+	touch $@
+
+test: deps all $(BUILD)/venv/.stamp
 	@GAM_EXPECT_CUDA=$(CUDA_ON) bash tests/run_all.sh $(BUILD) $(REFERENCE_DIR)
 
 # The CUDA backend against the CPU backend: needs a GPU. The files of tests/cuda/
@@ -143,11 +151,27 @@ test-reference: all
 train: deps all
 	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --arch cnn_small --opt gam --epochs 3
 
+# Installs the host, libgam, the Lua package, the C header and gam.pc (pkg-config:
+# cc prog.c $(pkg-config --cflags --libs gam); the library keeps its place under
+# lib/gamlua, found through the rpath gam.pc adds). DESTDIR stages, PREFIX is recorded.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gamlua $(DESTDIR)$(PREFIX)/share/gamlua/lua
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gamlua $(DESTDIR)$(PREFIX)/share/gamlua/lua \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BUILD)/gamlua $(DESTDIR)$(PREFIX)/bin/gamlua
 	install -m 755 $(BUILD)/libgam.so $(DESTDIR)$(PREFIX)/lib/gamlua/libgam.so
 	cp -r lua/gam $(DESTDIR)$(PREFIX)/share/gamlua/lua/
+	install -m 644 engine/gam.h $(DESTDIR)$(PREFIX)/include/gam.h
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib/gamlua' 'includedir=$${prefix}/include' '' \
+	  'Name: gam' 'Description: libgam, the C engine of gamlua (tensors, autograd, GAM/SAM optimisers)' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -Wl,-rpath,$${libdir} -lgam' \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gam.pc
+
+# `luarocks make` (gamlua-scm-1.rockspec) installs into the rock's folders.
+install-rock: all
+	install -d $(LUADIR) $(LIBDIR) $(BINDIR)
+	cp -r lua/gam $(LUADIR)/
+	install -m 755 $(BUILD)/libgam.so $(LIBDIR)/libgam.so
+	install -m 755 $(BUILD)/gamlua $(BINDIR)/gamlua
 
 # Lua: luacheck with .luacheckrc; C and CUDA: clang-format with .clang-format (check only).
 lint:

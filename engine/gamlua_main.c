@@ -7,8 +7,9 @@
  *   gamlua -l name             require name into the global name first
  *
  * The host finds its Lua package and libgam next to itself: in the build tree
- * (build/gamlua, build/libgam.so, lua/) or installed (bin/gamlua,
- * lib/gamlua/libgam.so, share/gamlua/lua/). */
+ * (build/gamlua, build/libgam.so, lua/), installed (bin/gamlua,
+ * lib/gamlua/libgam.so, share/gamlua/lua/) or in a luarocks tree (bin/gamlua,
+ * lib/lua/5.1/libgam.so, share/lua/5.1/). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -33,7 +34,10 @@
 static const char *usage =
     "usage: gamlua [options] [script [args...]]\n"
     "  -e code      run the string code\n"
-    "  -i           open the REPL after running the script or -e code\n"
+    "  -i           open the REPL after running the script or -e code; the\n"
+    "               script's top-level locals become globals there (those\n"
+    "               whose name is not a global already; a script ending in\n"
+    "               `return` keeps only its globals)\n"
     "  -l name      require library name before the script\n"
     "  -v, --version  print the version\n"
     "  -h, --help   print this help\n"
@@ -43,6 +47,8 @@ static const char *usage =
     "line, Tab completes names, Ctrl-C drops the line or interrupts running code,\n"
     "Ctrl-D exits; history is kept in $GAMLUA_HISTORY or ~/.gamlua_history.\n"
     "The script's arguments are in the global table arg (arg[0] is the script).\n"
+    "Modules are found in gamlua's own package, then as by luajit (LUA_PATH,\n"
+    "LUA_CPATH, the system luarocks tree), then in ~/.luarocks (the user tree).\n"
     "Environment: GAMLUA_LIB overrides the libgam.so to load.\n";
 
 /* ---- child processes get every core ------------------------------------------------------
@@ -80,6 +86,8 @@ static void wrap_unpinned(lua_State *L, const char *lib, const char *name) {
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
 
+static int keep_locals(lua_State *L);
+
 /* Sets package.path and the global _GAMLUA = {lib = ..., lua = ..., version = ...}. */
 static void setup_paths(lua_State *L) {
   char exe[PATH_MAX], dir[PATH_MAX], lib[PATH_MAX + 64], luadir[PATH_MAX + 64], probe[PATH_MAX + 96];
@@ -96,6 +104,11 @@ static void setup_paths(lua_State *L) {
   if (!file_exists(lib) || !file_exists(probe)) {
     snprintf(lib, sizeof lib, "%s/../lib/gamlua/libgam.so", dir);
     snprintf(luadir, sizeof luadir, "%s/../share/gamlua/lua", dir);
+    snprintf(probe, sizeof probe, "%s/gam/init.lua", luadir);
+  }
+  if (!file_exists(lib) || !file_exists(probe)) { /* a luarocks tree: bin/, share/lua/5.1/, lib/lua/5.1/ */
+    snprintf(lib, sizeof lib, "%s/../lib/lua/5.1/libgam.so", dir);
+    snprintf(luadir, sizeof luadir, "%s/../share/lua/5.1", dir);
   }
   const char *env_lib = getenv("GAMLUA_LIB");
   if (env_lib && *env_lib) snprintf(lib, sizeof lib, "%s", env_lib);
@@ -103,10 +116,23 @@ static void setup_paths(lua_State *L) {
   if (realpath(luadir, rl)) snprintf(luadir, sizeof luadir, "%s", rl);
   if (realpath(lib, rl)) snprintf(lib, sizeof lib, "%s", rl);
 
+  /* package.path: our package first, then LuaJIT's (LUA_PATH, the system
+   * luarocks tree), then the user's luarocks tree; the same for C modules. */
+  const char *home = getenv("HOME");
+  char rocks[PATH_MAX];
+  snprintf(rocks, sizeof rocks, "%s/.luarocks", home && *home ? home : "/nonexistent");
+  char cdir[PATH_MAX + 128], cpath_first[PATH_MAX + 16] = "";
+  snprintf(cdir, sizeof cdir, "%s/../../../lib/lua/5.1", luadir);   /* a luarocks tree's C modules */
+  if (realpath(cdir, rl)) snprintf(cpath_first, sizeof cpath_first, "%s/?.so;", rl);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", luadir, luadir, lua_tostring(L, -1));
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s;%s/share/lua/5.1/?.lua;%s/share/lua/5.1/?/init.lua", luadir,
+                  luadir, lua_tostring(L, -1), rocks, rocks);
   lua_setfield(L, -3, "path");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "cpath");
+  lua_pushfstring(L, "%s%s;%s/lib/lua/5.1/?.so", cpath_first, lua_tostring(L, -1), rocks);
+  lua_setfield(L, -3, "cpath");
   lua_pop(L, 2);
 
   lua_newtable(L);
@@ -116,6 +142,8 @@ static void setup_paths(lua_State *L) {
   lua_setfield(L, -2, "lua");
   lua_pushstring(L, GAM_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, keep_locals);
+  lua_setfield(L, -2, "keep_locals");
   lua_setglobal(L, "_GAMLUA");
 }
 
@@ -202,6 +230,67 @@ static int require_lib(lua_State *L, const char *name) {
   lua_pushstring(L, name);
   int status = report(L, docall(L, 1, 1));
   if (status == 0) lua_setglobal(L, name);
+  return status;
+}
+
+/* ---- gamlua -i script: the script's locals stay reachable ------------------ */
+/* _GAMLUA.keep_locals(), called as the last statement of the script's chunk:
+ * copies the chunk's active locals into globals of the same name, unless a
+ * global of that name exists (a later local of one name wins over an earlier). */
+static int keep_locals(lua_State *L) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 1, &ar)) return 0;
+  lua_newtable(L); /* names set here */
+  int mine = lua_gettop(L);
+  const char *name;
+  for (int i = 1; (name = lua_getlocal(L, &ar, i)) != NULL; i++) {
+    int value = lua_gettop(L);
+    if (name[0] != '(') {
+      lua_getfield(L, mine, name);
+      int ours = lua_toboolean(L, -1);
+      lua_getglobal(L, name);
+      int free_name = lua_isnil(L, -1);
+      lua_pop(L, 2);
+      if (ours || free_name) {
+        lua_pushvalue(L, value);
+        lua_setglobal(L, name);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, mine, name);
+      }
+    }
+    lua_settop(L, mine);
+  }
+  return 0;
+}
+
+/* Loads a script for -i: its text with a call of _GAMLUA.keep_locals()
+ * appended (a first line starting with # becomes a comment, as luaL_loadfile
+ * skips it); a script that does not load so (one ending in `return ...`)
+ * loads as it is. */
+static int load_keeping_locals(lua_State *L, const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return luaL_loadfile(L, path); /* its error message */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int c = fgetc(f);
+  if (c == '#') luaL_addstring(&b, "--");
+  if (c != EOF) luaL_addchar(&b, (char)c);
+  char chunk[4096];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) luaL_addlstring(&b, chunk, n);
+  fclose(f);
+  luaL_addstring(&b, "\n_GAMLUA.keep_locals()\n");
+  luaL_pushresult(&b);
+  lua_pushfstring(L, "@%s", path);
+  size_t len;
+  const char *text = lua_tolstring(L, -2, &len);
+  int status = luaL_loadbuffer(L, text, len, lua_tostring(L, -1));
+  lua_remove(L, -2); /* the chunk name */
+  lua_remove(L, -2); /* the text */
+  if (status == LUA_ERRSYNTAX) {
+    lua_pop(L, 1);
+    return luaL_loadfile(L, path);
+  }
   return status;
 }
 
@@ -298,49 +387,9 @@ static char *read_line(const char *prompt, int *interrupted) {
   return line_read;
 }
 
-/* ---- completion: globals, keywords, fields of tables (a.b.c, a:b) and the
- * methods of tensors; written in Lua, run protected. */
-static const char *complete_lua =
-    "local text = ...\n"
-    "local path, sep, part = text:match('^(.-)([.:]?)([%w_]*)$')\n"
-    "if not path or (sep == '' and path ~= '') then return {} end\n"
-    "local out, seen = {}, {}\n"
-    "local function add(k, prefix)\n"
-    "  if type(k) == 'string' and k:match('^[%a_][%w_]*$') and k:sub(1, #part) == part and not seen[k] then\n"
-    "    seen[k] = true; out[#out + 1] = prefix .. k\n"
-    "  end\n"
-    "end\n"
-    "local function fields(v, prefix)\n"
-    "  for _ = 1, 8 do\n"
-    "    if type(v) == 'table' then for k in pairs(v) do add(k, prefix) end end\n"
-    "    if type(v) == 'string' then v = string end\n"
-    "    if type(v) == 'cdata' and package.loaded['gam.tensor'] then\n"
-    "      for k in pairs(package.loaded['gam.tensor'].Tensor) do add(k, prefix) end\n"
-    "      add('grad', prefix); add('requires_grad', prefix); return\n"
-    "    end\n"
-    "    local mt = (type(v) == 'table' or type(v) == 'string') and getmetatable(v)\n"
-    "    if type(mt) ~= 'table' or type(mt.__index) ~= 'table' then return end\n"
-    "    v = mt.__index\n"
-    "  end\n"
-    "end\n"
-    "if sep == '' then\n"
-    "  for _, k in ipairs{'and','break','do','else','elseif','end','false','for','function','if',\n"
-    "                     'in','local','nil','not','or','repeat','return','then','true','until','while'} do\n"
-    "    add(k, '')\n"
-    "  end\n"
-    "  fields(_G, '')\n"
-    "else\n"
-    "  local v = _G\n"
-    "  for name in (path .. '.'):gmatch('(.-)%.') do\n"
-    "    if not name:match('^[%a_][%w_]*$') then return {} end\n"
-    "    if type(v) ~= 'table' then return {} end\n"
-    "    v = v[name]\n"
-    "  end\n"
-    "  fields(v, path .. sep)\n"
-    "end\n"
-    "table.sort(out)\n"
-    "return out\n";
-
+/* ---- completion: _GAMLUA.complete(text) -> sorted list of candidates
+ * (lua/gam/repl.lua: globals, keywords, fields of tables, methods), run
+ * protected; without it (gam.repl not found) Tab completes nothing. */
 static lua_State *complete_L;
 static char **completions;
 static int completion_count, completion_next;
@@ -363,7 +412,10 @@ static char **complete(const char *text, int start, int end) {
   completion_count = 0;
   lua_State *L = complete_L;
   int top = lua_gettop(L);
-  if (luaL_loadbuffer(L, complete_lua, strlen(complete_lua), "=completion") == 0) {
+  lua_getglobal(L, "_GAMLUA");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "complete");
+  else lua_pushnil(L);
+  if (lua_isfunction(L, -1)) {
     lua_pushstring(L, text);
     if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
       int n = (int)lua_objlen(L, -1);
@@ -388,7 +440,7 @@ static void repl(lua_State *L) {
   else snprintf(history_path, sizeof history_path, "%s/.gamlua_history", home ? home : ".");
   rl_readline_name = "gamlua";
   rl_catch_signals = 0; /* Ctrl-C is ours (on_sigint) */
-  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],";
+  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],?";
   rl_attempted_completion_function = complete;
   complete_L = L;
   using_history();
@@ -397,7 +449,11 @@ static void repl(lua_State *L) {
   interrupt_L = L;
   catch_sigint();
 
-  printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt; try  gam = require 'gam'\n",
+  /* help(x), ?x and the printer of results (lua/gam/repl.lua); the REPL works without them */
+  const char *install = "local ok, repl = pcall(require, 'gam.repl') if ok then repl.install() end";
+  if (luaL_loadstring(L, install) == 0) report(L, docall(L, 0, 0));
+  else lua_pop(L, 1);
+  printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt, help() for help; try  gam = require 'gam'\n",
          GAM_VERSION, LUAJIT_VERSION);
   fflush(stdout);
   for (;;) {
@@ -405,7 +461,15 @@ static void repl(lua_State *L) {
     char *line = read_line("> ", &interrupted);
     if (interrupted) continue;
     if (!line) break; /* Ctrl-D */
-    char *chunk = strdup(line);
+    const char *start = line;
+    while (*start == ' ' || *start == '\t') start++;
+    char *chunk;
+    if (*start == '?') { /* ?x is help(x) */
+      chunk = malloc(strlen(start) + 8);
+      if (chunk) sprintf(chunk, "help(%s)", start + 1);
+    } else {
+      chunk = strdup(line);
+    }
     free(line);
     if (!chunk) break;
     int base = lua_gettop(L), status, is_expr = 0;
@@ -516,7 +580,8 @@ int main(int argc, char **argv) {
     lua_setglobal(L, "arg");
     const char *script = argv[i];
     int nargs = argc - i - 1;
-    status = strcmp(script, "-") == 0 ? luaL_loadfile(L, NULL) : luaL_loadfile(L, script);
+    if (strcmp(script, "-") == 0) status = luaL_loadfile(L, NULL);
+    else status = interactive ? load_keeping_locals(L, script) : luaL_loadfile(L, script);
     if (status == 0) {
       for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
       status = docall(L, nargs, 0);

@@ -2,14 +2,16 @@
 -- work) of gamlua against an SGD step of the same engine and against the same
 -- optimiser written in PyTorch as the public reference code does it.
 --
---   gamlua scripts/bench_step.lua --model cnn_small|resnet18_c|pyramidnet110_c --opt sgd|sam|gsam|gam
+--   gamlua scripts/bench_step.lua --model cnn_small|resnet18_c|pyramidnet110_c --opt sgd|sam|gsam|gam|gam-original
 --          [--batch 128] [--steps 10] [--warmup 2] [--threads T] [--device cpu|cuda]
 --          [--no-torch] [--no-sgd]
 -- (scripts/bench_cuda.sh runs the GPU set: resnet18_c and pyramidnet110_c at
 -- batch 128 with sgd, sam and gam.)
 --
 -- A step is: SGD — zero_grad, forward, smooth cross-entropy, backward, update;
--- SAM/GSAM/GAM — opt:step() on a closure doing the same (2, 2 and 4 passes).
+-- SAM/GSAM/GAM — opt:step() on a closure doing the same (2, 2 and 4 passes);
+-- gam-original: GAM's variant 'original' (6 passes; grad_norm_rho 0.2, alpha 0.1),
+-- timed interleaved with accelerated GAM steps, its ratio printed, no peer.
 -- Inputs are random (seeded), the same batch every step; the base optimiser is
 -- SGD(lr 0.05, momentum 0.9, weight decay 5e-4); rho 0.05 (SAM, GSAM with
 -- alpha 0.4); GAM grad_rho 0.03, grad_norm_rho 0.2, alpha = beta = 0.1, gamma 0.05.
@@ -51,7 +53,7 @@ local util = require 'gam.optim.util'
 local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
 local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
   {'model', 'string', 'cnn_small', 'cnn_small | resnet18_c | pyramidnet110_c'},
-  {'opt', 'string', 'gam', 'sgd | sam | gsam | gam'},
+  {'opt', 'string', 'gam', 'sgd | sam | gsam | gam | gam-original (against accelerated gam)'},
   {'batch', 'int', 128, 'batch size'},
   {'steps', 'int', 10, 'timed steps'},
   {'warmup', 'int', 2, 'untimed steps first'},
@@ -66,8 +68,8 @@ local INPUT = {cnn_small = {1, 28, 28}, resnet18_c = {3, 32, 32}, pyramidnet110_
 if not INPUT[o.model] then
   cli.fail('bench_step', '--model must be cnn_small, resnet18_c or pyramidnet110_c, got ' .. o.model)
 end
-if not ({sgd = 1, sam = 1, gsam = 1, gam = 1})[o.opt] then
-  cli.fail('bench_step', '--opt must be sgd, sam, gsam or gam, got ' .. o.opt)
+if not ({sgd = 1, sam = 1, gsam = 1, gam = 1, ['gam-original'] = 1})[o.opt] then
+  cli.fail('bench_step', '--opt must be sgd, sam, gsam, gam or gam-original, got ' .. o.opt)
 end
 if o.device ~= 'cpu' and o.device ~= 'cuda' then cli.fail('bench_step', '--device must be cpu or cuda') end
 if o.device == 'cuda' and not gam.cuda_available() then
@@ -114,6 +116,8 @@ local function make_step(kind)
     opt = optim.SAM{base = base, model = model, rho = 0.05}
   elseif kind == 'gsam' then
     opt = optim.GSAM{base = base, model = model, rho = 0.05, alpha = 0.4}
+  elseif kind == 'gam-original' then   -- the paper's Algorithm 1: 6 passes (HVPs by differences)
+    opt = optim.GAM{base = base, model = model, variant = 'original', grad_norm_rho = 0.2, alpha = 0.1}
   else
     opt = optim.GAM{base = base, model = model, grad_rho = 0.03, grad_norm_rho = 0.2, alpha = 0.1,
                     beta = 0.1, gamma = 0.05}
@@ -174,9 +178,12 @@ say('%s: %d parameters, batch %d, %d threads, %s; %d timed steps after %d warm-u
 
 local sharp = o.opt ~= 'sgd'
 local on_gpu = o.device == 'cuda'
-if sharp and not on_gpu then opt.profile = true end   -- (on the GPU: measured apart, below)
-local sgd_step = sharp and o.sgd and make_step('sgd') or nil
-local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and not on_gpu and opt or nil, sgd_step)
+-- gam-original: timed interleaved with accelerated GAM steps (instead of SGD's)
+local original = o.opt == 'gam-original'
+if sharp and not on_gpu and not original then opt.profile = true end   -- (on the GPU: measured apart, below)
+local sgd_step = sharp and o.sgd and make_step(original and 'gam' or 'sgd') or nil
+local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and not on_gpu and not original and opt or nil,
+                                                    sgd_step)
 if on_gpu then  -- the host's waits for the device in one step (runtime.cu counts them)
   sync()
   local w0 = gam.cuda_host_waits()
@@ -185,7 +192,10 @@ if on_gpu then  -- the host's waits for the device in one step (runtime.cu count
 end
 step, opt, sgd_step = nil, nil, nil
 collectgarbage()
-if sgd_ms then
+if sgd_ms and original then
+  say('gamlua accelerated gam step (interleaved): median %.2f ms/step; gam-original/gam = %.2fx (6 passes against 4)',
+      sgd_ms, ms / sgd_ms)
+elseif sgd_ms then
   say('gamlua sgd step (interleaved): median %.2f ms/step; %s/sgd = %.2fx (%d passes)', sgd_ms, o.opt,
       ms / sgd_ms, o.opt == 'gam' and 4 or 2)
 end
@@ -278,7 +288,9 @@ if on_gpu and sharp then
 end
 
 -- ---- the PyTorch peer (scripts/torch_peer.py) ------------------------------------------------
-if o.torch then
+if o.torch and original then
+  say('no PyTorch peer for gam-original (the released code is the accelerated variant)')
+elseif o.torch then
   local python = os.getenv('GAM_PYTHON') or (on_gpu and 'python3' or '/usr/bin/python3')
   local out = bench.run_peer(o.threads, {'step', o.model, o.opt, o.batch, o.steps, o.warmup, o.threads, o.device},
                              python)

@@ -13,7 +13,9 @@
 local gam = require 'gam'
 local ffi = require 'ffi'
 local now = require('gam.optim.util').now
-local cli = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or '') .. 'cli.lua')
+local HERE = debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or ''
+local cli = dofile(HERE .. 'cli.lua')
+local tblog = dofile(HERE .. 'train_tensorboard.lua')
 local optim, F = gam.optim, gam.F
 
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
@@ -60,6 +62,8 @@ local FLAGS = {
   {'steps-per-epoch', 'int', 0, 'stop each epoch after N steps (0 = a full pass)'},
   {'stop-after', 'int', 0, 'stop after epoch N as if interrupted; continue with --resume (0 = run to the end)'},
   {'progress', 'string', 'auto', 'auto | bar | lines | none (auto: a bar on a terminal, lines otherwise)'},
+  {'tensorboard', 'string', 'on', 'TensorBoard event files: on (in <out>) | off | a folder'},
+  {'tensorboard-every', 'int', 10, 'steps between the points of the lr chart'},
 }
 
 -- GAM defaults: {grad_norm_rho (rho), grad_rho (rho'), beta, alpha, gamma}, from the seed
@@ -121,7 +125,7 @@ local function resolve(args)
   end
   if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
   if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
-  for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size'} do
+  for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size', 'tensorboard-every'} do
     if args[k] < 1 then fail('--' .. k .. ' must be at least 1') end
   end
   for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed'} do
@@ -323,10 +327,11 @@ local function train_epoch(args, ctx, epoch)
         l:backward()
         base:step()
       end
-      local n = y:size(1)
+      local n, c = y:size(1), count_equal(pred:argmax(2), y)
       loss_sum = loss_sum + loss * n
-      correct = correct + count_equal(pred:argmax(2), y)
+      correct = correct + c
       seen = seen + n
+      if ctx.tb then ctx.tb:step((epoch - 1) * total + step, loss, c / n, base:get_lr()) end
     end)
     if not ok then
       progress:finish()
@@ -459,7 +464,8 @@ local function main(argv)
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
   end
-  print('writing ' .. csv_path .. ' and ' .. ck_path)
+  ctx.tb = tblog.open(args, ctx.opt)
+  print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
 
   for epoch = first, args.epochs do
     local t0 = now()
@@ -484,6 +490,12 @@ local function main(argv)
                         epoch, args.epochs, tr_loss, 100 * tr_acc, te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
     io.flush()
     save_checkpoint(ck_path, args, ctx, epoch)
+    if ctx.tb then
+      local r = args.opt == 'gam' and {grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho']}
+                or args.opt ~= 'sgd' and {rho = args.rho} or {}
+      ctx.tb:epoch(epoch, {train_loss = tr_loss, train_acc = tr_acc, lr = lr, radii = r,
+                           evals = {test = {te_loss, te_acc}}})
+    end
     csv_append(csv_path, string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
       te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
       (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds))
@@ -491,6 +503,7 @@ local function main(argv)
       print(string.format('stopped after epoch %d (--stop-after); continue with --resume', epoch))
       ctx.train_loader:close()
       ctx.test_loader:close()
+      if ctx.tb then ctx.tb:close() end
       return
     end
   end
@@ -498,6 +511,7 @@ local function main(argv)
   print(string.format('final test accuracy: %.2f%%', 100 * ctx.last_acc))
   print(string.format('best test accuracy: %.2f%% at epoch %d; total time %s', 100 * ctx.best_acc, ctx.best_epoch,
                       hms(now() - t_start)))
+  if ctx.tb then ctx.tb:close() end
   ctx.train_loader:close()
   ctx.test_loader:close()
 end

@@ -12,6 +12,8 @@ if [ -f tests/reference_harness.lua ]; then
   suite "golden optimiser cases ($refdir)" "$build/gamlua" tests/reference_harness.lua "$refdir"
   # more cases of the same format (other sizes, seeds, bases), made by tests/fixtures/reference_gen
   suite "extra golden cases" "$build/gamlua" tests/reference_harness.lua tests/fixtures/reference_extra
+  # GAM's original variant (Hessian-vector products), made by tests/fixtures/reference_gen/gen_original.py
+  suite "original GAM golden cases" "$build/gamlua" tests/reference_harness.lua tests/fixtures/reference_original
 fi
 
 suite_summary

@@ -19,10 +19,11 @@ gam.F = require 'gam.functional'
 gam.save = function(...) return require('gam.checkpoint').save(...) end
 gam.load = function(...) return require('gam.checkpoint').load(...) end
 
--- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data
-local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data',
-              checkpoint = 'gam.checkpoint', cudnn = 'gam.cudnn'}
-setmetatable(gam, {__index = function(t, k)
+-- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data, gam.log, gam.flatness
+local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data', log = 'gam.log',
+              checkpoint = 'gam.checkpoint', flatness = 'gam.flatness', cudnn = 'gam.cudnn'}
+-- (__lazy names them for the REPL's Tab completion)
+setmetatable(gam, {__lazy = lazy, __index = function(t, k)
   local name = lazy[k]
   if name then
     local m = require(name)

@@ -4,7 +4,11 @@
 -- engine/gam.h as a string (gam_cdef), so the header and the binding cannot
 -- drift apart. The library is looked for, in order, at $GAMLUA_LIB, where the
 -- gamlua host says it is, beside this package in the build tree, where
--- `make install` puts it, and on the system library path.
+-- `make install` puts it, in the package folder (gam/libgam.so), as libgam.so
+-- in each folder of package.cpath (where `luarocks make` puts it), and last on
+-- the system library path. So plain `luajit -e 'require "gam"'` works from
+-- the build tree (LUA_PATH='lua/?.lua;lua/?/init.lua;;'), from a luarocks tree
+-- (eval "$(luarocks path)"), or anywhere with GAMLUA_LIB=/path/to/libgam.so.
 local ffi = require 'ffi'
 
 -- FFI declarations can be made once per process: a second load (a runner that
@@ -27,7 +31,17 @@ local function candidates()
   local root = src:match('^(.*)/gam/lib%.lua$') or '.'
   list[#list + 1] = root .. '/../build/libgam.so'            -- lua/ beside build/
   list[#list + 1] = root .. '/../../../lib/gamlua/libgam.so' -- share/gamlua/lua -> lib/gamlua
+  list[#list + 1] = root .. '/gam/libgam.so'                  -- beside the package's own files
+  -- a rock (luarocks make): libgam.so where C modules go, <tree>/lib/lua/5.1, on package.cpath
+  for template in package.cpath:gmatch('[^;]+') do
+    if template:match('%?%.so$') then list[#list + 1] = (template:gsub('%?', 'libgam')) end
+  end
   return list
+end
+
+local env = os.getenv('GAMLUA_LIB')
+if env and env ~= '' and not exists(env) then
+  error('gam: GAMLUA_LIB=' .. env .. ' names no readable file (unset it, or point it at a libgam.so)', 0)
 end
 
 local C

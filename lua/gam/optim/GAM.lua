@@ -27,16 +27,23 @@
 local C = require 'gam.lib'
 local util = require 'gam.optim.util'
 local Sharpness = require 'gam.optim.Sharpness'
+local diag = require 'gam.optim.diagnostics'
 
 local GAM = Sharpness.extend('GAM')
 GAM.nbuffers = 3
 GAM.hyper_names = {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
 GAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + ρ′ĝ0)', [2] = ' (at θ + ρĥ0)', [3] = ' (at θ2 + ρ′ĝ2)'}
 
-local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
+local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode', 'variant'}
 
 function GAM.new(opts)
   local who = 'optim.GAM'
+  -- variant = 'original': the paper's Algorithm 1, with Hessian-vector products (GAMOriginal.lua)
+  local variant = type(opts) == 'table' and opts.variant or 'accelerated'
+  if variant == 'original' then return require('gam.optim.GAMOriginal').new(opts) end
+  if variant ~= 'accelerated' then
+    error(string.format("%s: variant must be 'accelerated' or 'original', got %s", who, tostring(variant)), 2)
+  end
   util.check_options(who, opts, OPTIONS)
   local self = setmetatable({}, GAM)
   self.grad_rho = util.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
@@ -61,6 +68,11 @@ function GAM:hyper()
   return h
 end
 
+--- opt:diagnostics(true) records, each later step, ‖g0‖, cos(h+, h−) and ‖d‖/‖g0‖;
+-- opt:diagnostics() returns the last step's {g0_norm, cos, update_norm, update_ratio}
+-- (gam/optim/diagnostics.lua; off by default).
+function GAM:diagnostics(on) return diag.access(self, on) end
+
 -- Every scalar stays in the block S on the parameters' device (gam.h): each
 -- norm lands in S[0] and the next pass scales by radius / (S[0] + ξ) itself;
 -- pass 3 leaves S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²}, from which the decomposition
@@ -71,6 +83,7 @@ function GAM:run(h)
   local theta0, g0, hplus = bufs[1], bufs[2], bufs[3]   -- g0's buffer holds h− after pass 2
   local S = self:_scalars()
   local ad, adaptive = self.adaptive and 1 or 0, self.adaptive
+  if self._diag then diag.start(self, g) end
   -- θ1 = θ + ρ′ g0/‖g0‖, keeping θ and g0
   self:_k(adaptive and 2 or 1, C.gam_opt_norm_s, S, g, adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
@@ -96,7 +109,9 @@ function GAM:run(h)
   self:_k(4, C.gam_gam_pass3_s, S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
           self:_code(3, 'norm of h−'))
   self:_check()
+  if self._diag then diag.pass3(self, S) end
   self:_k(3, C.gam_opt_decompose_s, g, hminus.t, h.gamma, S)
+  if self._diag then diag.finish(self, g) end
   return theta0
 end
 
