@@ -189,8 +189,10 @@ int gam_cuda__upload(void *dst, const void *src, size_t bytes, const char *op) {
   cudaError_t e = cudaSuccess;
   if (!s.done) e = cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
   // the buffer's previous copy must be done before it is overwritten
-  if (e == cudaSuccess && s.used && cudaEventQuery(s.done) == cudaErrorNotReady)
+  if (e == cudaSuccess && s.used && cudaEventQuery(s.done) == cudaErrorNotReady) {
+    cudaGetLastError();  // "not ready" is no error: keep it from later launch checks
     e = waited(cudaEventSynchronize(s.done));
+  }
   if (e == cudaSuccess && s.bytes < bytes) {
     gam_cuda__pinned_free(s.p);
     size_t want = s.bytes ? s.bytes : (size_t)1 << 20;
