@@ -44,16 +44,21 @@ int convert_from(void *dst, int dst_dtype, const void *src, int64_t n) {
   }
 }
 
-// y[c,r] = x[r,c]; output index o = c * rows + r
+// y[c,r] = x[r,c]; output index o = c * rows + r (in index type I: 32-bit
+// when rows * cols fits, gamk::fits32)
+template <typename I>
 __global__ void transpose_kernel(const float *x, float *y, int64_t rows, int64_t cols) {
-  GAM_GRID_LOOP(o, rows * cols) {
-    int64_t c = o / rows, r = o % rows;
-    y[o] = x[r * cols + c];
+  const I ri = (I)rows, ci = (I)cols;
+  GAM_GRID_LOOP_T(I, o, rows * cols) {
+    I c = o / ri, r = o % ri;
+    y[o] = x[r * ci + c];
   }
 }
 
+template <typename I>
 __global__ void repeat_rows_kernel(float *out, const float *row, int64_t rows, int64_t cols) {
-  GAM_GRID_LOOP(o, rows * cols) out[o] = row[o % cols];
+  const I ci = (I)cols;
+  GAM_GRID_LOOP_T(I, o, rows * cols) out[o] = row[o % ci];
 }
 
 __global__ void out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
@@ -92,13 +97,19 @@ int gam_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, i
 
 int gam_cuda_transpose(const float *x, float *y, int64_t rows, int64_t cols) {
   if (rows * cols <= 0) return 0;
-  transpose_kernel<<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
+  if (gamk::fits32(rows * cols))
+    transpose_kernel<int32_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
+  else
+    transpose_kernel<int64_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
   return gamk::launched("transpose");
 }
 
 int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols) {
   if (rows * cols <= 0) return 0;
-  repeat_rows_kernel<<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+  if (gamk::fits32(rows * cols))
+    repeat_rows_kernel<int32_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+  else
+    repeat_rows_kernel<int64_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
   return gamk::launched("linear");
 }
 
