@@ -8,6 +8,7 @@
 #   luarocks make                    gamlua-scm-1.rockspec: the Lua package, libgam and gamlua as a rock
 #   make CUDA=0     build without the CUDA backend
 #   make test-cuda  the CUDA backend against the CPU backend (needs a GPU; prints the CUDA stack first)
+#   make bench      short runs of the CPU benchmarks against their PyTorch peer
 
 BUILD   ?= build
 PREFIX  ?= /usr/local
@@ -90,11 +91,13 @@ $(BUILD)/config.stamp: FORCE
 	@mkdir -p $(BUILD)
 	@echo '$(BUILD_CONFIG)' | cmp -s - $@ || echo '$(BUILD_CONFIG)' > $@
 
-$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h $(BUILD)/config.stamp
+$(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h \
+                   engine/optim_math.h engine/optim_cpu.h engine/gam_test.h $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h $(BUILD)/config.stamp
+$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h engine/optim_math.h \
+                        $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@
 
@@ -172,6 +175,20 @@ install-rock: all
 	cp -r lua/gam $(LUADIR)/
 	install -m 755 $(BUILD)/libgam.so $(LIBDIR)/libgam.so
 	install -m 755 $(BUILD)/gamlua $(BINDIR)/gamlua
+
+# Short runs of the CPU benchmarks (layers; GAM and SAM steps), each printing
+# its ratio against the PyTorch peer measured in the same run (python3-torch;
+# BENCH_ARGS=--no-torch skips it). For the figures of README.md, run the
+# scripts themselves with the settings the README gives.
+BENCH_THREADS ?= 2
+BENCH_ARGS    ?=
+bench: all
+	$(BUILD)/gamlua scripts/bench_layers.lua --threads $(BENCH_THREADS) --models cnn_small \
+	  --batches 32 --iters 5 $(BENCH_ARGS)
+	for o in gam sam; do \
+	  $(BUILD)/gamlua scripts/bench_step.lua --model cnn_small --opt $$o --batch 32 --steps 5 \
+	    --warmup 1 --threads $(BENCH_THREADS) $(BENCH_ARGS) || exit 1; \
+	done
 
 # Lua: luacheck with .luacheckrc; C and CUDA: clang-format with .clang-format (check only).
 lint:

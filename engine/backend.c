@@ -7,6 +7,7 @@
  * cpu (reduce_to_shape, linear's bias gradient: the device sums in double
  * through its line reduction, as before the tables existed). */
 #include "backend.h"
+#include "optim_cpu.h"
 
 const gam_backend gam__cpu_backend = {
     .name = "cpu",
@@ -61,6 +62,21 @@ const gam_backend gam__cpu_backend = {
     .adaptive_avg_pool_forward = gam_cpu_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cpu_adaptive_avg_pool_backward,
     .dropout_mask = gam_cpu_dropout_mask,
+    /* fused optimiser passes */
+    .opt_copy = gam_cpu_opt_copy,
+    .opt_read = gam_cpu_opt_read,
+    .opt_clear = gam_cpu_opt_clear,
+    .opt_check_loss = gam_cpu_opt_check_loss,
+    .opt_norm = gam_cpu_opt_norm,
+    .opt_ascend = gam_cpu_opt_ascend,
+    .opt_dot3 = gam_cpu_opt_dot3,
+    .opt_decompose = gam_cpu_opt_decompose,
+    .opt_gam_pass1 = gam_cpu_gam_pass1,
+    .opt_gam_ascend_h0 = gam_cpu_gam_ascend_h0,
+    .opt_gam_pass2 = gam_cpu_gam_pass2,
+    .opt_gam_pass3 = gam_cpu_gam_pass3,
+    .opt_sgd_step = gam_cpu_sgd_step,
+    .opt_adam_step = gam_cpu_adam_step,
 };
 
 /* ---- cuda adapters ---------------------------------------------------------- */
@@ -175,6 +191,21 @@ const gam_backend gam__cuda_backend = {
     .adaptive_avg_pool_forward = gam_cuda_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cuda_adaptive_avg_pool_backward,
     .dropout_mask = cuda_dropout_mask,
+    /* fused optimiser passes */
+    .opt_copy = gam_cuda_opt_copy,
+    .opt_read = gam_cuda_opt_read,
+    .opt_clear = gam_cuda_opt_clear,
+    .opt_check_loss = gam_cuda_opt_check_loss,
+    .opt_norm = gam_cuda_opt_norm,
+    .opt_ascend = gam_cuda_opt_ascend,
+    .opt_dot3 = gam_cuda_opt_dot3,
+    .opt_decompose = gam_cuda_opt_decompose,
+    .opt_gam_pass1 = gam_cuda_gam_pass1,
+    .opt_gam_ascend_h0 = gam_cuda_gam_ascend_h0,
+    .opt_gam_pass2 = gam_cuda_gam_pass2,
+    .opt_gam_pass3 = gam_cuda_gam_pass3,
+    .opt_sgd_step = gam_cuda_sgd_step,
+    .opt_adam_step = gam_cuda_adam_step,
 };
 
 /* GAM_CUDA here: the one place a device number picks its table (core.c's

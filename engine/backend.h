@@ -139,6 +139,33 @@ typedef struct gam_backend {
   int (*dropout_mask)(float *mask, int64_t n, double p);
 
   /* ---- fused optimiser passes (optim.c, kernels/optim.cu) --------------- */
+  /* Flat float vectors of n elements; s is a step's scalars block
+   * (GAM_OPT_NSCALARS doubles, slots named in gam.h). cpu: gam_cpu_opt_*
+   * (optim_cpu.c, optim_cpu.h); cuda: gam_cuda_opt_* (cuda_backend.h). Every
+   * formula is in optim_math.h. */
+  int (*opt_copy)(float *dst, const float *src, int64_t n);
+  int (*opt_read)(double *out, const double *s); /* the block to the host (cuda: waits) */
+  int (*opt_clear)(double *s);
+  int (*opt_check_loss)(double *s, const float *loss, int code, int keep);
+  int (*opt_norm)(double *s, const float *g, const float *w, int64_t n, int code);
+  int (*opt_ascend)(float *theta, float *theta_save, const float *g, float *g_save, int64_t n,
+                    gam_coef scale, int adaptive);
+  int (*opt_dot3)(double *s, const float *a, const float *b, int64_t n, int code0, int code2);
+  int (*opt_decompose)(float *h, const float *v, int64_t n, double weight, gam_coef c);
+  int (*opt_gam_pass1)(double *s, float *hplus, const float *g, const float *g0,
+                       const float *theta0, int64_t n, double alpha, int adaptive, int code);
+  int (*opt_gam_ascend_h0)(float *theta, const float *theta0, const float *g, const float *g0,
+                           int64_t n, gam_coef scale, int adaptive);
+  int (*opt_gam_pass2)(double *s, float *hminus, const float *g, const float *theta, int64_t n,
+                       double c0, double c1, int adaptive, int code);
+  int (*opt_gam_pass3)(double *s, float *g, const float *hplus, const float *hminus, int64_t n,
+                       double c, int code0, int code2);
+  int (*opt_sgd_step)(float *param, const float *grad, float *buf, const float *src, int64_t n,
+                      double lr, double momentum, double dampening, double weight_decay,
+                      int nesterov, int first, const double *guard);
+  int (*opt_adam_step)(float *param, const float *grad, float *m, float *v, const float *src,
+                       int64_t n, double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int decoupled, int64_t step, const double *guard);
 
   /* ---- collectives (dist.c: MPI for the cpu, NCCL for cuda) ------------- */
 

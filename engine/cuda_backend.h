@@ -39,6 +39,7 @@
 #define GAM_CUDA_BACKEND_H
 #include <stddef.h>
 #include <stdint.h>
+#include "optim_math.h" /* gam_coef: the coefficients of the optimiser passes */
 
 #ifdef __cplusplus
 extern "C" {
@@ -304,23 +305,19 @@ GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, cons
                                                     float *dx))
 
 /* ---- fused optimiser kernels (kernels/optim.cu) ----------------------------------
- * The passes of optim.c over flat float vectors of n elements. A step's
- * scalars live in a device block s of GAM_OPT_NSCALARS doubles (gam.h): a
- * reduction writes s[0] (a norm) or s[0..2] (‖a‖², ⟨a,b⟩, ‖b‖²) and, when its
- * check code is not 0 and s[GAM_OPT_FLAG] is still 0, records a non-finite
- * result there (flag = code, s[GAM_OPT_BAD] = the value). A later pass reads
- * its coefficient from s itself (gam_coef), so no pass waits for the host.
- * Reductions run in two fixed stages accumulated in double: deterministic. */
-typedef struct gam_coef {
-  int kind;             /* GAM_COEF_* */
-  double value;         /* VALUE: the coefficient; RADIUS: the radius rho */
-  const double *s;      /* the scalars block (RADIUS, DECOMPOSE) */
-} gam_coef;
-enum {
-  GAM_COEF_VALUE,       /* value */
-  GAM_COEF_RADIUS,      /* value / (s[0] + ξ) */
-  GAM_COEF_DECOMPOSE    /* s[1] / (√s[0] √s[2] + ξ) · √s[2] / (√s[0] + ξ) */
-};
+ * The cuda entries of the backend table's fused optimiser passes (backend.h),
+ * over flat float vectors of n elements; their cpu twins are gam_cpu_opt_*
+ * (optim_cpu.c), their math is engine/optim_math.h. A step's scalars live in
+ * a device block s of GAM_OPT_NSCALARS doubles (gam.h): a reduction writes
+ * s[GAM_OPT_NORM] (a norm) or s[GAM_OPT_AA..BB] (‖a‖², ⟨a,b⟩, ‖b‖²) and, when
+ * its check code is not 0 and s[GAM_OPT_FLAG] is still 0, records a
+ * non-finite result there (flag = code, s[GAM_OPT_BAD] = the value). A later
+ * pass reads its coefficient from s itself (gam_coef), so no pass waits for
+ * the host. Reductions run in two fixed stages accumulated in double:
+ * deterministic. */
+GAM_CUDA_FN(int gam_cuda_opt_copy(float *dst, const float *src, int64_t n))
+GAM_CUDA_FN(int gam_cuda_opt_read(double *out, const double *s))   /* the block to the host (waits) */
+GAM_CUDA_FN(int gam_cuda_opt_clear(double *s))
 GAM_CUDA_FN(int gam_cuda_opt_norm(double *s, const float *g, const float *w, int64_t n, int code))
 GAM_CUDA_FN(int gam_cuda_opt_ascend(float *theta, float *theta_save, const float *g, float *g_save,
                                     int64_t n, gam_coef scale, int adaptive))
@@ -335,9 +332,9 @@ GAM_CUDA_FN(int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, con
                                    int64_t n, double c0, double c1, int adaptive, int code))
 GAM_CUDA_FN(int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus,
                                    int64_t n, double c, int code0, int code2))
-/* The base steps (optim.c's formulas). guard (NULL: none) is a scalars block:
- * when its flag is set the step only restores param = src (when src is not
- * NULL) and leaves the optimiser state untouched. */
+/* The base steps. guard (NULL: none) is a scalars block: when its flag is set
+ * the step only restores param = src (when src is not NULL) and leaves the
+ * optimiser state untouched. buf is NULL without momentum. */
 GAM_CUDA_FN(int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src,
                                   int64_t n, double lr, double momentum, double dampening,
                                   double weight_decay, int nesterov, int first, const double *guard))

@@ -196,25 +196,15 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training);
  * in order (the flat arena); *out = NULL (and 0 returned) when they are not. */
 int gam_opt_span(gam_tensor **out, gam_tensor **ts, int n);
 int gam_opt_copy(gam_tensor *dst, const gam_tensor *src);                     /* dst = src, one pass */
+/* The base steps without a guard (gam_*_step_s with guard NULL). */
 int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
                  const gam_tensor *src, double lr, double momentum, double dampening,
                  double weight_decay, int nesterov, int first);
 int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
                   gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
                   double beta2, double eps, double weight_decay, int decoupled, int64_t step);
-int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w);       /* ‖g⊙|w|‖, w may be NULL */
-int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                   gam_tensor *g_save, double scale, int adaptive);            /* saves may be NULL */
-int gam_opt_dot3(double *out, const gam_tensor *a, const gam_tensor *b);        /* ‖a‖², ⟨a,b⟩, ‖b‖² */
-int gam_opt_decompose(gam_tensor *h, const gam_tensor *v, double weight, double c); /* h -= weight (v − c h) */
-int gam_gam_pass1(double *norm, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
-                  const gam_tensor *theta0, double alpha, int adaptive);
-int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
-                      const gam_tensor *g0, double scale, int adaptive);
-int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g,
-                  const gam_tensor *theta, double c0, double c1, int adaptive);
-int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
-                  double c);
+/* The sharpness-aware passes with host-side scalars (a norm returned as a
+ * double, a coefficient passed as one) are for tests only: engine/gam_test.h. */
 
 /* ---- data: readers, augmentation, loader (data.c) ----------------------------- */
 /* (section owned by the data work) */
@@ -321,14 +311,18 @@ void gam_cudnn_get(int *benchmark, int *deterministic);
  * their bits) on the device of the vectors. A reduction writes slot 0 (a
  * norm) or slots 0-2 (‖a‖², ⟨a,b⟩, ‖b‖²); a pass that needs a coefficient
  * computes it from the block itself: "rho" passes use rho / (s[0] + ξ), the
- * decomposition c = s[1] / (√s[0] √s[2] + ξ) · √s[2] / (√s[0] + ξ), ξ = 1e-12
- * (the formulas the Lua optimisers used on the host, in the same order). A
+ * decomposition c = s[1] / (√s[0] √s[2] + ξ) · √s[2] / (√s[0] + ξ) (the
+ * formulas of engine/optim_math.h, where ξ is defined). A
  * check code c > 0 makes a reduction record a non-finite result: when the
  * flag slot is still 0, flag = c and bad = the value. The guarded base steps
  * (gam_*_step_s) only restore param = src when the flag is set. So a GAM or
  * SAM step on the GPU queues every pass without waiting and reads the block
- * once at its end (gam_opt_read). Everything else as the functions above. */
-enum { GAM_OPT_FLAG = 3, GAM_OPT_BAD = 4, GAM_OPT_LOSS = 5, GAM_OPT_NSCALARS = 8 };
+ * once at its end (gam_opt_read). Their host-scalar twins (for tests) are in
+ * engine/gam_test.h. */
+/* the block's slots: a norm (NORM), or {‖a‖², ⟨a,b⟩, ‖b‖²} (AA, AB, BB); the
+ * check's flag and bad value; pass 0's loss */
+enum { GAM_OPT_NORM = 0, GAM_OPT_AA = 0, GAM_OPT_AB = 1, GAM_OPT_BB = 2, GAM_OPT_FLAG = 3,
+       GAM_OPT_BAD = 4, GAM_OPT_LOSS = 5, GAM_OPT_NSCALARS = 8 };
 int gam_opt_scalars(gam_tensor **out, int device);                 /* a zeroed block */
 int gam_opt_read(const gam_tensor *s, double *out);                /* all slots to the host (waits) */
 int gam_opt_clear(gam_tensor *s);                                  /* every slot = 0 */

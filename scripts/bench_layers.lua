@@ -15,23 +15,13 @@
 -- are still only indicative. --cpu-time measures process CPU time instead of
 -- wall time on both sides: with --threads 1 it barely moves when other
 -- processes compete for the cores (with more threads it counts spinning too).
-local ffi = require 'ffi'
 local gam = require 'gam'
 local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
 local bench = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'bench_util.lua')
 local F = gam.F
 
-pcall(ffi.cdef, [[
-typedef struct { long tv_sec; long tv_nsec; } gam_bench_timespec;
-int clock_gettime(int clk, gam_bench_timespec *ts);
-]])
-local ts = ffi.new('gam_bench_timespec')
-local CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID = 1, 2
-local clock = CLOCK_MONOTONIC
-local function now()
-  ffi.C.clock_gettime(clock, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
+local clock = 'monotonic'
+local function now() return gam.clock(clock) end
 
 -- ---- options -----------------------------------------------------------------------
 local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
@@ -53,7 +43,7 @@ end
 if opt.threads < 1 then cli.fail('bench_layers', '--threads must be at least 1') end
 gam.set_num_threads(opt.threads)
 if opt.winograd then F.set_conv_algorithm('winograd') end
-if opt.cpu_time then clock = CLOCK_PROCESS_CPUTIME_ID end
+if opt.cpu_time then clock = 'cpu' end
 
 local SPEC = {
   resnet18_c = {input = {3, 32, 32}, iters = {[32] = 6, [128] = 3}},

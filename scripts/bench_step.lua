@@ -237,7 +237,8 @@ end
 
 -- The fused optimiser kernels on the GPU, each timed as a batch of back-to-back
 -- launches on vectors of the model's size, against the device's copy bandwidth.
--- Bytes are what each pass must move (vectors read + written, 4 bytes each).
+-- Bytes are what each pass must move (vectors read + written, 4 bytes each),
+-- counted from its arguments by gam.optim.passes.
 if on_gpu and sharp then
   local ffi = require 'ffi'
   local n = nparams
@@ -248,35 +249,38 @@ if on_gpu and sharp then
   T.check(C.gam_opt_scalars(out, C.GAM_CUDA))
   local S = T.wrap(out[0])
   local reps = math.max(10, math.floor(4e10 / (20 * 4 * n)))   -- about 40 GB of traffic per kernel
-  local function bench(nvec, fn)
-    T.check(fn())
+  local passes = require 'gam.optim.passes'
+  -- the pass `name` on these arguments, timed as a batch; its bytes counted from them (gam.optim.passes)
+  local function bench(name, ...)
+    local fn, bytes = C[name], passes.bytes(name, ...)
+    T.check(fn(...))
     gam.synchronize()
     local t0 = util.now()
-    for _ = 1, reps do T.check(fn()) end
+    for _ = 1, reps do T.check(fn(...)) end
     gam.synchronize()
     local sec = (util.now() - t0) / reps
-    return sec, nvec * 4 * n / sec
+    return sec, bytes / sec, bytes
   end
-  local _, copy_bw = bench(2, function() return C.gam_opt_copy(th0.t, th.t) end)
+  local _, copy_bw = bench('gam_opt_copy', th0.t, th.t)
   local s = S.t
   local kernels = {
-    {'norm (g)', 1, function() return C.gam_opt_norm_s(s, g.t, nil, 1) end},
-    {'ascend + save θ, g', 5, function() return C.gam_opt_ascend_s(th.t, th0.t, g.t, g0.t, 0.0, s, 0) end},
-    {'gam pass 1', 3, function() return C.gam_gam_pass1_s(s, hp.t, g.t, g0.t, th0.t, 0.1, 0, 2) end},
-    {'gam ascend h0', 4, function() return C.gam_gam_ascend_h0_s(th.t, th0.t, g.t, g0.t, 0.0, s, 0) end},
-    {'gam pass 2', 3, function() return C.gam_gam_pass2_s(s, g0.t, g.t, th.t, 1, 0.9, 0, 3) end},
-    {'ascend', 3, function() return C.gam_opt_ascend_s(th.t, nil, g.t, nil, 0.0, s, 0) end},
-    {'gam pass 3', 4, function() return C.gam_gam_pass3_s(s, g.t, hp.t, g0.t, 0.9, 4, 5) end},
-    {'decompose', 3, function() return C.gam_opt_decompose_s(g.t, g0.t, 0.0, s) end},
-    {'sgd from θ0 (momentum)', 5, function() return C.gam_sgd_step_s(th.t, g.t, buf.t, th0.t, 0, 0.9, 0, 5e-4, 0, 0, s) end},
-    {'zero the gradient', 1, function() return C.gam_fill_(g.t, 0) end},
+    {'norm (g)', 'gam_opt_norm_s', s, g.t, nil, 1},
+    {'ascend + save θ, g', 'gam_opt_ascend_s', th.t, th0.t, g.t, g0.t, 0.0, s, 0},
+    {'gam pass 1', 'gam_gam_pass1_s', s, hp.t, g.t, g0.t, nil, 0.1, 0, 2},
+    {'gam ascend h0', 'gam_gam_ascend_h0_s', th.t, th0.t, g.t, g0.t, 0.0, s, 0},
+    {'gam pass 2', 'gam_gam_pass2_s', s, g0.t, g.t, nil, 1, 0.9, 0, 3},
+    {'ascend', 'gam_opt_ascend_s', th.t, nil, g.t, nil, 0.0, s, 0},
+    {'gam pass 3', 'gam_gam_pass3_s', s, g.t, hp.t, g0.t, 0.9, 4, 5},
+    {'decompose', 'gam_opt_decompose_s', g.t, g0.t, 0.0, s},
+    {'sgd from θ0 (momentum)', 'gam_sgd_step_s', th.t, g.t, buf.t, th0.t, 0, 0.9, 0, 5e-4, 0, 0, s},
+    {'zero the gradient', 'gam_fill_', g.t, 0},
   }
   say('fused optimiser kernels on the GPU (%d floats; device-to-device copy %.0f GB/s):', n, copy_bw / 1e9)
   local total_s, total_b = 0, 0
   for _, k in ipairs(kernels) do
-    local sec, bw = bench(k[2], k[3])
-    total_s, total_b = total_s + sec, total_b + k[2] * 4 * n
-    say('  %-24s %d vectors  %8.1f us  %7.0f GB/s = %3.0f%% of copy', k[1], k[2], sec * 1e6, bw / 1e9,
+    local sec, bw, bytes = bench(unpack(k, 2, table.maxn(k)))
+    total_s, total_b = total_s + sec, total_b + bytes
+    say('  %-24s %d vectors  %8.1f us  %7.0f GB/s = %3.0f%% of copy', k[1], bytes / (4 * n), sec * 1e6, bw / 1e9,
         100 * bw / copy_bw)
   end
   -- one step's worth: GAM runs each kernel above once (ascend twice, zeroing 4x),

@@ -11,7 +11,6 @@
 -- with exactly the parameters of an uninterrupted run. The learning rate
 -- follows a cosine schedule over the epochs (set once per epoch, as the seed).
 local gam = require 'gam'
-local ffi = require 'ffi'
 local now = require('gam.optim.util').now
 local HERE = debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or ''
 local cli = dofile(HERE .. 'cli.lua')
@@ -156,11 +155,7 @@ local function hms(s)
   return string.format('%ds', s)
 end
 
-pcall(ffi.cdef, 'int isatty(int fd);')
-local function stdout_is_tty()
-  local ok, r = pcall(function() return ffi.C.isatty(1) end)
-  return ok and r == 1
-end
+local function stdout_is_tty() return gam.isatty(1) end
 
 local function finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 

@@ -112,8 +112,7 @@ local ENGINE = (debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 
 describe('one dispatch', function()
   it('only backend.c (the tables) and core.c (the device type) name GAM_CUDA among engine/*.c', function()
-    -- optim.c keeps its own device branches until its fused passes move onto the table
-    local allowed = {['backend.c'] = true, ['core.c'] = true, ['optim.c'] = true}
+    local allowed = {['backend.c'] = true, ['core.c'] = true}
     local out, code = run('ls ' .. q(ENGINE) .. '/*.c')
     assert.are.equal(0, code, out)
     local seen = 0

@@ -7,10 +7,11 @@
 -- forms, bit for bit. (Their cuda twins are tested in tests/cuda/.)
 local ffi = require 'ffi'
 local gam = require 'gam'
-local C = require 'gam.lib'
+-- the library, with engine/gam_test.h's host-scalar forms declared
+local C = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/gam_test.lua')
 local nn, optim, F = gam.nn, gam.optim, gam.F
 
-local XI = 1e-12
+local XI = require('gam.optim.util').XI   -- ξ: the Lua side's one definition
 local FLAG, BAD, LOSS = C.GAM_OPT_FLAG, C.GAM_OPT_BAD, C.GAM_OPT_LOSS
 
 local function randvec(n, seed, lo, hi)

@@ -5,7 +5,8 @@
 -- bad hyperparameters, and the schedulers against PyTorch's formulas.
 local ffi = require 'ffi'
 local gam = require 'gam'
-local C = require 'gam.lib'
+-- the library, with engine/gam_test.h's host-scalar forms declared
+local C = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/gam_test.lua')
 local nn, optim, F = gam.nn, gam.optim, gam.F
 
 -- ---- helpers -------------------------------------------------------------------------

@@ -53,10 +53,10 @@
 -- same numbers bit for bit on the cpu with a fixed thread count (the engine's
 -- parallel reductions may combine partial sums in another order on another
 -- thread count).
-local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local frozen = require 'gam.frozen'
+local passes = require 'gam.optim.passes'
 
 local M = {}
 local Flatness = {}
@@ -69,15 +69,11 @@ local OPTIONS = {model = true, loss = true, batches = true, loader = true, n_bat
                  train_mode = true, fd_scale = true, freeze = true, progress = true}
 
 -- ---- vector helpers (engine passes, reductions in double) ----------------------------
-local dbuf = ffi.new('double[3]')
 local function dot(a, b)
-  tensor.check(C.gam_opt_dot3(dbuf, a.t, b.t))
-  return dbuf[1]
+  local _, ab = passes.dot3(a.t, b.t)
+  return ab
 end
-local function norm(a)
-  tensor.check(C.gam_opt_norm(dbuf, a.t, nil))
-  return dbuf[0]
-end
+local function norm(a) return passes.norm(a.t) end
 local function copy(dst, src) tensor.check(C.gam_opt_copy(dst.t, src.t)) end
 -- v = s v, in place
 local function scale_(v, s)

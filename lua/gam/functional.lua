@@ -2,6 +2,7 @@
 local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
+local check = require 'gam.argcheck'
 local T, op, num_arg = tensor.T, tensor.op, tensor.num_arg
 local Tensor = tensor.Tensor
 
@@ -33,44 +34,16 @@ end
 
 -- ---- layers: convolution, batch norm, pooling, dropout (NCHW float32) ------------
 -- A size argument is a number n (meaning {n, n}) or a pair {h, w}.
-local function pair(v, op, what, default, lo)
-  if v == nil then v = default end
-  local h, w
-  if type(v) == 'number' then
-    h, w = v, v
-  elseif type(v) == 'table' and #v == 2 then
-    h, w = v[1], v[2]
-  else
-    error(string.format('%s: %s must be a number or a pair {h, w}, got %s', op, what,
-                        type(v) == 'table' and ('a table of ' .. #v) or tostring(v)), 0)
-  end
-  for _, k in ipairs {h, w} do
-    if type(k) ~= 'number' or k ~= math.floor(k) then
-      error(string.format('%s: %s must be integers, got %s', op, what, tostring(k)), 0)
-    end
-    if lo and k < lo then
-      error(string.format('%s: %s must be at least %d, got (%d, %d)', op, what, lo, h, w), 0)
-    end
-  end
-  return h, w
-end
-
-local function bool_arg(v, op, what, default)
-  if v == nil then return default end
-  if type(v) ~= 'boolean' then
-    error(string.format('%s: %s must be a boolean, got %s', op, what, type(v)), 0)
-  end
-  return v
-end
+local pair, bool_arg = check.size2, check.flag
 
 --- F.conv2d(x[N,C,H,W], w[O,C,kh,kw], b[O] or nil, {stride=1, padding=0, dilation=1})
 function F.conv2d(x, w, b, opts)
   if opts ~= nil and type(opts) ~= 'table' then
-    error('conv2d: options must be a table like {stride = 1, padding = 0, dilation = 1}', 0)
+    check.raise('conv2d: options must be a table like {stride = 1, padding = 0, dilation = 1}')
   end
   opts = opts or {}
   if opts.groups ~= nil and opts.groups ~= 1 then
-    error('conv2d: groups other than 1 are not supported, got ' .. tostring(opts.groups), 0)
+    check.raise('conv2d: groups other than 1 are not supported, got ' .. tostring(opts.groups))
   end
   local sh, sw = pair(opts.stride, 'conv2d', 'stride', 1, 1)
   local ph, pw = pair(opts.padding, 'conv2d', 'padding', 0, 0)
@@ -87,7 +60,7 @@ local CONV_ALGOS = {direct = 0, winograd = 1}
 function F.set_conv_algorithm(name)
   local v = CONV_ALGOS[name]
   if not v then
-    error(string.format("set_conv_algorithm: expected 'direct' or 'winograd', got %s", tostring(name)), 0)
+    check.fail("set_conv_algorithm: expected 'direct' or 'winograd', got %s", tostring(name))
   end
   local prev = C.gam_conv2d_get_algorithm() == 1 and 'winograd' or 'direct'
   tensor.check(C.gam_conv2d_set_algorithm(v))

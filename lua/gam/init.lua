@@ -16,6 +16,8 @@ for _, k in ipairs {'tensor', 'zeros', 'ones', 'full', 'empty', 'rand', 'randn',
 end
 gam.version = _GAMLUA and _GAMLUA.version or '0.1.0'
 gam.F = require 'gam.functional'
+gam.clock = require('gam.sys').clock     -- seconds (monotonic, or 'cpu')
+gam.isatty = require('gam.sys').isatty
 gam.save = function(...) return require('gam.checkpoint').save(...) end
 gam.load = function(...) return require('gam.checkpoint').load(...) end
 

@@ -1,6 +1,7 @@
 -- gam.lib — loads libgam and declares its API to the FFI.
 --
--- The declarations are not written here: libgam carries the FFI region of
+-- This is the one module that declares C. The engine's declarations are not
+-- written here either: libgam carries the FFI region of
 -- engine/gam.h as a string (gam_cdef), so the header and the binding cannot
 -- drift apart. The library is looked for, in order, at $GAMLUA_LIB, where the
 -- gamlua host says it is, beside this package in the build tree, where
@@ -62,6 +63,16 @@ end
 
 ffi.cdef 'const char *gam_cdef(void);'
 ffi.cdef(ffi.string(C.gam_cdef()))
+
+-- The package's only other C declarations: the Lua tensor handle (gam.tensor
+-- gives it its metatype) and the two C library calls gam.sys wraps, under
+-- private names (asm labels) so that a script may still declare the originals.
+ffi.cdef [[
+typedef struct gam_handle { gam_tensor *t; } gam_handle;
+struct gam_timespec { long tv_sec; long tv_nsec; };
+int gam_libc_clock_gettime(int clk_id, struct gam_timespec *tp) __asm__("clock_gettime");
+int gam_libc_isatty(int fd) __asm__("isatty");
+]]
 
 registry['gam.lib'] = C
 return C

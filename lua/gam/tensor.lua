@@ -15,9 +15,10 @@ local registry = debug.getregistry()
 if registry['gam.tensor'] then return registry['gam.tensor'] end
 
 local C = require 'gam.lib'
+local argcheck = require 'gam.argcheck'
 local printing = require 'gam.printing'
 
-ffi.cdef 'typedef struct gam_handle { gam_tensor *t; } gam_handle;'
+-- (the gam_handle type is declared by gam.lib)
 
 local M = {}
 local Tensor = {}          -- methods
@@ -48,97 +49,33 @@ M.is_tensor = is_tensor
 -- The engine tensor of x, or a Lua error naming the op and the argument.
 local function T(x, op, what)
   if not is_tensor(x) then
-    error(string.format('%s: %s must be a tensor, got %s', op, what or 'argument',
-                        type(x) == 'cdata' and tostring(ffi.typeof(x)) or type(x)), 0)
+    argcheck.fail('%s: %s must be a tensor, got %s', op, what or 'argument',
+                        type(x) == 'cdata' and tostring(ffi.typeof(x)) or type(x))
   end
   local t = x.t
   if t == nil then
-    error(string.format('%s: %s is a released tensor (freed when its gam.scope ended; '
-                        .. 'return it from the scope or gam.keep it)', op, what or 'argument'), 0)
+    argcheck.fail('%s: %s is a released tensor (freed when its gam.scope ended; '
+                        .. 'return it from the scope or gam.keep it)', op, what or 'argument')
   end
   return t
 end
 M.T = T
 
-local MAX_INT = 2 ^ 53
-local function int_arg(v, op, what, lo, hi)
-  if type(v) ~= 'number' or v ~= math.floor(v) or math.abs(v) > MAX_INT then
-    error(string.format('%s: %s must be an integer, got %s', op, what,
-                        type(v) == 'number' and tostring(v) or type(v)), 0)
-  end
-  if (lo and v < lo) or (hi and v > hi) then
-    error(string.format('%s: %s = %s is out of range%s', op, what, tostring(v),
-          hi and string.format(' [%d, %d]', lo, hi) or string.format(' (at least %d)', lo)), 0)
-  end
-  return v
-end
-M.int_arg = int_arg
-
-local function num_arg(v, op, what)
-  if type(v) ~= 'number' then
-    error(string.format('%s: %s must be a number, got %s', op, what, type(v)), 0)
-  end
-  return v
-end
--- an optional number: default when nil
-local function opt_num(v, default, op, what)
-  if v == nil then return default end
-  return num_arg(v, op, what)
-end
-M.opt_num = opt_num
-M.num_arg = num_arg
-
--- 1-based Lua dim (negative counts from the end) -> 0-based engine dim
-local function dim_arg(d, ndim, op)
-  if type(d) ~= 'number' or d ~= math.floor(d) then
-    error(string.format('%s: dim must be an integer, got %s', op,
-                        type(d) == 'number' and tostring(d) or type(d)), 0)
-  end
-  if d == 0 or d > ndim or d < -ndim then
-    error(string.format('%s: dim %s is out of range for a tensor with %d dims (dims are 1-based)',
-                        op, tostring(d), ndim), 0)
-  end
-  return d > 0 and d - 1 or ndim + d
-end
-M.dim_arg = dim_arg
-
--- {2,3} or 2,3 -> int64_t[n], n. Sizes are integers >= 0 (reshape: or -1).
-local shape_buf = ffi.new('int64_t[8]')
-local function shape_arg(op, s, ...)
-  if s == nil then
-    error(string.format('%s: expected a shape (a table like {2, 3} or sizes 2, 3), got nil', op), 0)
-  end
-  if type(s) ~= 'table' then s = {s, ...} end
-  local n = #s
-  if n > 8 then error(string.format('%s: a tensor has at most 8 dims, got %d', op, n), 0) end
-  for k in pairs(s) do
-    if type(k) ~= 'number' or k < 1 or k > n or k ~= math.floor(k) then
-      error(string.format('%s: shape must be a list of sizes, found key %s', op, tostring(k)), 0)
-    end
-  end
-  local lo = op == 'reshape' and -1 or 0
-  for i = 1, n do
-    local v = s[i]
-    if type(v) ~= 'number' or v ~= math.floor(v) or v < lo or v > MAX_INT then
-      error(string.format('%s: size of dim %d must be an integer >= %d, got %s', op, i, lo,
-                          type(v) == 'number' and tostring(v) or type(v)), 0)
-    end
-    shape_buf[i - 1] = v
-  end
-  return shape_buf, n
-end
-M.shape_arg = shape_arg
+-- the generic checks are gam.argcheck's
+local int_arg, num_arg, opt_num, dim_arg, shape_arg =
+  argcheck.integer, argcheck.num, argcheck.opt_num, argcheck.dim, argcheck.shape
+M.int_arg, M.num_arg, M.opt_num, M.dim_arg, M.shape_arg = int_arg, num_arg, opt_num, dim_arg, shape_arg
 
 local function dtype_arg(d, op)
   if d == nil then return C.GAM_FLOAT32 end
   local v = DTYPES[d]
-  if not v then error(string.format("%s: unknown dtype '%s' (float32, int64 or uint8)", op, tostring(d)), 0) end
+  if not v then argcheck.fail("%s: unknown dtype '%s' (float32, int64 or uint8)", op, tostring(d)) end
   return v
 end
 local function device_arg(d, op)
   if d == nil then return C.GAM_CPU end
   local v = DEVICES[d]
-  if not v then error(string.format("%s: unknown device '%s' (cpu or cuda)", op, tostring(d)), 0) end
+  if not v then argcheck.fail("%s: unknown device '%s' (cpu or cuda)", op, tostring(d)) end
   return v
 end
 M.dtype_arg, M.device_arg = dtype_arg, device_arg
@@ -230,7 +167,7 @@ end
 -- too). On an error the tensors are released and the error goes on.
 function M.scope(fn, ...)
   if type(fn) ~= 'function' and not (getmetatable(fn) or {}).__call then
-    error('scope: expected a function, got ' .. type(fn), 2)
+    argcheck.raise('scope: expected a function, got ' .. type(fn))
   end
   local list = {}
   scopes[#scopes + 1] = list
@@ -271,8 +208,8 @@ function M.scope_depth() return #scopes end
 -- ---- grad mode ---------------------------------------------------------------
 local function with_grad_mode(flag, fn, ...)
   if type(fn) ~= 'function' and not (getmetatable(fn) or {}).__call then
-    error(string.format('%s: expected a function, got %s', flag == 0 and 'no_grad' or 'enable_grad',
-                        type(fn)), 3)
+    argcheck.fail('%s: expected a function, got %s', flag == 0 and 'no_grad' or 'enable_grad',
+                        type(fn))
   end
   local prev = C.gam_set_grad_enabled(flag)
   local function finish(ok, ...)
@@ -290,7 +227,7 @@ function M.is_grad_enabled() return C.gam_is_grad_enabled() ~= 0 end
 -- ---- creation -------------------------------------------------------------------
 local function opts_of(o, op)
   if o ~= nil and type(o) ~= 'table' then
-    error(string.format('%s: options must be a table like {dtype = ..., device = ...}', op), 0)
+    argcheck.fail('%s: options must be a table like {dtype = ..., device = ...}', op)
   end
   return o or {}
 end
@@ -402,7 +339,7 @@ function M.rng_state()
 end
 
 function M.set_rng_state(st)
-  if type(st) ~= 'table' or #st ~= 4 then error('set_rng_state: expected the table from gam.rng_state()', 0) end
+  if type(st) ~= 'table' or #st ~= 4 then argcheck.raise('set_rng_state: expected the table from gam.rng_state()') end
   for i = 1, 4 do int_arg(st[i], 'set_rng_state', 'word ' .. i, 0, 2 ^ 32 - 1) end
   local s = ffi.new('uint64_t[2]')
   s[0] = bit.bor(bit.lshift(ffi.cast('uint64_t', st[1]), 32), ffi.cast('uint64_t', st[2]))
@@ -416,20 +353,20 @@ local function flatten_data(data, shape, depth, out, op, info)
   local ragged = op .. ': ragged nested table (numbers and tables at the same depth, or rows of different depth)'
   if type(data) == 'number' or type(data) == 'boolean' then
     info.leaf = info.leaf or depth
-    if depth ~= info.leaf then error(ragged, 0) end
+    if depth ~= info.leaf then argcheck.raise(ragged) end
     out[#out + 1] = type(data) == 'boolean' and (data and 1 or 0) or data
     return
   end
   if type(data) ~= 'table' then
-    error(string.format('%s: expected numbers in nested tables, found a %s', op, type(data)), 0)
+    argcheck.fail('%s: expected numbers in nested tables, found a %s', op, type(data))
   end
-  if info.leaf and depth >= info.leaf then error(ragged, 0) end
-  if depth > 8 then error(op .. ': a tensor has at most 8 dims, the table nests deeper', 0) end
+  if info.leaf and depth >= info.leaf then argcheck.raise(ragged) end
+  if depth > 8 then argcheck.raise(op .. ': a tensor has at most 8 dims, the table nests deeper') end
   local n = #data
   if shape[depth] == nil then
     shape[depth] = n
   elseif shape[depth] ~= n then
-    error(string.format('%s: ragged nested table: dim %d has sizes %d and %d', op, depth, shape[depth], n), 0)
+    argcheck.fail('%s: ragged nested table: dim %d has sizes %d and %d', op, depth, shape[depth], n)
   end
   for i = 1, n do flatten_data(data[i], shape, depth + 1, out, op, info) end
 end
@@ -451,7 +388,7 @@ function M.tensor(data, o)
     if #shape == 0 then shape = {0} end
     local numel = 1
     for _, v in ipairs(shape) do numel = numel * v end
-    if numel ~= #flat then error('tensor: ragged nested table (rows of different depth)', 0) end
+    if numel ~= #flat then argcheck.raise('tensor: ragged nested table (rows of different depth)') end
   end
   local buf = ffi.new(CTYPES[dt], math.max(#flat, 1))
   for i = 1, #flat do buf[i - 1] = flat[i] end
@@ -462,7 +399,7 @@ end
 --- gam.from_buffer(ptr, shape, dtype): a tensor copied from a C buffer
 function M.from_buffer(ptr, shape, dtype)
   if type(ptr) ~= 'cdata' then
-    error('from_buffer: expected a pointer (cdata) to the data, got ' .. type(ptr), 0)
+    argcheck.raise('from_buffer: expected a pointer (cdata) to the data, got ' .. type(ptr))
   end
   local sb, n = shape_arg('from_buffer', shape)
   return op(C.gam_from_data, dtype_arg(dtype, 'from_buffer'), n, sb, ptr)
@@ -621,7 +558,7 @@ end
 --- t:narrow(1, start, length): rows start..start+length-1 (1-based), sharing storage
 function Tensor:narrow(d, start, length)
   local t = T(self, 'narrow', 'tensor')
-  if d ~= 1 then error('narrow: only dim 1 can be sliced (it shares storage), got dim ' .. tostring(d), 0) end
+  if d ~= 1 then argcheck.raise('narrow: only dim 1 can be sliced (it shares storage), got dim ' .. tostring(d)) end
   int_arg(start, 'narrow', 'start', 1)
   int_arg(length, 'narrow', 'length', 0)
   return op(C.gam_narrow, t, start - 1, length)
@@ -660,7 +597,7 @@ function Tensor:to(what)
   local t = T(self, 'to', 'tensor')
   if DEVICES[what] then return op(C.gam_to_device, t, DEVICES[what]) end
   if DTYPES[what] then return op(C.gam_to_dtype, t, DTYPES[what]) end
-  error(string.format("to: expected a device ('cpu', 'cuda') or a dtype, got %s", tostring(what)), 0)
+  argcheck.fail("to: expected a device ('cpu', 'cuda') or a dtype, got %s", tostring(what))
 end
 function Tensor:float() return op(C.gam_to_dtype, T(self, 'float', 'tensor'), C.GAM_FLOAT32) end
 function Tensor:long() return op(C.gam_to_dtype, T(self, 'long', 'tensor'), C.GAM_INT64) end
@@ -678,7 +615,7 @@ function Tensor:allclose(other, rtol, atol)
 end
 
 function M.cat(list, d)
-  if type(list) ~= 'table' or #list == 0 then error('cat: expected a non-empty table of tensors', 0) end
+  if type(list) ~= 'table' or #list == 0 then argcheck.raise('cat: expected a non-empty table of tensors') end
   local arr = ffi.new('gam_tensor*[?]', #list)
   for i = 1, #list do arr[i - 1] = T(list[i], 'cat', 'tensor ' .. i) end
   local nd = arr[0].ndim
@@ -798,7 +735,7 @@ local mt = {
     elseif k == 'requires_grad' then
       self:requires_grad_(v)
     else
-      error("tensor: cannot set field '" .. tostring(k) .. "'", 2)
+      argcheck.raise("tensor: cannot set field '" .. tostring(k) .. "'")
     end
   end,
   __add = function(a, b) return Tensor.add(a, b) end,
@@ -807,7 +744,7 @@ local mt = {
   __div = function(a, b) return Tensor.div(a, b) end,
   __unm = function(a) return Tensor.neg(a) end,
   __pow = function(a, p)
-    if type(a) == 'number' then error('pow: number ^ tensor is not supported', 0) end
+    if type(a) == 'number' then argcheck.raise('pow: number ^ tensor is not supported') end
     return Tensor.pow(a, p)
   end,
   __len = function(self) return self:size(1) end,

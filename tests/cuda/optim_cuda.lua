@@ -8,9 +8,10 @@
 --     base optimiser's state are as before, the step count is unchanged.
 local ffi = require 'ffi'
 local gam = require 'gam'
-local C = require 'gam.lib'
 local nn, optim, F = gam.nn, gam.optim, gam.F
 local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+-- the library, with engine/gam_test.h's host-scalar forms declared
+local C = dofile(here .. '/../gam_test.lua')
 local H = dofile(here .. '/helpers.lua')
 local DEV, close = H.DEV, H.close
 local DEVICE = DEV == 'cuda' and C.GAM_CUDA or C.GAM_CPU

@@ -3,7 +3,7 @@
 -- is an integer or a table {oh, ow}; 1 is global average pooling.
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local AdaptiveAvgPool2d = Module:extend('AdaptiveAvgPool2d')
 

@@ -3,7 +3,7 @@
 -- (with count_include_pad, padded zeros count in the divisor, as PyTorch).
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local AvgPool2d = Module:extend('AvgPool2d')
 

@@ -10,7 +10,7 @@
 local tensor = require 'gam.tensor'
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local BatchNorm2d = Module:extend('BatchNorm2d')
 
@@ -38,11 +38,11 @@ end
 function BatchNorm2d:forward(x)
   args.input(x, 'BatchNorm2d', 4)
   if x:size(2) ~= self.num_features then
-    error(string.format('BatchNorm2d: input has %d channels (shape [%s]), the layer expects %d', x:size(2),
-                        table.concat(x:shape(), ', '), self.num_features), 2)
+    args.fail('BatchNorm2d: input has %d channels (shape [%s]), the layer expects %d', x:size(2),
+                        table.concat(x:shape(), ', '), self.num_features)
   end
   if type(self.momentum) ~= 'number' then
-    error('BatchNorm2d: momentum must be a number, got ' .. tostring(self.momentum), 2)
+    args.raise('BatchNorm2d: momentum must be a number, got ' .. tostring(self.momentum))
   end
   return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
                       self.momentum, self.eps)

@@ -8,7 +8,7 @@ local tensor = require 'gam.tensor'
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
 local init = require 'gam.nn.weight_init'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local Conv2d = Module:extend('Conv2d')
 

@@ -3,7 +3,7 @@
 -- gam's seeded generator (gam.manual_seed).
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local Dropout = Module:extend('Dropout')
 

@@ -2,7 +2,7 @@
 -- Dims are 1-based as everywhere in gamlua: the default keeps dim 1 (the
 -- batch), [n, c, h, w] -> [n, c*h*w], like PyTorch's Flatten().
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local Flatten = Module:extend('Flatten')
 

@@ -6,7 +6,7 @@ local tensor = require 'gam.tensor'
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
 local init = require 'gam.nn.weight_init'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local Linear = Module:extend('Linear')
 

@@ -3,7 +3,7 @@
 -- kernel_size, stride and padding are integers or tables {h, w}.
 local F = require 'gam.functional'
 local Module = require 'gam.nn.Module'
-local args = require 'gam.nn.args'
+local args = require 'gam.argcheck'
 
 local MaxPool2d = Module:extend('MaxPool2d')
 

@@ -31,6 +31,7 @@
 local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
+local argcheck = require 'gam.argcheck'
 local gam_keep, is_tensor = tensor.keep, tensor.is_tensor
 
 local Module = {}
@@ -56,7 +57,7 @@ end
 --- Module:extend(name) -> a subclass; calling the class, Cls(...), constructs
 -- an instance and runs Cls.__init(self, ...).
 function Module.extend(parent, name)
-  if type(name) ~= 'string' then error('Module.extend: the class needs a name (a string)', 2) end
+  if type(name) ~= 'string' then argcheck.raise('Module.extend: the class needs a name (a string)') end
   local cls = {__typename = name, super = parent}
   cls.__index = cls
   cls.__call = Module.__call
@@ -69,7 +70,7 @@ setmetatable(Module, {__call = construct, __tostring = function() return 'nn.Mod
 function Module:__init() end
 
 function Module:forward()
-  error(self.__typename .. ': forward is not implemented', 2)
+  argcheck.raise(self.__typename .. ': forward is not implemented')
 end
 
 --- nn.Module.is_module(v): true when v is a module instance
@@ -90,14 +91,14 @@ end
 -- ---- registration --------------------------------------------------------------------
 local function check_name(self, name, what)
   if type(name) ~= 'string' or name == '' then
-    error(string.format('%s: %s name must be a non-empty string, got %s', self.__typename, what,
-                        tostring(name)), 3)
+    argcheck.fail('%s: %s name must be a non-empty string, got %s', self.__typename, what,
+                        tostring(name))
   end
   if name:find('.', 1, true) then
-    error(string.format("%s: %s name '%s' must not contain '.'", self.__typename, what, name), 3)
+    argcheck.fail("%s: %s name '%s' must not contain '.'", self.__typename, what, name)
   end
   if name == 'training' or name:sub(1, 1) == '_' or Module[name] ~= nil or getmetatable(self)[name] ~= nil then
-    error(string.format("%s: %s name '%s' is reserved (a method or field of every module)", self.__typename, what, name), 3)
+    argcheck.fail("%s: %s name '%s' is reserved (a method or field of every module)", self.__typename, what, name)
   end
 end
 
@@ -112,7 +113,7 @@ local function check_fresh(self, name, kind)
     if k ~= kind then
       for _, n in ipairs(list) do
         if n == name then
-          error(string.format("%s: '%s' is already a %s, cannot also be a %s", self.__typename, name, k, kind), 3)
+          argcheck.fail("%s: '%s' is already a %s, cannot also be a %s", self.__typename, name, k, kind)
         end
       end
     end
@@ -125,14 +126,14 @@ function Module:register_parameter(name, t)
   check_name(self, name, 'parameter')
   if t == nil then rawset(self, name, nil); return end
   if not is_tensor(t) then
-    error(string.format("%s: parameter '%s' must be a tensor, got %s", self.__typename, name, type(t)), 2)
+    argcheck.fail("%s: parameter '%s' must be a tensor, got %s", self.__typename, name, type(t))
   end
   if t:dtype() ~= 'float32' then
-    error(string.format("%s: parameter '%s' must be float32, got %s", self.__typename, name, t:dtype()), 2)
+    argcheck.fail("%s: parameter '%s' must be float32, got %s", self.__typename, name, t:dtype())
   end
   if t:grad_fn() then
-    error(string.format("%s: parameter '%s' must be a leaf tensor, it was made by %s", self.__typename, name,
-                        t:grad_fn()), 2)
+    argcheck.fail("%s: parameter '%s' must be a leaf tensor, it was made by %s", self.__typename, name,
+                        t:grad_fn())
   end
   check_fresh(self, name, 'parameter')
   t:requires_grad_(true)
@@ -146,7 +147,7 @@ end
 function Module:register_buffer(name, t)
   check_name(self, name, 'buffer')
   if t ~= nil and not is_tensor(t) then
-    error(string.format("%s: buffer '%s' must be a tensor, got %s", self.__typename, name, type(t)), 2)
+    argcheck.fail("%s: buffer '%s' must be a tensor, got %s", self.__typename, name, type(t))
   end
   check_fresh(self, name, 'buffer')
   if t ~= nil then gam_keep(t) end
@@ -160,7 +161,7 @@ function Module:add_module(name, m)
   if type(name) == 'number' then name = tostring(name) end
   check_name(self, name, 'module')
   if not Module.is_module(m) then
-    error(string.format("%s: child '%s' must be an nn module, got %s", self.__typename, name, type(m)), 2)
+    argcheck.fail("%s: child '%s' must be an nn module, got %s", self.__typename, name, type(m))
   end
   check_fresh(self, name, 'module')
   rawset(self, name, m)
@@ -250,7 +251,7 @@ end
 
 --- m:apply(fn): fn(module) for every module, children before parents (as PyTorch)
 function Module:apply(fn)
-  if type(fn) ~= 'function' then error('apply: expected a function', 2) end
+  if type(fn) ~= 'function' then argcheck.raise('apply: expected a function') end
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
   return self
@@ -291,13 +292,13 @@ function Module:flat_parameters()
   local flat = rawget(self, '_flat')
   if flat then return flat, rawget(self, '_flat_grad') end
   local named = self:named_parameters()
-  if #named == 0 then error(self.__typename .. ':flat_parameters: the module has no parameters', 2) end
+  if #named == 0 then argcheck.raise(self.__typename .. ':flat_parameters: the module has no parameters') end
   local arr = ffi.new('gam_tensor*[?]', #named)
   for i, e in ipairs(named) do
     local owner = arena_owner[e.tensor]
     if owner and owner ~= self then
-      error(string.format("flat_parameters: parameter '%s' already lives in the flat arena of another module "
-                          .. '(a model containing this one); use that model\'s flat_parameters()', e.name), 2)
+      argcheck.fail("flat_parameters: parameter '%s' already lives in the flat arena of another module "
+                          .. '(a model containing this one); use that model\'s flat_parameters()', e.name)
     end
     arr[i - 1] = tensor.T(e.tensor, 'flat_parameters', "parameter '" .. e.name .. "'")
   end
@@ -315,7 +316,7 @@ end
 -- that already has its flat arena gets a new one on the new device.
 function Module:to(device)
   if device ~= 'cpu' and device ~= 'cuda' then
-    error(string.format("to: expected a device ('cpu' or 'cuda'), got %s", tostring(device)), 2)
+    argcheck.fail("to: expected a device ('cpu' or 'cuda'), got %s", tostring(device))
   end
   local moved = false
   for _, m in ipairs(self:modules()) do
@@ -382,11 +383,11 @@ end
 --- m:load_state_dict(sd, {strict = true}) -> {missing_keys =, unexpected_keys =}
 function Module:load_state_dict(sd, opts)
   if type(sd) ~= 'table' then
-    error('load_state_dict: expected a table {[name] = tensor}, got ' .. type(sd), 2)
+    argcheck.raise('load_state_dict: expected a table {[name] = tensor}, got ' .. type(sd))
   end
   local strict = true
   if opts ~= nil then
-    if type(opts) ~= 'table' then error('load_state_dict: options must be a table like {strict = false}', 2) end
+    if type(opts) ~= 'table' then argcheck.raise('load_state_dict: options must be a table like {strict = false}') end
     if opts.strict ~= nil then strict = opts.strict and true or false end
   end
   local targets, known = {}, {}
@@ -437,7 +438,7 @@ function Module:load_state_dict(sd, opts)
     if strict or not soft then fatal[#fatal + 1] = p end
   end
   if #fatal > 0 then
-    error(string.format('load_state_dict (%s): %s', self.__typename, table.concat(fatal, '; ')), 2)
+    argcheck.fail('load_state_dict (%s): %s', self.__typename, table.concat(fatal, '; '))
   end
   tensor.no_grad(function()
     for _, e in ipairs(targets) do

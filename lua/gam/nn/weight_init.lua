@@ -7,11 +7,12 @@
 --   xavier_uniform_(t, gain): U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out))
 --   xavier_normal_(t, gain):  N(0, gain * sqrt(2 / (fan_in + fan_out)))
 local tensor = require 'gam.tensor'
+local argcheck = require 'gam.argcheck'
 
 local init = {}
 
 local function check_t(t, fn)
-  if not tensor.is_tensor(t) then error(string.format('init.%s: expected a tensor, got %s', fn, type(t)), 3) end
+  if not tensor.is_tensor(t) then argcheck.fail('init.%s: expected a tensor, got %s', fn, type(t)) end
 end
 
 -- fills t with the values of the new tensor src (then freed)
@@ -24,14 +25,14 @@ end
 function init.uniform_(t, a, b)
   check_t(t, 'uniform_')
   a, b = a or 0, b or 1
-  if b < a then error(string.format('init.uniform_: upper bound %g is below lower bound %g', b, a), 2) end
+  if b < a then argcheck.fail('init.uniform_: upper bound %g is below lower bound %g', b, a) end
   return fill_from(t, tensor.rand(t:shape(), {low = a, high = b}))
 end
 
 function init.normal_(t, mean, std)
   check_t(t, 'normal_')
   mean, std = mean or 0, std or 1
-  if std < 0 then error(string.format('init.normal_: std must be >= 0, got %g', std), 2) end
+  if std < 0 then argcheck.fail('init.normal_: std must be >= 0, got %g', std) end
   return fill_from(t, tensor.randn(t:shape(), {mean = mean, std = std}))
 end
 
@@ -47,7 +48,7 @@ function init.calculate_fan_in_and_fan_out(t)
   check_t(t, 'calculate_fan_in_and_fan_out')
   local s = t:shape()
   if #s < 2 then
-    error(string.format('init: fan in and fan out need a tensor with at least 2 dims, got %d', #s), 2)
+    argcheck.fail('init: fan in and fan out need a tensor with at least 2 dims, got %d', #s)
   end
   local rf = 1
   for i = 3, #s do rf = rf * s[i] end
@@ -65,15 +66,15 @@ function init.calculate_gain(nonlinearity, param)
     return math.sqrt(2 / (1 + slope * slope))
   end
   if nl == 'selu' then return 3 / 4 end
-  error(string.format("init.calculate_gain: unknown nonlinearity '%s'", tostring(nl)), 2)
+  argcheck.fail("init.calculate_gain: unknown nonlinearity '%s'", tostring(nl))
 end
 
 local function kaiming_std(t, o, fn)
   o = o or {}
-  if type(o) ~= 'table' then error(string.format('init.%s: options must be a table {a =, mode =, nonlinearity =}', fn), 3) end
+  if type(o) ~= 'table' then argcheck.fail('init.%s: options must be a table {a =, mode =, nonlinearity =}', fn) end
   local mode = o.mode or 'fan_in'
   if mode ~= 'fan_in' and mode ~= 'fan_out' then
-    error(string.format("init.%s: mode must be 'fan_in' or 'fan_out', got '%s'", fn, tostring(mode)), 3)
+    argcheck.fail("init.%s: mode must be 'fan_in' or 'fan_out', got '%s'", fn, tostring(mode))
   end
   local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
   local fan = mode == 'fan_in' and fan_in or fan_out

@@ -6,10 +6,9 @@
 --   θ = θ − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + eps)
 --
 --   local opt = optim.Adam{params = model:parameters(), lr = 1e-3, betas = {0.9, 0.999}}
-local C = require 'gam.lib'
-local tensor = require 'gam.tensor'
-local util = require 'gam.optim.util'
+local passes = require 'gam.optim.passes'
 local Optimizer = require 'gam.optim.Optimizer'
+local argcheck = require 'gam.argcheck'
 
 local Adam = Optimizer.extend('Adam')
 Adam.hyper_names = {'lr', 'betas', 'eps', 'weight_decay'}
@@ -23,37 +22,33 @@ local OPTIONS = {'params', 'lr', 'betas', 'eps', 'weight_decay', 'amsgrad'}
 
 --- shared by Adam and AdamW
 function Adam.construct(cls, who, opts)
-  util.check_options(who, opts, OPTIONS)
-  if opts.amsgrad then error(who .. ': amsgrad is not supported', 3) end
+  argcheck.options(who, opts, OPTIONS)
+  if opts.amsgrad then argcheck.raise(who .. ': amsgrad is not supported') end
   local self = setmetatable({}, cls)
   Optimizer.init(self, who, opts)
   local betas = opts.betas or {0.9, 0.999}
   if type(betas) ~= 'table' or #betas ~= 2 then
-    error(who .. ': betas must be a pair {beta1, beta2}', 3)
+    argcheck.raise(who .. ': betas must be a pair {beta1, beta2}')
   end
   for i = 1, 2 do
     local b = betas[i]
     if type(b) ~= 'number' or not (b >= 0 and b < 1) then
-      error(string.format('%s: betas[%d] must be in [0, 1), got %s', who, i, tostring(b)), 3)
+      argcheck.fail('%s: betas[%d] must be in [0, 1), got %s', who, i, tostring(b))
     end
   end
   self.betas = {betas[1], betas[2]}
-  self.eps = util.number(who, 'eps', opts.eps, 0, 1e-8)
-  self.weight_decay = util.number(who, 'weight_decay', opts.weight_decay, 0, cls.default_weight_decay)
+  self.eps = argcheck.finite(who, 'eps', opts.eps, 0, 1e-8)
+  self.weight_decay = argcheck.finite(who, 'weight_decay', opts.weight_decay, 0, cls.default_weight_decay)
   return self
 end
 
 function Adam.new(opts) return Adam.construct(Adam, 'optim.Adam', opts) end
 getmetatable(Adam).__call = function(_, opts) return Adam.new(opts) end
 
-function Adam:traffic()
-  return 7   -- read src, g, m, v; write θ, m, v
-end
-
-function Adam:kernel(param, grad, bufs, src, lr, step, guard)
-  tensor.check(C.gam_adam_step_s(param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
-                                 self.betas[1], self.betas[2], self.eps, self.weight_decay,
-                                 self.decoupled and 1 or 0, step, guard and guard.t or nil))
+function Adam:kernel(param, grad, bufs, src, lr, step, guard, prof)
+  passes.call(prof, 'gam_adam_step_s', param.t, grad.t, bufs[1].t, bufs[2].t, src and src.t or nil, lr,
+              self.betas[1], self.betas[2], self.eps, self.weight_decay,
+              self.decoupled and 1 or 0, step, guard and guard.t or nil)
 end
 
 return Adam

@@ -24,9 +24,8 @@
 -- Radii may be numbers or schedulers. Work buffers (besides the gradient):
 -- θ, g0 (becoming h− after pass 2) and h+: three flat vectors, where the
 -- released PyTorch code keeps six per parameter.
-local C = require 'gam.lib'
-local util = require 'gam.optim.util'
 local Sharpness = require 'gam.optim.Sharpness'
+local argcheck = require 'gam.argcheck'
 local diag = require 'gam.optim.diagnostics'
 
 local GAM = Sharpness.extend('GAM')
@@ -42,18 +41,18 @@ function GAM.new(opts)
   local variant = type(opts) == 'table' and opts.variant or 'accelerated'
   if variant == 'original' then return require('gam.optim.GAMOriginal').new(opts) end
   if variant ~= 'accelerated' then
-    error(string.format("%s: variant must be 'accelerated' or 'original', got %s", who, tostring(variant)), 2)
+    argcheck.fail("%s: variant must be 'accelerated' or 'original', got %s", who, tostring(variant))
   end
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, GAM)
-  self.grad_rho = util.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
-  self.grad_norm_rho = util.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
-  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.1)
-  self.beta = util.scheduled(who, 'beta', opts.beta, 0.1)
-  self.gamma = util.scheduled(who, 'gamma', opts.gamma, 0.05)
+  self.grad_rho = argcheck.scheduled(who, 'grad_rho', opts.grad_rho, 0.03)
+  self.grad_norm_rho = argcheck.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
+  self.alpha = argcheck.scheduled(who, 'alpha', opts.alpha, 0.1)
+  self.beta = argcheck.scheduled(who, 'beta', opts.beta, 0.1)
+  self.gamma = argcheck.scheduled(who, 'gamma', opts.gamma, 0.05)
   self.mode = opts.mode or 'reference'
   if self.mode ~= 'reference' and self.mode ~= 'paper' then
-    error(string.format("%s: mode must be 'reference' or 'paper', got %s", who, tostring(opts.mode)), 2)
+    argcheck.fail("%s: mode must be 'reference' or 'paper', got %s", who, tostring(opts.mode))
   end
   Sharpness.init(self, who, opts)
   return self
@@ -63,7 +62,7 @@ getmetatable(GAM).__call = function(_, opts) return GAM.new(opts) end
 function GAM:hyper()
   local h = {}
   for _, k in ipairs {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma'} do
-    h[k] = util.current(self.__typename, k, self[k])
+    h[k] = argcheck.current(self.__typename, k, self[k])
   end
   return h
 end
@@ -74,7 +73,7 @@ end
 function GAM:diagnostics(on) return diag.access(self, on) end
 
 -- Every scalar stays in the block S on the parameters' device (gam.h): each
--- norm lands in S[0] and the next pass scales by radius / (S[0] + ξ) itself;
+-- norm lands in S[norm] and the next pass scales by radius / (S[norm] + ξ) itself;
 -- pass 3 leaves S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²}, from which the decomposition
 -- takes c = cos ‖h−‖ / (‖h+‖ + ξ), cos = ⟨h+,h−⟩ / (‖h+‖ ‖h−‖ + ξ).
 function GAM:run(h)
@@ -85,32 +84,32 @@ function GAM:run(h)
   local ad, adaptive = self.adaptive and 1 or 0, self.adaptive
   if self._diag then diag.start(self, g) end
   -- θ1 = θ + ρ′ g0/‖g0‖, keeping θ and g0
-  self:_k(adaptive and 2 or 1, C.gam_opt_norm_s, S, g, adaptive and theta or nil,
+  self:_k('gam_opt_norm_s', S, g, adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
   self:_check()
-  self:_k(5, C.gam_opt_ascend_s, theta, theta0.t, g, g0.t, h.grad_rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, theta0.t, g, g0.t, h.grad_rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
   -- h+ = α g1 ; θ2 = θ + ρ h0/‖h0‖ with h0 = g1 − g0
-  self:_k(adaptive and 4 or 3, C.gam_gam_pass1_s, S, hplus.t, g, g0.t, theta0.t, h.alpha, ad,
+  self:_k('gam_gam_pass1_s', S, hplus.t, g, g0.t, adaptive and theta0.t or nil, h.alpha, ad,
           self:_code(1, 'norm of g1 − g0'))
   self:_check()
-  self:_k(4, C.gam_gam_ascend_h0_s, theta, theta0.t, g, g0.t, h.grad_norm_rho, S, ad)
+  self:_k('gam_gam_ascend_h0_s', theta, theta0.t, g, g0.t, h.grad_norm_rho, S, ad)
   self:_pass(2)
   -- h− = c0 g0 + (1−β) g2 (in g0's buffer) ; θ3 = θ2 + ρ′ g2/‖g2‖
   local c0 = self.mode == 'paper' and h.beta or 1
-  self:_k(adaptive and 4 or 3, C.gam_gam_pass2_s, S, g0.t, g, theta, c0, 1 - h.beta, ad,
+  self:_k('gam_gam_pass2_s', S, g0.t, g, adaptive and theta or nil, c0, 1 - h.beta, ad,
           self:_code(2, 'gradient norm'))
   self:_check()
-  self:_k(3, C.gam_opt_ascend_s, theta, nil, g, nil, h.grad_rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, nil, g, nil, h.grad_rho, S, ad)
   self:_pass(3)
   -- g = h+ = h+ + (1−α) g3 ; S = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²} ; decompose
   local hminus = g0
-  self:_k(4, C.gam_gam_pass3_s, S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
+  self:_k('gam_gam_pass3_s', S, g, hplus.t, hminus.t, 1 - h.alpha, self:_code(3, 'norm of h+'),
           self:_code(3, 'norm of h−'))
   self:_check()
   if self._diag then diag.pass3(self, S) end
-  self:_k(3, C.gam_opt_decompose_s, g, hminus.t, h.gamma, S)
+  self:_k('gam_opt_decompose_s', g, hminus.t, h.gamma, S)
   if self._diag then diag.finish(self, g) end
   return theta0
 end

@@ -36,8 +36,8 @@
 -- f (then gadv), θadv and the second difference: five flat vectors.
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
-local ffi = require 'ffi'
-local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
+local passes = require 'gam.optim.passes'
 local Sharpness = require 'gam.optim.Sharpness'
 local frozen = require 'gam.frozen'
 
@@ -53,33 +53,29 @@ local OPTIONS = {'base', 'model', 'variant', 'grad_norm_rho', 'alpha', 'fd_scale
 
 function GAMOriginal.new(opts)
   local who = "optim.GAM (variant 'original')"
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   if opts.adaptive then error(who .. ': adaptive perturbations are not part of the original GAM', 3) end
   local self = setmetatable({}, GAMOriginal)
-  self.grad_norm_rho = util.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
-  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.1)
+  self.grad_norm_rho = argcheck.scheduled(who, 'grad_norm_rho', opts.grad_norm_rho, 0.2)
+  self.alpha = argcheck.scheduled(who, 'alpha', opts.alpha, 0.1)
   local fd = opts.fd_scale
   if fd == nil then fd = 3e-3 end
   if type(fd) ~= 'number' or not (fd > 0 and fd < 1) then
     error(string.format('%s: fd_scale must be a number in (0, 1), got %s', who, tostring(fd)), 3)
   end
   self.fd_scale = fd
-  self.freeze = util.boolean(who, 'freeze', opts.freeze, true)
+  self.freeze = argcheck.bool(opts.freeze, true, who, 'freeze')
   self._rec = frozen.new()
   Sharpness.init(self, who, {base = opts.base, model = opts.model})
   return self
 end
 
 function GAMOriginal:hyper()
-  return {grad_norm_rho = util.current('GAM', 'grad_norm_rho', self.grad_norm_rho),
-          alpha = util.current('GAM', 'alpha', self.alpha)}
+  return {grad_norm_rho = argcheck.current('GAM', 'grad_norm_rho', self.grad_norm_rho),
+          alpha = argcheck.current('GAM', 'alpha', self.alpha)}
 end
 
-local dbuf = ffi.new('double[3]')
-local function norm(v)
-  tensor.check(C.gam_opt_norm(dbuf, v.t, nil))
-  return dbuf[0]
-end
+local function norm(v) return passes.norm(v.t) end
 local function copy(dst, src) tensor.check(C.gam_opt_copy(dst.t, src.t)) end
 
 -- a norm, checked finite (what: named in the error, pass: the pass it comes from)

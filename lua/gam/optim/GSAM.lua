@@ -12,8 +12,7 @@
 --
 -- rho may be a number or a scheduler (the seed ties it to the learning rate
 -- with optim.ProportionScheduler). Work buffers: θ and g (two flat vectors).
-local C = require 'gam.lib'
-local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 local Sharpness = require 'gam.optim.Sharpness'
 
 local GSAM = Sharpness.extend('GSAM')
@@ -25,22 +24,22 @@ local OPTIONS = {'base', 'model', 'rho', 'alpha', 'adaptive'}
 
 function GSAM.new(opts)
   local who = 'optim.GSAM'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, GSAM)
-  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
-  self.alpha = util.scheduled(who, 'alpha', opts.alpha, 0.4)
+  self.rho = argcheck.scheduled(who, 'rho', opts.rho, 0.05)
+  self.alpha = argcheck.scheduled(who, 'alpha', opts.alpha, 0.4)
   Sharpness.init(self, who, opts)
   return self
 end
 getmetatable(GSAM).__call = function(_, opts) return GSAM.new(opts) end
 
 function GSAM:hyper()
-  return {rho = util.current(self.__typename, 'rho', self.rho),
-          alpha = util.current(self.__typename, 'alpha', self.alpha)}
+  return {rho = argcheck.current(self.__typename, 'rho', self.rho),
+          alpha = argcheck.current(self.__typename, 'alpha', self.alpha)}
 end
 
 -- The scalars stay in the block S on the parameters' device: the perturbation
--- scales by rho / (S[0] + ξ), and the decomposition's coefficient
+-- scales by rho / (S[norm] + ξ), and the decomposition's coefficient
 -- cos ‖g‖ / (‖gs‖ + ξ) comes from S = {‖gs‖², ⟨gs,g⟩, ‖g‖²} (gam.h).
 function GSAM:run(h)
   local theta, g = self.flat.t, self.flat_grad.t
@@ -49,16 +48,16 @@ function GSAM:run(h)
   local S = self:_scalars()
   local ad = self.adaptive and 1 or 0
   -- perturb, keeping θ and g
-  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm_s, S, g, self.adaptive and theta or nil,
+  self:_k('gam_opt_norm_s', S, g, self.adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
   self:_check()
-  self:_k(5, C.gam_opt_ascend_s, theta, theta0.t, g, g0.t, h.rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, theta0.t, g, g0.t, h.rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
   -- decompose: S = {‖gs‖², ⟨gs,g⟩, ‖g‖²}
-  self:_k(2, C.gam_opt_dot3_s, S, g, g0.t, self:_code(1, 'gradient norm'), 0)
+  self:_k('gam_opt_dot3_s', S, g, g0.t, self:_code(1, 'gradient norm'), 0)
   self:_check()
-  self:_k(3, C.gam_opt_decompose_s, g, g0.t, h.alpha, S)
+  self:_k('gam_opt_decompose_s', g, g0.t, h.alpha, S)
   return theta0
 end
 

@@ -12,16 +12,17 @@
 -- A subclass defines:
 --   Cls.state_names_for(hyper) -> {'momentum_buffer'}   kinds of flat state
 --   Cls.hyper_names  = {'lr', 'momentum', ...}          saved by state_dict
---   Cls.traffic(self) -> vectors read + written per element by one step
---   Cls.kernel(self, param, grad, bufs, src, lr, step, guard)  one engine call over a
---                      vector (bufs[k] = state slice of kind k, step counts from 1;
---                      guard: nil, or the SAM family's scalars block, whose flag
---                      turns the update into param = src)
+--   Cls.kernel(self, param, grad, bufs, src, lr, step, guard, prof)  one engine call
+--                      over a vector, through gam.optim.passes (bufs[k] = state slice
+--                      of kind k, step counts from 1; guard: nil, or the SAM family's
+--                      scalars block, whose flag turns the update into param = src;
+--                      prof: nil, or the optimiser whose profile counts the call)
 -- State lives on the parameters' device (cpu or cuda), like the kernels.
 local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -38,23 +39,23 @@ end
 -- checks the params option and returns a plain list of tensors
 local function param_list(who, params)
   if params == nil then
-    error(who .. ': params is required (a list of tensors, e.g. model:parameters())', 3)
+    argcheck.raise(who .. ': params is required (a list of tensors, e.g. model:parameters())')
   end
   if tensor.is_tensor(params) then params = {params} end
   if type(params) ~= 'table' or #params == 0 then
-    error(who .. ': params must be a non-empty list of tensors, e.g. model:parameters()', 3)
+    argcheck.raise(who .. ': params must be a non-empty list of tensors, e.g. model:parameters()')
   end
   local list, seen = {}, {}
   for i, p in ipairs(params) do
     if not tensor.is_tensor(p) then
-      error(string.format('%s: params[%d] must be a tensor, got %s', who, i, type(p)), 3)
+      argcheck.fail('%s: params[%d] must be a tensor, got %s', who, i, type(p))
     end
     tensor.T(p, who, 'params[' .. i .. ']')
     if p:dtype() ~= 'float32' then
-      error(string.format('%s: params[%d] must be float32, got %s', who, i, p:dtype()), 3)
+      argcheck.fail('%s: params[%d] must be float32, got %s', who, i, p:dtype())
     end
     local key = tostring(ffi.cast('void *', p.t))
-    if seen[key] then error(string.format('%s: params[%d] is params[%d] again', who, i, seen[key]), 3) end
+    if seen[key] then argcheck.fail('%s: params[%d] is params[%d] again', who, i, seen[key]) end
     seen[key] = i
     list[i] = p
   end
@@ -64,7 +65,7 @@ end
 --- cls:init(who, opts): common construction (params, lr), called by subclasses
 function Optimizer.init(self, who, opts)
   self.params = param_list(who, opts.params)
-  self.lr = util.scheduled(who, 'lr', opts.lr, self.default_lr)
+  self.lr = argcheck.scheduled(who, 'lr', opts.lr, self.default_lr)
   self.state = {steps = {}}          -- steps[i]: steps taken by parameter i
   for i = 1, #self.params do self.state.steps[i] = 0 end
   self._numel = 0
@@ -80,7 +81,7 @@ end
 
 --- opt:get_lr(): the learning rate now (a number, or its scheduler's value)
 function Optimizer:get_lr()
-  return util.current(self.__typename, 'lr', self.lr)
+  return argcheck.current(self.__typename, 'lr', self.lr)
 end
 
 -- ---- the arena ---------------------------------------------------------------------
@@ -147,7 +148,7 @@ function Optimizer:step(closure)
   local loss
   if closure ~= nil then
     if type(closure) ~= 'function' then
-      error(self.__typename .. ':step: closure must be a function, got ' .. type(closure), 2)
+      argcheck.raise(self.__typename .. ':step: closure must be a function, got ' .. type(closure))
     end
     loss = tensor.enable_grad(closure)
   end
@@ -159,19 +160,19 @@ end
 -- from instead of the current parameters; only with the arena (the SAM family).
 -- guard (a scalars block or nil, see gam.h): with its flag set the kernel
 -- only restores the parameters to src; the caller then undoes the step count
--- with _unstep.
-function Optimizer:_update(src, guard)
+-- with _unstep. prof: the optimiser profiling the kernel (or nil).
+function Optimizer:_update(src, guard, prof)
   local lr = self:get_lr()
   local flat, grad = self:_arena()
   local steps = self.state.steps
   local uniform = true
   for i = 2, #steps do if steps[i] ~= steps[1] then uniform = false; break end end
   if src ~= nil and not (flat and uniform) then
-    error(self.__typename .. ': a step from a saved point needs the parameters in one flat arena', 2)
+    argcheck.raise(self.__typename .. ': a step from a saved point needs the parameters in one flat arena')
   end
   tensor.scope(function()
     if flat and uniform then
-      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1, guard)
+      self:kernel(flat, grad, self:_buffers(), src, lr, steps[1] + 1, guard, prof)
       for i = 1, #steps do steps[i] = steps[i] + 1 end
     else
       for i, p in ipairs(self.params) do
@@ -234,13 +235,13 @@ end
 function Optimizer:load_state_dict(sd)
   local who = self.__typename .. ':load_state_dict'
   if type(sd) ~= 'table' or type(sd.state) ~= 'table' or type(sd.hyper) ~= 'table' then
-    error(who .. ': expected a table from state_dict()', 2)
+    argcheck.raise(who .. ': expected a table from state_dict()')
   end
   if sd.name ~= self.__typename then
-    error(string.format('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename), 2)
+    argcheck.fail('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename)
   end
   if #sd.state ~= #self.params then
-    error(string.format('%s: the state has %d parameters, this optimiser %d', who, #sd.state, #self.params), 2)
+    argcheck.fail('%s: the state has %d parameters, this optimiser %d', who, #sd.state, #self.params)
   end
   -- check everything before changing anything; the state kinds follow the
   -- loaded hyperparameters (SGD keeps a momentum buffer only with momentum)
@@ -249,24 +250,24 @@ function Optimizer:load_state_dict(sd)
     local v = sd.hyper[k]
     if v == nil then v = self[k] end
     if k ~= 'lr' and type(v) ~= type(self[k]) then
-      error(string.format('%s: hyper.%s must be a %s, got %s', who, k, type(self[k]), tostring(v)), 2)
+      argcheck.fail('%s: hyper.%s must be a %s, got %s', who, k, type(self[k]), tostring(v))
     end
     hyper[k] = v
   end
   local names = self.state_names_for(hyper)
   for i, s in ipairs(sd.state) do
     if type(s) ~= 'table' or type(s.step) ~= 'number' or s.step < 0 then
-      error(string.format('%s: state[%d].step must be a count, got %s', who, i,
-                          tostring(type(s) == 'table' and s.step or s)), 2)
+      argcheck.fail('%s: state[%d].step must be a count, got %s', who, i,
+                          tostring(type(s) == 'table' and s.step or s))
     end
     for _, name in ipairs(names) do
       local v = s[name]
       if s.step > 0 and v == nil then
-        error(string.format('%s: state[%d] has no %s', who, i, name), 2)
+        argcheck.fail('%s: state[%d] has no %s', who, i, name)
       end
       if v ~= nil and (not tensor.is_tensor(v) or v:numel() ~= self.params[i]:numel()) then
-        error(string.format('%s: state[%d].%s must be a tensor of %d elements', who, i, name,
-                            self.params[i]:numel()), 2)
+        argcheck.fail('%s: state[%d].%s must be a tensor of %d elements', who, i, name,
+                            self.params[i]:numel())
       end
     end
   end

@@ -11,8 +11,7 @@
 --   opt:set_closure(loss_fn, x, y); local pred, loss = opt:step()
 --
 -- rho may be a number or a scheduler. Work buffers: one flat copy of θ.
-local C = require 'gam.lib'
-local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 local Sharpness = require 'gam.optim.Sharpness'
 
 local SAM = Sharpness.extend('SAM')
@@ -24,33 +23,33 @@ local OPTIONS = {'base', 'model', 'rho', 'adaptive'}
 
 function SAM.new(opts)
   local who = 'optim.SAM'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, SAM)
-  self.rho = util.scheduled(who, 'rho', opts.rho, 0.05)
+  self.rho = argcheck.scheduled(who, 'rho', opts.rho, 0.05)
   Sharpness.init(self, who, opts)
   return self
 end
 getmetatable(SAM).__call = function(_, opts) return SAM.new(opts) end
 
 function SAM:hyper()
-  return {rho = util.current(self.__typename, 'rho', self.rho)}
+  return {rho = argcheck.current(self.__typename, 'rho', self.rho)}
 end
 
 -- The scalars (‖g‖ in slot 0) stay in the block S on the parameters' device;
--- gam_opt_ascend_s scales by rho / (S[0] + ξ) itself.
+-- gam_opt_ascend_s scales by rho / (S[norm] + ξ) itself.
 function SAM:run(h)
   local theta, g = self.flat.t, self.flat_grad.t
   local theta0 = self:_buffers()[1]
   local S = self:_scalars()
   local ad = self.adaptive and 1 or 0
   -- perturb: θ0 = θ ; θ = θ + e
-  self:_k(self.adaptive and 2 or 1, C.gam_opt_norm_s, S, g, self.adaptive and theta or nil,
+  self:_k('gam_opt_norm_s', S, g, self.adaptive and theta or nil,
           self:_code(0, 'gradient norm'))
   self:_check()
-  self:_k(4, C.gam_opt_ascend_s, theta, theta0.t, g, nil, h.rho, S, ad)
+  self:_k('gam_opt_ascend_s', theta, theta0.t, g, nil, h.rho, S, ad)
   self._theta_saved = true
   self:_pass(1)
-  self:_k(1, C.gam_opt_norm_s, S, g, nil, self:_code(1, 'gradient norm'))
+  self:_k('gam_opt_norm_s', S, g, nil, self:_code(1, 'gradient norm'))
   self:_check()
   return theta0
 end

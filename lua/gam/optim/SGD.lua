@@ -8,10 +8,9 @@
 --   local opt = optim.SGD{params = model:parameters(), lr = 0.1, momentum = 0.9,
 --                         weight_decay = 5e-4, nesterov = false}
 -- lr may be a number or a scheduler (its value is read at every step).
-local C = require 'gam.lib'
-local tensor = require 'gam.tensor'
-local util = require 'gam.optim.util'
+local passes = require 'gam.optim.passes'
 local Optimizer = require 'gam.optim.Optimizer'
+local argcheck = require 'gam.argcheck'
 
 local SGD = Optimizer.extend('SGD')
 SGD.hyper_names = {'lr', 'momentum', 'dampening', 'weight_decay', 'nesterov'}
@@ -20,15 +19,15 @@ local OPTIONS = {'params', 'lr', 'momentum', 'dampening', 'weight_decay', 'neste
 
 function SGD.new(opts)
   local who = 'optim.SGD'
-  util.check_options(who, opts, OPTIONS)
+  argcheck.options(who, opts, OPTIONS)
   local self = setmetatable({}, SGD)
   Optimizer.init(self, who, opts)
-  self.momentum = util.number(who, 'momentum', opts.momentum, 0, 0)
-  self.dampening = util.number(who, 'dampening', opts.dampening, nil, 0)
-  self.weight_decay = util.number(who, 'weight_decay', opts.weight_decay, 0, 0)
-  self.nesterov = util.boolean(who, 'nesterov', opts.nesterov, false)
+  self.momentum = argcheck.finite(who, 'momentum', opts.momentum, 0, 0)
+  self.dampening = argcheck.finite(who, 'dampening', opts.dampening, nil, 0)
+  self.weight_decay = argcheck.finite(who, 'weight_decay', opts.weight_decay, 0, 0)
+  self.nesterov = argcheck.bool(opts.nesterov, false, who, 'nesterov')
   if self.nesterov and (self.momentum <= 0 or self.dampening ~= 0) then
-    error(who .. ': nesterov momentum needs momentum > 0 and dampening = 0', 2)
+    argcheck.raise(who .. ': nesterov momentum needs momentum > 0 and dampening = 0')
   end
   self.state_names = SGD.state_names_for(self)
   return self
@@ -40,14 +39,10 @@ function SGD.state_names_for(hyper)
   return hyper.momentum ~= 0 and {'momentum_buffer'} or {}
 end
 
-function SGD:traffic()
-  return self.momentum ~= 0 and 5 or 3   -- read src, g (, buf); write θ (, buf)
-end
-
-function SGD:kernel(param, grad, bufs, src, lr, step, guard)
-  tensor.check(C.gam_sgd_step_s(param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
-                                self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
-                                step == 1 and 1 or 0, guard and guard.t or nil))
+function SGD:kernel(param, grad, bufs, src, lr, step, guard, prof)
+  passes.call(prof, 'gam_sgd_step_s', param.t, grad.t, bufs[1] and bufs[1].t or nil, src and src.t or nil, lr,
+              self.momentum, self.dampening, self.weight_decay, self.nesterov and 1 or 0,
+              step == 1 and 1 or 0, guard and guard.t or nil)
 end
 
 return SGD

@@ -37,6 +37,9 @@ local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
+local passes = require 'gam.optim.passes'
+local argcheck = require 'gam.argcheck'
+local SLOT = passes.SLOT
 
 local Sharpness = {}
 Sharpness.__index = Sharpness
@@ -68,26 +71,26 @@ function Sharpness:get_lr() return self.base:get_lr() end
 function Sharpness.init(self, who, opts)
   local base, model = opts.base, opts.model
   if base == nil then
-    error(who .. ': base is required (the base optimiser, e.g. optim.SGD{params = model:parameters(), ...})', 3)
+    argcheck.raise(who .. ': base is required (the base optimiser, e.g. optim.SGD{params = model:parameters(), ...})')
   end
   if type(base) ~= 'table' or not base.is_base_optimizer then
-    error(who .. ': base must be an optim.SGD, optim.Adam or optim.AdamW', 3)
+    argcheck.raise(who .. ': base must be an optim.SGD, optim.Adam or optim.AdamW')
   end
-  if model == nil then error(who .. ': model is required (the nn module being trained)', 3) end
+  if model == nil then argcheck.raise(who .. ': model is required (the nn module being trained)') end
   if type(model) ~= 'table' or type(model.flat_parameters) ~= 'function' then
-    error(who .. ': model must be an nn module (with flat_parameters())', 3)
+    argcheck.raise(who .. ': model must be an nn module (with flat_parameters())')
   end
   self.base, self.model = base, model
-  self.adaptive = util.boolean(who, 'adaptive', opts.adaptive, false)
+  self.adaptive = argcheck.bool(opts.adaptive, false, who, 'adaptive')
   self.flat, self.flat_grad = model:flat_parameters()
   local bflat = base:_arena()
   if not (bflat and bflat.t.storage == self.flat.t.storage and bflat.t.offset == self.flat.t.offset
           and bflat:numel() == self.flat:numel()) then
-    error(who .. ': base must optimise exactly the model\'s parameters (model:parameters(), in order)', 3)
+    argcheck.raise(who .. ': base must optimise exactly the model\'s parameters (model:parameters(), in order)')
   end
   self.profile = false        -- true: time the vector work into kernel_seconds / kernel_bytes
   self.kernel_seconds, self.kernel_bytes = 0, 0
-  self._host = ffi.new('double[?]', C.GAM_OPT_NSCALARS)
+  self._host = ffi.new('double[?]', passes.NSCALARS)   -- the block read back, by SLOT
   return self
 end
 
@@ -127,7 +130,7 @@ function Sharpness:_check()
   if self._on_device then return end
   local host = self._host
   tensor.check(C.gam_opt_read(self:_scalars(), host))
-  if host[C.GAM_OPT_FLAG] ~= 0 then self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD]) end
+  if host[SLOT.flag] ~= 0 then self:_fail(host[SLOT.flag], host[SLOT.bad]) end
 end
 
 --- opt:state_bytes(): bytes of the work buffers and the base optimiser's state
@@ -144,7 +147,7 @@ function Sharpness:zero_grad() self.flat_grad:fill_(0) end
 function Sharpness:set_closure(loss_fn, inputs, targets)
   if type(loss_fn) ~= 'function' and not (type(loss_fn) == 'table' and getmetatable(loss_fn)
                                           and getmetatable(loss_fn).__call) then
-    error(self.__typename .. ':set_closure: loss_fn must be a function(pred, targets)', 2)
+    argcheck.raise(self.__typename .. ':set_closure: loss_fn must be a function(pred, targets)')
   end
   local model = self.model
   self._closure = function()
@@ -159,20 +162,9 @@ function Sharpness:set_closure(loss_fn, inputs, targets)
 end
 
 -- ---- timing of the vector work ------------------------------------------------------
---- self:_k(nvec, fn, ...): calls an engine kernel (checked), counting nvec
--- vectors of traffic when profiling
-function Sharpness:_k(nvec, fn, ...)
-  if self.profile then
-    if self._on_device then tensor.synchronize() end  -- (profiling waits for each pass)
-    local t0 = util.now()
-    tensor.check(fn(...))
-    if self._on_device then tensor.synchronize() end
-    self.kernel_seconds = self.kernel_seconds + (util.now() - t0)
-    self.kernel_bytes = self.kernel_bytes + nvec * 4 * self.flat:numel()
-  else
-    tensor.check(fn(...))
-  end
-end
+--- self:_k(name, ...): calls the engine pass C[name](...), checked; when
+-- profiling, timed and its traffic counted from its vectors (gam.optim.passes)
+function Sharpness:_k(name, ...) passes.call(self, name, ...) end
 
 -- ---- passes ---------------------------------------------------------------------------
 local function loss_number(loss)
@@ -186,7 +178,7 @@ end
 -- a cuda tensor: then it is checked on the device, and pass 0's is kept in
 -- the scalars block)
 function Sharpness:_pass(k)
-  self:_k(1, C.gam_fill_, self.flat_grad.t, 0)
+  self:_k('gam_fill_', self.flat_grad.t, 0)
   local closure = self._step_closure
   local on_device = self._on_device
   local pred, loss = tensor.scope(function()
@@ -235,11 +227,11 @@ end
 -- loss is returned as a number (pass 0's loss), pred as a detached tensor.
 function Sharpness:step(closure)
   if closure ~= nil and type(closure) ~= 'function' then
-    error(self.__typename .. ':step: closure must be a function returning (pred, loss), got ' .. type(closure), 2)
+    argcheck.raise(self.__typename .. ':step: closure must be a function returning (pred, loss), got ' .. type(closure))
   end
   closure = closure or self._closure
   if not closure then
-    error(self.__typename .. ':step: no closure; call opt:set_closure(loss_fn, inputs, targets) first', 2)
+    argcheck.raise(self.__typename .. ':step: no closure; call opt:set_closure(loss_fn, inputs, targets) first')
   end
   local hyper = self:hyper()
   self._step_closure = closure
@@ -251,16 +243,16 @@ function Sharpness:step(closure)
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
-    self:_k(self.base:traffic(), function() self.base:_update(src, self._S); return 0 end)
+    self.base:_update(src, self._S, self)
     if self._on_device then
       -- the step's one wait: its checks and pass 0's loss
       local host = self._host
       tensor.check(C.gam_opt_read(S, host))
-      if host[C.GAM_OPT_FLAG] ~= 0 then
+      if host[SLOT.flag] ~= 0 then
         self.base:_unstep()     -- the guarded update only restored θ
-        self:_fail(host[C.GAM_OPT_FLAG], host[C.GAM_OPT_BAD])
+        self:_fail(host[SLOT.flag], host[SLOT.bad])
       end
-      if loss == nil then loss = host[C.GAM_OPT_LOSS] end
+      if loss == nil then loss = host[SLOT.loss] end
     end
   end)
   restore_running_stats(frozen)
@@ -286,9 +278,11 @@ end
 
 function Sharpness:load_state_dict(sd)
   local who = self.__typename .. ':load_state_dict'
-  if type(sd) ~= 'table' or type(sd.base) ~= 'table' then error(who .. ': expected a table from state_dict()', 2) end
+  if type(sd) ~= 'table' or type(sd.base) ~= 'table' then
+    argcheck.raise(who .. ': expected a table from state_dict()')
+  end
   if sd.name ~= self.__typename then
-    error(string.format('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename), 2)
+    argcheck.fail('%s: the state is from %s, not %s', who, tostring(sd.name), self.__typename)
   end
   self.base:load_state_dict(sd.base)
   for _, k in ipairs(self.hyper_names) do

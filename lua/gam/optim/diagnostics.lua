@@ -14,23 +14,29 @@
 local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
+local argcheck = require 'gam.argcheck'
+local passes = require 'gam.optim.passes'
+local XI = require('gam.optim.util').XI
+local SLOT = passes.SLOT
 
 local M = {}
 
-local XI = 1e-12
-
-local function norm(g)
-  local out = ffi.new('double[1]')
-  tensor.check(C.gam_opt_norm(out, g, nil))
-  return out[0]
+-- the block's slots on the host
+local host = ffi.new('double[?]', passes.NSCALARS)
+local function read(S)
+  tensor.check(C.gam_opt_read(S, host))
+  return host
 end
+
+-- ‖g‖, through passes' own scalars block (the step's block holds the step's scalars)
+local function norm(_, g) return passes.norm(g) end
 
 --- diagnostics.access(opt, on): on = true/false switches recording; with no
 -- argument returns the last recorded step's table (nil before one)
 function M.access(opt, on)
   if on == nil then return opt._diag_last end
   if type(on) ~= 'boolean' then
-    error(opt.__typename .. ':diagnostics: expects true, false or nothing, got ' .. type(on), 3)
+    argcheck.fail('%s:diagnostics: expects true, false or nothing, got %s', opt.__typename, type(on))
   end
   opt._diag = on or nil
   if not on then opt._diag_last = nil end
@@ -38,21 +44,20 @@ end
 
 --- at the start of GAM's run: g holds g0
 function M.start(opt, g)
-  opt._diag_cur = {g0_norm = norm(g)}
+  opt._diag_cur = {g0_norm = norm(opt, g)}
 end
 
 --- after pass 3: the scalars block S holds ‖h+‖², ⟨h+,h−⟩, ‖h−‖²
 function M.pass3(opt, S)
-  local host = ffi.new('double[?]', C.GAM_OPT_NSCALARS)
-  tensor.check(C.gam_opt_read(S, host))
-  local a, b = math.sqrt(host[0]), math.sqrt(host[2])
-  opt._diag_cur.cos = host[1] / (a * b + XI)
+  local host = read(S)
+  local a, b = math.sqrt(host[SLOT.aa]), math.sqrt(host[SLOT.bb])
+  opt._diag_cur.cos = host[SLOT.ab] / (a * b + XI)
 end
 
 --- after the decomposition: g holds d
 function M.finish(opt, g)
   local d = opt._diag_cur
-  d.update_norm = norm(g)
+  d.update_norm = norm(opt, g)
   d.update_ratio = d.update_norm / (d.g0_norm + XI)
   opt._diag_last, opt._diag_cur = d, nil
 end

@@ -20,6 +20,7 @@
 --       (value − min_value)/(max_value − min_value) = (lr − min_lr)/(max_lr − min_lr),
 --       lr read from `scheduler` (a scheduler, or an optimiser's lr) at each step.
 local util = require 'gam.optim.util'
+local argcheck = require 'gam.argcheck'
 
 local M = {}
 
@@ -55,8 +56,8 @@ end
 
 function Scheduler:load_state_dict(sd)
   if type(sd) ~= 'table' or sd.name ~= self.__typename then
-    error(string.format('%s:load_state_dict: expected the state_dict of a %s', self.__typename,
-                        self.__typename), 2)
+    argcheck.fail('%s:load_state_dict: expected the state_dict of a %s', self.__typename,
+                        self.__typename)
   end
   for _, k in ipairs(self._fields) do if sd[k] ~= nil then self[k] = sd[k] end end
   self._last = sd._last
@@ -75,16 +76,16 @@ local function epoch_init(self, who, opts)
   local o = opts.optimizer
   if o ~= nil then
     if type(o) ~= 'table' or o.lr == nil then
-      error(who .. ': optimizer must be an optimiser (with an lr field)', 3)
+      argcheck.raise(who .. ': optimizer must be an optimiser (with an lr field)')
     end
     if type(o.lr) ~= 'number' then
-      error(who .. ': the optimiser\'s lr must be a number for this scheduler to set it', 3)
+      argcheck.raise(who .. ': the optimiser\'s lr must be a number for this scheduler to set it')
     end
     self.optimizer = o
     self.base_lr = o.lr
   else
-    if opts.base_lr == nil then error(who .. ': give optimizer (to schedule its lr) or base_lr', 3) end
-    self.base_lr = util.number(who, 'base_lr', opts.base_lr, 0)
+    if opts.base_lr == nil then argcheck.raise(who .. ': give optimizer (to schedule its lr) or base_lr') end
+    self.base_lr = argcheck.finite(who, 'base_lr', opts.base_lr, 0)
   end
   self.last_epoch = 0
   self._last = self.base_lr
@@ -99,11 +100,11 @@ end
 M.CosineAnnealingLR = class('CosineAnnealingLR', {'base_lr', 'last_epoch', 'T_max', 'eta_min'})
 function M.CosineAnnealingLR.new(opts)
   local who = 'optim.CosineAnnealingLR'
-  util.check_options(who, opts, {'optimizer', 'base_lr', 'T_max', 'eta_min'})
+  argcheck.options(who, opts, {'optimizer', 'base_lr', 'T_max', 'eta_min'})
   local self = setmetatable({}, M.CosineAnnealingLR)
   epoch_init(self, who, opts)
-  self.T_max = util.number(who, 'T_max', opts.T_max, 1)
-  self.eta_min = util.number(who, 'eta_min', opts.eta_min, 0, 0)
+  self.T_max = argcheck.finite(who, 'T_max', opts.T_max, 1)
+  self.eta_min = argcheck.finite(who, 'eta_min', opts.eta_min, 0, 0)
   self:_apply()
   return self
 end
@@ -119,11 +120,11 @@ end
 M.StepLR = class('StepLR', {'base_lr', 'last_epoch', 'step_size', 'gamma'})
 function M.StepLR.new(opts)
   local who = 'optim.StepLR'
-  util.check_options(who, opts, {'optimizer', 'base_lr', 'step_size', 'gamma'})
+  argcheck.options(who, opts, {'optimizer', 'base_lr', 'step_size', 'gamma'})
   local self = setmetatable({}, M.StepLR)
   epoch_init(self, who, opts)
-  self.step_size = util.number(who, 'step_size', opts.step_size, 1)
-  self.gamma = util.number(who, 'gamma', opts.gamma, 0, 0.1)
+  self.step_size = argcheck.finite(who, 'step_size', opts.step_size, 1)
+  self.gamma = argcheck.finite(who, 'gamma', opts.gamma, 0, 0.1)
   self:_apply()
   return self
 end
@@ -136,18 +137,18 @@ end
 M.MultiStepLR = class('MultiStepLR', {'base_lr', 'last_epoch', 'milestones', 'gamma'})
 function M.MultiStepLR.new(opts)
   local who = 'optim.MultiStepLR'
-  util.check_options(who, opts, {'optimizer', 'base_lr', 'milestones', 'gamma'})
+  argcheck.options(who, opts, {'optimizer', 'base_lr', 'milestones', 'gamma'})
   local self = setmetatable({}, M.MultiStepLR)
   epoch_init(self, who, opts)
-  if type(opts.milestones) ~= 'table' then error(who .. ': milestones must be a list of epochs', 2) end
+  if type(opts.milestones) ~= 'table' then argcheck.raise(who .. ': milestones must be a list of epochs') end
   self.milestones = {}
   for i, m in ipairs(opts.milestones) do
     if type(m) ~= 'number' or m ~= math.floor(m) or m < 1 then
-      error(string.format('%s: milestones[%d] must be a positive integer, got %s', who, i, tostring(m)), 2)
+      argcheck.fail('%s: milestones[%d] must be a positive integer, got %s', who, i, tostring(m))
     end
     self.milestones[i] = m
   end
-  self.gamma = util.number(who, 'gamma', opts.gamma, 0, 0.1)
+  self.gamma = argcheck.finite(who, 'gamma', opts.gamma, 0, 0.1)
   self:_apply()
   return self
 end
@@ -162,16 +163,16 @@ end
 M.LinearLR = class('LinearLR', {'base_lr', 'last_epoch', 'start_factor', 'end_factor', 'total_iters'})
 function M.LinearLR.new(opts)
   local who = 'optim.LinearLR'
-  util.check_options(who, opts, {'optimizer', 'base_lr', 'start_factor', 'end_factor', 'total_iters'})
+  argcheck.options(who, opts, {'optimizer', 'base_lr', 'start_factor', 'end_factor', 'total_iters'})
   local self = setmetatable({}, M.LinearLR)
   epoch_init(self, who, opts)
-  self.start_factor = util.number(who, 'start_factor', opts.start_factor, nil, 1 / 3)
-  self.end_factor = util.number(who, 'end_factor', opts.end_factor, 0, 1)
+  self.start_factor = argcheck.finite(who, 'start_factor', opts.start_factor, nil, 1 / 3)
+  self.end_factor = argcheck.finite(who, 'end_factor', opts.end_factor, 0, 1)
   if self.start_factor <= 0 or self.start_factor > 1 then
-    error(string.format('%s: start_factor must be in (0, 1], got %g', who, self.start_factor), 2)
+    argcheck.fail('%s: start_factor must be in (0, 1], got %g', who, self.start_factor)
   end
-  if self.end_factor > 1 then error(string.format('%s: end_factor must be in [0, 1], got %g', who, self.end_factor), 2) end
-  self.total_iters = util.number(who, 'total_iters', opts.total_iters, 1, 5)
+  if self.end_factor > 1 then argcheck.fail('%s: end_factor must be in [0, 1], got %g', who, self.end_factor) end
+  self.total_iters = argcheck.finite(who, 'total_iters', opts.total_iters, 1, 5)
   self._last = group_lr(self) * self.start_factor
   self:_apply()
   return self
@@ -188,19 +189,19 @@ M.LinearWarmup = M.LinearLR
 local function value_init(cls, who, opts, extra)
   local allowed = {'T_max', 'max_value', 'min_value', 'init_value', 'warmup_steps', 'optimizer'}
   for _, k in ipairs(extra or {}) do allowed[#allowed + 1] = k end
-  util.check_options(who, opts, allowed)
+  argcheck.options(who, opts, allowed)
   local self = setmetatable({}, cls)
-  self.total_steps = util.number(who, 'T_max', opts.T_max, 1)
-  self.max_value = util.number(who, 'max_value', opts.max_value)
-  self.min_value = util.number(who, 'min_value', opts.min_value, nil, 0)
-  self.init_value = util.number(who, 'init_value', opts.init_value, nil, 0)
-  self.warmup_steps = util.number(who, 'warmup_steps', opts.warmup_steps, 0, 0)
+  self.total_steps = argcheck.finite(who, 'T_max', opts.T_max, 1)
+  self.max_value = argcheck.finite(who, 'max_value', opts.max_value)
+  self.min_value = argcheck.finite(who, 'min_value', opts.min_value, nil, 0)
+  self.init_value = argcheck.finite(who, 'init_value', opts.init_value, nil, 0)
+  self.warmup_steps = argcheck.finite(who, 'warmup_steps', opts.warmup_steps, 0, 0)
   if self.warmup_steps >= self.total_steps then
-    error(string.format('%s: warmup_steps (%g) must be less than T_max (%g)', who, self.warmup_steps,
-                        self.total_steps), 3)
+    argcheck.fail('%s: warmup_steps (%g) must be less than T_max (%g)', who, self.warmup_steps,
+                        self.total_steps)
   end
   if opts.optimizer ~= nil and (type(opts.optimizer) ~= 'table' or opts.optimizer.lr == nil) then
-    error(who .. ': optimizer must be an optimiser (with an lr field)', 3)
+    argcheck.raise(who .. ': optimizer must be an optimiser (with an lr field)')
   end
   self.optimizer = opts.optimizer
   self.t = 0
@@ -246,9 +247,9 @@ M.PolyScheduler = class('PolyScheduler', {'t', 'total_steps', 'max_value', 'min_
 function M.PolyScheduler.new(opts)
   local who = 'optim.PolyScheduler'
   local self = value_init(M.PolyScheduler, who, opts, {'poly_order'})
-  self.poly_order = util.number(who, 'poly_order', opts.poly_order, nil, -0.5)
+  self.poly_order = argcheck.finite(who, 'poly_order', opts.poly_order, nil, -0.5)
   if self.poly_order > 0 then
-    error(string.format('%s: poly_order must be <= 0 so that the value decreases, got %g', who, self.poly_order), 2)
+    argcheck.fail('%s: poly_order must be <= 0 so that the value decreases, got %g', who, self.poly_order)
   end
   return self
 end
@@ -260,20 +261,20 @@ end
 M.ProportionScheduler = class('ProportionScheduler', {'t', 'max_lr', 'min_lr', 'max_value', 'min_value'})
 function M.ProportionScheduler.new(opts)
   local who = 'optim.ProportionScheduler'
-  util.check_options(who, opts, {'scheduler', 'max_lr', 'min_lr', 'max_value', 'min_value'})
+  argcheck.options(who, opts, {'scheduler', 'max_lr', 'min_lr', 'max_value', 'min_value'})
   local src = opts.scheduler
   if type(src) ~= 'table' or not (util.is_scheduler(src) or type(src.get_lr) == 'function') then
-    error(who .. ': scheduler must be a scheduler (with :value()) or an optimiser (with :get_lr())', 2)
+    argcheck.raise(who .. ': scheduler must be a scheduler (with :value()) or an optimiser (with :get_lr())')
   end
   local self = setmetatable({}, M.ProportionScheduler)
   self.source = src
-  self.max_lr = util.number(who, 'max_lr', opts.max_lr)
-  self.min_lr = util.number(who, 'min_lr', opts.min_lr, nil, 0)
-  self.max_value = util.number(who, 'max_value', opts.max_value)
-  self.min_value = util.number(who, 'min_value', opts.min_value, nil, 0)
+  self.max_lr = argcheck.finite(who, 'max_lr', opts.max_lr)
+  self.min_lr = argcheck.finite(who, 'min_lr', opts.min_lr, nil, 0)
+  self.max_value = argcheck.finite(who, 'max_value', opts.max_value)
+  self.min_value = argcheck.finite(who, 'min_value', opts.min_value, nil, 0)
   if not (self.max_lr > self.min_lr or (self.max_lr == self.min_lr and self.max_value == self.min_value)) then
-    error(string.format('%s: needs max_lr > min_lr (or both equal and max_value = min_value); got max_lr %g, '
-                        .. 'min_lr %g', who, self.max_lr, self.min_lr), 2)
+    argcheck.fail('%s: needs max_lr > min_lr (or both equal and max_value = min_value); got max_lr %g, '
+                        .. 'min_lr %g', who, self.max_lr, self.min_lr)
   end
   self.t = 0
   self:step()
