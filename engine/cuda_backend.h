@@ -237,8 +237,10 @@ GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, c
 /* ---- convolution through cuDNN (kernels/conv.cu) ------------------------------
  * x [n,c,h,w], w [o,c,kh,kw], y [n,o,oh,ow], b [o]; strides, padding,
  * dilation as in ops_conv.c; n >= 1. Every shape gets its cuDNN descriptors
- * and its three algorithms once (heuristics, FMA math only: no TF32), and
- * the workspace is the runtime's cached one. */
+ * and its three algorithms once (FMA math only: no TF32), chosen under
+ * gam_cudnn_set's flags (deterministic by default; benchmark: timed), and
+ * the workspace is the runtime's cached one. Batches over cuDNN's int sizes
+ * run in chunks of images. */
 typedef struct gam_conv_geom {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int sh, sw, ph, pw, dh, dw;

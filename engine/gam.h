@@ -284,6 +284,7 @@ int gam_cuda_synchronize(void);
  * is left as it is, other values than 0 and 1 are an error. Changing a flag
  * forgets the algorithms chosen so far. Any build stores the flags. */
 int gam_cudnn_set(int benchmark, int deterministic);
+void gam_cudnn_get(int *benchmark, int *deterministic);
 /* The CUDA stack, for reports (make test-cuda prints it first). Versions as
  * CUDA writes them: driver and runtime 1000 major + 10 minor (the driver's is
  * the newest CUDA it supports), cuDNN's cudnnGetVersion() (e.g. 90100); the
@@ -303,7 +304,6 @@ int64_t gam_cuda_host_waits(void);
 /* Philox4x32-10 on the host: out = the block of counter ctr under key (the
  * generator of the cuda dropout masks; for tests and reproducing a mask). */
 void gam_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
-void gam_cudnn_get(int *benchmark, int *deterministic);
 
 /* Optimiser passes whose scalars stay on the parameters' device (optim.c; on
  * cuda: kernels/optim.cu). A step's scalars live in a block made by
