@@ -77,6 +77,9 @@ const gam_backend gam__cpu_backend = {
     .opt_gam_pass3 = gam_cpu_gam_pass3,
     .opt_sgd_step = gam_cpu_sgd_step,
     .opt_adam_step = gam_cpu_adam_step,
+    /* collectives (dist.c: MPI; kernels/nccl.cu: NCCL) */
+    .all_reduce = gam_cpu_all_reduce,
+    .broadcast = gam_cpu_broadcast,
 };
 
 /* ---- cuda adapters ---------------------------------------------------------- */
@@ -206,6 +209,9 @@ const gam_backend gam__cuda_backend = {
     .opt_gam_pass3 = gam_cuda_gam_pass3,
     .opt_sgd_step = gam_cuda_sgd_step,
     .opt_adam_step = gam_cuda_adam_step,
+    /* collectives (dist.c: MPI; kernels/nccl.cu: NCCL) */
+    .all_reduce = gam_cuda_all_reduce,
+    .broadcast = gam_cuda_broadcast,
 };
 
 /* GAM_CUDA here: the one place a device number picks its table (core.c's

@@ -168,8 +168,20 @@ typedef struct gam_backend {
                        double weight_decay, int decoupled, int64_t step, const double *guard);
 
   /* ---- collectives (dist.c: MPI for the cpu, NCCL for cuda) ------------- */
+  /* data[0..n) (dtype GAM_FLOAT32 | GAM_INT64 | GAM_UINT8) summed over the
+   * ranks in place; mean (float32 only): then divided by the world size.
+   * Only called when the world has more than one rank (dist.c). On cuda:
+   * queued on the engine's stream, no host wait. */
+  int (*all_reduce)(void *data, int64_t n, int dtype, int mean);
+  /* data[0..n) = root's data[0..n) on every rank */
+  int (*broadcast)(void *data, int64_t n, int dtype, int root);
 
 } gam_backend;
+
+/* The cpu collectives (dist.c, over MPI); the cuda ones are
+ * gam_cuda_all_reduce / gam_cuda_broadcast (kernels/nccl.cu). */
+int gam_cpu_all_reduce(void *data, int64_t n, int dtype, int mean);
+int gam_cpu_broadcast(void *data, int64_t n, int dtype, int root);
 
 extern const gam_backend gam__cpu_backend;
 extern const gam_backend gam__cuda_backend;

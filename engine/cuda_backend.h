@@ -58,6 +58,10 @@ int gam__cuda_require(const char *op);
 /* gam_cudnn_set's flags and a version that changes with them (core.c); any
  * pointer may be NULL */
 void gam__cudnn_flags(int *benchmark, int *deterministic, unsigned *version);
+/* dist.c: this rank and the world size; bytes from root to every rank (MPI). */
+int gam_dist_rank(void);
+int gam_dist_size(void);
+int gam__dist_bcast_bytes(void *p, size_t bytes, int root);
 
 /* Operation codes of the elementwise kernels (ops_elementwise.c uses them). */
 enum { GAM_BIN_ADD, GAM_BIN_SUB, GAM_BIN_MUL, GAM_BIN_DIV };
@@ -347,6 +351,15 @@ GAM_CUDA_FN(int gam_cuda_adam_step(float *param, const float *grad, float *m, fl
 /* loss (one device float) non-finite and no flag yet: flag = code, bad = loss;
  * keep: s[GAM_OPT_LOSS] = loss */
 GAM_CUDA_FN(int gam_cuda_opt_check_loss(double *s, const float *loss, int code, int keep))
+
+/* ---- collectives over NCCL (kernels/nccl.cu; dist.c dispatches) ------------ */
+/* The backend table's all_reduce / broadcast for cuda (backend.h). The first
+ * call makes the communicator: rank 0 draws the NCCL unique id and
+ * gam__dist_bcast_bytes (MPI) hands it to the others. Queued on the engine's
+ * stream with no host wait. A CUDA build without NCCL fails with a clear
+ * error. */
+GAM_CUDA_FN(int gam_cuda_all_reduce(void *data, int64_t n, int dtype, int mean))
+GAM_CUDA_FN(int gam_cuda_broadcast(void *data, int64_t n, int dtype, int root))
 
 #undef GAM_CUDA_FN
 

@@ -1,10 +1,8 @@
-/* data.c — dataset readers (CIFAR binary batches, IDX files gzipped or not),
- * batch assembly with augmentation, and the background-thread loader.
+/* data.c — batch assembly with augmentation, and the background-thread loader
+ * (the dataset readers are in data_read.c).
  *
- * Datasets are uint8 images [N,C,H,W] and int64 labels [N]. Every reader
- * checks the whole file (size, header, label range, count agreement) and
- * names the file and the problem in its error: a damaged file is an error,
- * never a crash or a silently short dataset.
+ * Datasets are uint8 images [N,C,H,W] and int64 labels [N]; every dimension
+ * is at least 1 (checked when a dataset is used).
  *
  * Augmentation of one image (C channels, H x W), as the GAM seed's torchvision
  * pipeline: random crop with zero padding p (the image is placed in an
@@ -17,14 +15,15 @@
  * untouched: the order of epoch e comes from (seed, e), the augmentation of
  * batch k of epoch e from (seed, e, k). A worker thread fills a ring of
  * `prefetch` slots in batch order; the caller copies a ready slot into new
- * tensors (all tensor allocation happens on the caller's thread). */
+ * tensors (all tensor allocation happens on the caller's thread). The worker
+ * never raises a signal on its own account: a failure is recorded and becomes
+ * an error of the caller's next gam_loader_next, the thread joined. */
 #define _GNU_SOURCE
 #include "internal.h"
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* ---- the loader's generator: xoroshiro128++ on a caller-owned state ------- */
 /* The steps are the gam__xoro_* helpers of internal.h; the state is the
@@ -40,221 +39,6 @@ void gam_rng_derive(uint64_t *st, uint64_t seed, uint64_t a, uint64_t b) {
   if (!st[0] && !st[1]) st[1] = 1;
 }
 
-/* ---- whole-file reading, through zlib so gzip is handled by content ------- */
-/* Reads path (gzip-compressed or plain) into a malloc'd buffer. op names the
- * caller in errors. */
-static int read_all(const char *op, const char *path, uint8_t **data, size_t *size) {
-  *data = NULL;
-  *size = 0;
-  GAM_CHECK(path && *path, "%s: file path is empty", op);
-  FILE *probe = fopen(path, "rb");
-  if (!probe) return gam__err("%s: cannot open %s: %s", op, path, strerror(errno));
-  fclose(probe);
-  gzFile f = gzopen(path, "rb");
-  if (!f) return gam__err("%s: cannot open %s: %s", op, path, strerror(errno ? errno : ENOMEM));
-  gzbuffer(f, 1 << 17);
-  size_t cap = 1 << 20, n = 0;
-  uint8_t *buf = malloc(cap);
-  if (!buf) { gzclose(f); return gam__err("%s: out of memory reading %s", op, path); }
-  for (;;) {
-    if (n == cap) {
-      size_t ncap = cap * 2;
-      uint8_t *nb = realloc(buf, ncap);
-      if (!nb) { free(buf); gzclose(f); return gam__err("%s: out of memory reading %s", op, path); }
-      buf = nb;
-      cap = ncap;
-    }
-    size_t want = cap - n;
-    if (want > (1u << 30)) want = 1u << 30;
-    int got = gzread(f, buf + n, (unsigned)want);
-    if (got < 0) {
-      int zerr;
-      const char *msg = gzerror(f, &zerr);
-      int rc = zerr == Z_ERRNO ? gam__err("%s: error reading %s: %s", op, path, strerror(errno))
-                               : gam__err("%s: %s: gzip error: %s (the compressed file is corrupt)",
-                                          op, path, msg);
-      free(buf);
-      gzclose(f);
-      return rc;
-    }
-    if (got == 0) break;
-    n += (size_t)got;
-  }
-  /* a gzip stream cut short reads as a short file plus Z_BUF_ERROR */
-  int zerr;
-  const char *msg = gzerror(f, &zerr);
-  if (zerr != Z_OK && zerr != Z_STREAM_END) {
-    int rc = gam__err("%s: %s: gzip error: %s (the compressed file is truncated or corrupt)", op,
-                      path, msg);
-    free(buf);
-    gzclose(f);
-    return rc;
-  }
-  gzclose(f);
-  *data = buf;
-  *size = n;
-  return 0;
-}
-
-/* ---- CIFAR ------------------------------------------------------------------ */
-enum { CIFAR_IMAGE = 3 * 32 * 32 };
-
-int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *paths, int npaths,
-                   int classes, int coarse) {
-  *images = *labels = NULL;
-  GAM_CHECK(classes == 10 || classes == 100, "cifar: classes must be 10 or 100, got %d", classes);
-  GAM_CHECK(paths && npaths >= 1 && npaths <= 64, "cifar: expected 1 to 64 files, got %d", npaths);
-  GAM_CHECK(!coarse || classes == 100, "cifar: coarse labels exist only in CIFAR-100");
-  const char *name = classes == 10 ? "CIFAR-10" : "CIFAR-100";
-  const size_t label_bytes = classes == 10 ? 1 : 2;
-  const size_t record = label_bytes + CIFAR_IMAGE;
-  const int label_at = classes == 10 ? 0 : (coarse ? 0 : 1);
-  const int nlabels = classes == 10 ? 10 : (coarse ? 20 : 100);
-
-  uint8_t *bufs[64] = {0};
-  size_t sizes[64] = {0};
-  int64_t total = 0;
-  int rc = 0;
-  for (int k = 0; k < npaths && rc == 0; k++) {
-    rc = read_all("cifar", paths[k], &bufs[k], &sizes[k]);
-    if (rc) break;
-    if (sizes[k] == 0) {
-      rc = gam__err("cifar: %s is empty (a %s batch holds %zu-byte records)", paths[k], name, record);
-    } else if (sizes[k] % record != 0) {
-      rc = gam__err("cifar: %s: size %zu bytes is not a whole number of %zu-byte %s records "
-                    "(%zu records and %zu bytes over): the file is truncated or not a %s batch",
-                    paths[k], sizes[k], record, name, sizes[k] / record, sizes[k] % record, name);
-    } else {
-      int64_t n = (int64_t)(sizes[k] / record);
-      for (int64_t r = 0; r < n && rc == 0; r++) {
-        int v = bufs[k][(size_t)r * record + (size_t)label_at];
-        if (v >= nlabels)
-          rc = gam__err("cifar: %s: record %lld has %slabel %d, %s %slabels are 0..%d: the file is "
-                        "corrupt or not a %s batch",
-                        paths[k], (long long)r, coarse ? "coarse " : "", v, name,
-                        classes == 100 ? (coarse ? "coarse " : "fine ") : "", nlabels - 1, name);
-      }
-      total += n;
-    }
-  }
-  if (rc == 0) {
-    int64_t ishape[4] = {total, 3, 32, 32};
-    *images = gam__new(GAM_UINT8, GAM_CPU, 4, ishape);
-    *labels = *images ? gam__new(GAM_INT64, GAM_CPU, 1, &total) : NULL;
-    if (!*images || !*labels) rc = -1;
-  }
-  if (rc == 0) {
-    uint8_t *img = gam__data(*images);
-    int64_t *lab = gam__i64(*labels), i = 0;
-    for (int k = 0; k < npaths; k++) {
-      int64_t n = (int64_t)(sizes[k] / record);
-      for (int64_t r = 0; r < n; r++, i++) {
-        const uint8_t *rec = bufs[k] + (size_t)r * record;
-        lab[i] = rec[label_at];
-        memcpy(img + (size_t)i * CIFAR_IMAGE, rec + label_bytes, CIFAR_IMAGE);
-      }
-    }
-  }
-  for (int k = 0; k < npaths; k++) free(bufs[k]);
-  if (rc) {
-    gam_release(*images);
-    gam_release(*labels);
-    *images = *labels = NULL;
-  }
-  return rc;
-}
-
-/* ---- IDX -------------------------------------------------------------------
- * Header: 0x00 0x00, a type byte (0x08 = unsigned byte, the only one read
- * here), the number of dims d, then d big-endian uint32 sizes; the data follow. */
-static int parse_idx(const char *path, const uint8_t *buf, size_t size, int *ndim, int64_t *shape,
-                     size_t *data_at) {
-  GAM_CHECK(size >= 4, "idx: %s is truncated: %zu bytes, shorter than an IDX header", path, size);
-  uint32_t magic = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-  GAM_CHECK(buf[0] == 0 && buf[1] == 0 && buf[2] == 0x08 && buf[3] >= 1 && buf[3] <= 4,
-            "idx: %s: bad magic number 0x%08x (an IDX file of unsigned bytes starts with "
-            "00 00 08 and a dim count 1..4): not an IDX file, or a gzip file that lost its header",
-            path, magic);
-  int d = buf[3];
-  size_t hdr = 4 + 4 * (size_t)d;
-  GAM_CHECK(size >= hdr, "idx: %s is truncated: %zu bytes, the header of a %d-dim IDX file needs %zu",
-            path, size, d, hdr);
-  uint64_t count = 1;
-  for (int k = 0; k < d; k++) {
-    const uint8_t *p = buf + 4 + 4 * k;
-    shape[k] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
-    count *= (uint64_t)shape[k];
-    GAM_CHECK(count < ((uint64_t)1 << 40), "idx: %s: header sizes are absurd", path);
-  }
-  GAM_CHECK(size - hdr >= count,
-            "idx: %s is truncated: the header promises %llu data bytes, the file has %zu",
-            path, (unsigned long long)count, size - hdr);
-  GAM_CHECK(size - hdr == count,
-            "idx: %s: %zu bytes follow the %llu data bytes the header promises: the file is corrupt",
-            path, size - hdr - (size_t)count, (unsigned long long)count);
-  *ndim = d;
-  *data_at = hdr;
-  return 0;
-}
-
-int gam_read_idx(gam_tensor **out, const char *path) {
-  *out = NULL;
-  uint8_t *buf;
-  size_t size, at = 0;
-  int ndim = 0;
-  int64_t shape[4];
-  GAM_TRY(read_all("idx", path, &buf, &size));
-  if (parse_idx(path, buf, size, &ndim, shape, &at) != 0) { free(buf); return -1; }
-  *out = gam__new(GAM_UINT8, GAM_CPU, ndim, shape);
-  if (*out) memcpy(gam__data(*out), buf + at, (size_t)(*out)->numel);
-  free(buf);
-  return *out ? 0 : -1;
-}
-
-int gam_read_idx_dataset(gam_tensor **images, gam_tensor **labels, const char *images_path,
-                         const char *labels_path, int classes) {
-  *images = *labels = NULL;
-  GAM_CHECK(classes >= 1 && classes <= 256, "idx dataset: classes must be in 1..256, got %d", classes);
-  gam_tensor *im = NULL, *lb = NULL;
-  if (gam_read_idx(&im, images_path) != 0) return -1;
-  if (gam_read_idx(&lb, labels_path) != 0) return gam__fail(1, im);
-  char s1[160], s2[160];
-  if (im->ndim != 3) {
-    gam__err("idx dataset: images file %s has shape %s, expected [N,H,W] (an idx3 file)", images_path,
-             gam__shape_str(im, s1));
-    return gam__fail(2, im, lb);
-  }
-  if (lb->ndim != 1) {
-    gam__err("idx dataset: labels file %s has shape %s, expected [N] (an idx1 file)", labels_path,
-             gam__shape_str(lb, s2));
-    return gam__fail(2, im, lb);
-  }
-  if (im->shape[0] != lb->shape[0]) {
-    gam__err("idx dataset: image/label count mismatch: %s holds %lld images, %s holds %lld labels",
-             images_path, (long long)im->shape[0], labels_path, (long long)lb->shape[0]);
-    return gam__fail(2, im, lb);
-  }
-  int64_t n = lb->shape[0];
-  const uint8_t *lv = gam__data(lb);
-  for (int64_t i = 0; i < n; i++) {
-    if (lv[i] >= classes) {
-      gam__err("idx dataset: %s: label %d at index %lld is out of range 0..%d", labels_path, lv[i],
-               (long long)i, classes - 1);
-      return gam__fail(2, im, lb);
-    }
-  }
-  int64_t ishape[4] = {n, 1, im->shape[1], im->shape[2]};
-  gam_tensor *img = gam__alias(im, 4, ishape, 0); /* same bytes, one channel dim */
-  gam_tensor *lab = img ? gam__new(GAM_INT64, GAM_CPU, 1, &n) : NULL;
-  if (!img || !lab) return gam__fail(4, im, lb, img, lab);
-  for (int64_t i = 0; i < n; i++) gam__i64(lab)[i] = lv[i];
-  gam_release(im);
-  gam_release(lb);
-  *images = img;
-  *labels = lab;
-  return 0;
-}
-
 /* ---- augmentation ------------------------------------------------------------- */
 static int check_dataset(const char *op, const gam_tensor *images, const gam_tensor *labels) {
   GAM_TRY(gam__check(images, op, "images"));
@@ -265,6 +49,9 @@ static int check_dataset(const char *op, const gam_tensor *images, const gam_ten
             gam__dtype_name(images->dtype), gam__shape_str(images, s), gam__device_name(images->device));
   GAM_CHECK(images->shape[1] >= 1 && images->shape[1] <= 4,
             "%s: images have %lld channels, at most 4 are supported", op, (long long)images->shape[1]);
+  GAM_CHECK(images->shape[2] >= 1 && images->shape[3] >= 1,
+            "%s: images are %lldx%lld pixels; every dimension must be at least 1", op,
+            (long long)images->shape[2], (long long)images->shape[3]);
   GAM_CHECK(labels->dtype == GAM_INT64 && labels->ndim == 1 && labels->device == GAM_CPU,
             "%s: labels must be an int64 [N] tensor on the cpu, got %s %s", op,
             gam__dtype_name(labels->dtype), gam__shape_str(labels, s));
@@ -392,6 +179,13 @@ struct gam_loader {
   int running;                  /* a worker exists and is not joined */
   int stop;                     /* asks the worker to end the pass */
   int64_t consumed;             /* batches handed out in this pass */
+  int failed;                   /* the worker stopped on an error (message in err) */
+  int64_t failed_at;            /* the batch it failed at */
+  char err[1024];
+  int64_t fail_at;              /* tests: the worker fails at this batch (-1: never) */
+  /* data-parallel share (gam_loader_shard): samples per pass on this rank */
+  int64_t count;
+  int rank, world, shard_drop;
 };
 
 static int live_threads;
@@ -424,7 +218,10 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
   l->drop_last = drop_last;
   l->aug = *aug;
   l->seed = seed;
+  l->count = n;
+  l->world = 1;
   l->nslots = prefetch;
+  l->fail_at = -1;
   l->order = malloc((size_t)n * sizeof *l->order);
   l->slots = calloc((size_t)prefetch, sizeof *l->slots);
   int ok = l->order && l->slots;
@@ -446,6 +243,29 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
 
 int64_t gam_loader_num_batches(const gam_loader *l) { return l ? l->nbatches : 0; }
 
+/* Data-parallel sharding, PyTorch's DistributedSampler: every rank draws the
+ * same order of (seed, epoch); with drop_remainder the order is cut to the
+ * largest multiple of world, otherwise padded to the next one by repeating
+ * its start; rank r takes positions r, r + world, ... Each rank then batches
+ * its share (the loader's drop_last applies to it). */
+int gam_loader_shard(gam_loader *l, int rank, int world, int drop_remainder) {
+  GAM_CHECK(l, "loader: NULL loader");
+  GAM_CHECK(world >= 1, "loader: world_size must be at least 1, got %d", world);
+  GAM_CHECK(rank >= 0 && rank < world, "loader: rank %d is not in 0..%d", rank, world - 1);
+  GAM_TRY(gam_loader_stop(l));
+  int64_t count = drop_remainder ? l->n / world : (l->n + world - 1) / world;
+  GAM_CHECK(count >= 1, "loader: %lld samples leave nothing for each of %d ranks", (long long)l->n, world);
+  int64_t nb = l->drop_last ? count / l->batch : (count + l->batch - 1) / l->batch;
+  GAM_CHECK(nb >= 1, "loader: drop_last with batch_size %lld leaves no batch of a %lld-sample share",
+            (long long)l->batch, (long long)count);
+  l->rank = rank;
+  l->world = world;
+  l->shard_drop = drop_remainder;
+  l->count = count;
+  l->nbatches = nb;
+  return 0;
+}
+
 /* The worker may run on any core: it inherits the affinity of the thread that
  * made it, which OpenMP may have pinned to one core (OMP_PROC_BIND). */
 static void unpin_self(void) {
@@ -456,11 +276,30 @@ static void unpin_self(void) {
   pthread_setaffinity_np(pthread_self(), sizeof all, &all);
 }
 
+/* One batch of the worker: checks what it is about to read, then assembles.
+ * Returns -1 with the message set (gam__err is per thread) on a failure. */
+static int work_batch(gam_loader *l, loader_slot *s, int64_t b, int64_t count) {
+  GAM_CHECK(b != l->fail_at, "loader: injected failure at batch %lld (a test)", (long long)b + 1);
+  GAM_CHECK(l->C >= 1 && l->H >= 1 && l->W >= 1, "loader: images of %lldx%lldx%lld are empty",
+            (long long)l->C, (long long)l->H, (long long)l->W);
+  const int64_t *idx = l->order + b * l->batch;
+  for (int64_t i = 0; i < count; i++)
+    GAM_CHECK(idx[i] >= 0 && idx[i] < l->n, "loader: sample index %lld out of range for %lld images",
+              (long long)idx[i], (long long)l->n);
+  uint64_t rng[2];
+  /* rank r > 0 draws its own augmentation stream */
+  gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, ((uint64_t)l->rank << 40) + (uint64_t)b + 1);
+  assemble(s->x, s->y, gam__data(l->images), gam__i64(l->labels), idx, count, l->C, l->H, l->W, &l->aug,
+           rng);
+  return 0;
+}
+
+/* The worker never raises a signal on its own account: a failure is recorded
+ * (failed, err) and the thread ends; the caller turns it into an error at the
+ * next batch and joins the thread. */
 static void *worker(void *arg) {
   gam_loader *l = arg;
   unpin_self();
-  const uint8_t *img = gam__data(l->images);
-  const int64_t *lab = gam__i64(l->labels);
   for (int64_t b = 0; b < l->nbatches; b++) {
     loader_slot *s = &l->slots[b % l->nslots];
     pthread_mutex_lock(&l->mu);
@@ -468,17 +307,29 @@ static void *worker(void *arg) {
     int stop = l->stop;
     pthread_mutex_unlock(&l->mu);
     if (stop) break;
-    int64_t first = b * l->batch, count = l->n - first < l->batch ? l->n - first : l->batch;
-    uint64_t rng[2];
-    gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, (uint64_t)b + 1);
-    assemble(s->x, s->y, img, lab, l->order + first, count, l->C, l->H, l->W, &l->aug, rng);
+    int64_t first = b * l->batch, count = l->count - first < l->batch ? l->count - first : l->batch;
+    int rc = work_batch(l, s, b, count);
     pthread_mutex_lock(&l->mu);
-    s->count = count;
-    s->state = SLOT_READY;
+    if (rc != 0) {
+      l->failed = 1;
+      l->failed_at = b;
+      snprintf(l->err, sizeof l->err, "%s", gam_last_error());
+    } else {
+      s->count = count;
+      s->state = SLOT_READY;
+    }
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+    if (rc != 0) break;
   }
   return NULL;
+}
+
+/* tests: makes the worker fail at batch `batch` (0-based) of every pass; -1 turns it off */
+int gam_loader_fail_at(gam_loader *l, int64_t batch) {
+  GAM_CHECK(l, "loader: NULL loader");
+  l->fail_at = batch;
+  return 0;
 }
 
 int gam_loader_stop(gam_loader *l) {
@@ -492,6 +343,7 @@ int gam_loader_stop(gam_loader *l) {
   __atomic_sub_fetch(&live_threads, 1, __ATOMIC_SEQ_CST);
   l->running = 0;
   l->stop = 0;
+  l->failed = 0;
   for (int s = 0; s < l->nslots; s++) l->slots[s].state = SLOT_FREE;
   return 0;
 }
@@ -512,6 +364,13 @@ int gam_loader_start(gam_loader *l, int64_t epoch) {
       l->order[j] = t;
     }
   }
+  if (l->world > 1) { /* this rank's strided share of the (padded) order */
+    int64_t *share = malloc((size_t)l->count * sizeof *share);
+    if (!share) return gam__err("loader: out of memory");
+    for (int64_t i = 0; i < l->count; i++) share[i] = l->order[(l->rank + i * l->world) % l->n];
+    memcpy(l->order, share, (size_t)l->count * sizeof *share);
+    free(share);
+  }
   int rc = pthread_create(&l->thread, NULL, worker, l);
   GAM_CHECK(rc == 0, "loader: cannot start the worker thread: %s", strerror(rc));
   __atomic_add_fetch(&live_threads, 1, __ATOMIC_SEQ_CST);
@@ -528,8 +387,17 @@ int gam_loader_next(gam_loader *l, gam_tensor **x, gam_tensor **y) {
   }
   loader_slot *s = &l->slots[l->consumed % l->nslots];
   pthread_mutex_lock(&l->mu);
-  while (s->state != SLOT_READY) pthread_cond_wait(&l->cv, &l->mu);
+  while (s->state != SLOT_READY && !l->failed) pthread_cond_wait(&l->cv, &l->mu);
+  int failed = s->state != SLOT_READY;
   pthread_mutex_unlock(&l->mu);
+  if (failed) { /* the worker ended on an error before this batch: join it, report */
+    char msg[1024];
+    int64_t at = l->failed_at;
+    snprintf(msg, sizeof msg, "%s", l->err);
+    gam_loader_stop(l);
+    return gam__err("loader: the worker thread failed at batch %lld of epoch %lld: %s", (long long)at + 1,
+                    (long long)l->epoch, msg);
+  }
   int64_t count = s->count;
   int64_t xs[4] = {count, l->C, l->H, l->W};
   gam_tensor *bx = gam__new(GAM_FLOAT32, GAM_CPU, 4, xs);

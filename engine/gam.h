@@ -254,8 +254,13 @@ int gam_loader_next(gam_loader *l, gam_tensor **x, gam_tensor **y);
 /* stops the pass in progress and joins its thread (no-op when none) */
 int gam_loader_stop(gam_loader *l);
 void gam_loader_free(gam_loader *l);
+/* Data-parallel share of rank of world (DistributedSampler: same order of
+ * (seed, epoch) on every rank, padded or cut to a multiple of world, strided). */
+int gam_loader_shard(gam_loader *l, int rank, int world, int drop_remainder);
 /* worker threads started and not yet joined, over all loaders */
 int gam_loader_threads(void);
+/* Tests: the worker fails at batch `batch` (0-based) of each pass, -1 = never. */
+int gam_loader_fail_at(gam_loader *l, int64_t batch);
 
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------ */
 /* (section owned by the checkpoint work) */
@@ -264,6 +269,9 @@ uint32_t gam_crc32(uint32_t crc, const void *data, size_t n);
 /* Writes the n parts to path atomically: a temporary file in the same folder,
  * fsync, rename over path, fsync of the folder. Nothing is left on failure. */
 int gam_write_file_atomic(const char *path, int n, const void *const *parts, const size_t *sizes);
+/* Removes the stale temporary files a killed write of path left (those no
+ * living writer holds); *removed (may be NULL) counts them. */
+int gam_clean_temps(const char *path, int *removed);
 /* Reads a whole file into a new buffer (*data, *size), freed with gam_free_buffer. */
 int gam_read_file(const char *path, void **data, size_t *size);
 void gam_free_buffer(void *data);
@@ -348,6 +356,24 @@ int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_a
                     gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
                     double beta2, double eps, double weight_decay, int decoupled, int64_t step,
                     const gam_tensor *guard);
+
+/* Data-parallel collectives (dist.c). gam_dist_init: under an MPI launcher
+ * (mpirun) initialises MPI; alone: rank 0 of size 1 and no MPI call. The
+ * tensor collectives work in place on cpu (MPI) or cuda (NCCL) tensors. */
+int gam_dist_init(void);
+int gam_dist_initialized(void);
+int gam_dist_built_with_mpi(void);
+int gam_dist_rank(void);
+int gam_dist_size(void);
+int gam_dist_all_reduce(gam_tensor *t, int mean);     /* sum, or mean (float32) */
+int gam_dist_broadcast(gam_tensor *t, int root);
+int gam_dist_barrier(void);
+int gam_dist_min_max(const double *v, int n, double *lo, double *hi);
+int gam_dist_sum_doubles(double *v, int n);
+void gam_dist_abort(int code);                         /* ends the job; never returns */
+/* *out = Σ_ranks x as a new tensor, differentiable (its backward all-reduces
+ * the gradient): the cross-rank statistics of nn.SyncBatchNorm */
+int gam_dist_all_reduce_sum_grad(gam_tensor **out, gam_tensor *x);
 /* GAM_FFI_END */
 
 #endif

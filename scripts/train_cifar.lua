@@ -8,14 +8,28 @@
 -- Every epoch: a progress bar, a summary line, a row of <out>/metrics.csv and
 -- an atomic checkpoint <out>/checkpoint.gam (model, optimiser, scheduler, RNG
 -- and loader state, epoch); --resume continues from it, and on the CPU ends
--- with exactly the parameters of an uninterrupted run. The learning rate
--- follows a cosine schedule over the epochs (set once per epoch, as the seed).
+-- with exactly the parameters of an uninterrupted run, even after a kill -9 at
+-- any moment (tests/crash_spec.lua). The learning rate follows a cosine
+-- schedule over the epochs (set once per epoch, as the seed).
+-- --resume with other flags: --epochs and --lr are followed (the cosine rebuilt
+-- from them at the resumed epoch); flags the saved state depends on (data,
+-- model, optimiser and its hyperparameters, augmentation) are refused, all
+-- changed ones named; device, threads, output and evaluation flags are free.
+--
+-- Data-parallel: `mpirun -np N gamlua scripts/train_cifar.lua ...` trains on N
+-- processes (gam.dist): --batch-size and --threads are per process, each rank
+-- trains on its share of every epoch and evaluates its share of the test set
+-- (the metrics are summed over the ranks); rank 0 alone prints and writes
+-- metrics.csv and the checkpoint; --resume needs the same number of processes.
 local gam = require 'gam'
 local now = require('gam.optim.util').now
 local HERE = debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or ''
 local cli = dofile(HERE .. 'cli.lua')
 local tblog = dofile(HERE .. 'train_tensorboard.lua')
 local optim, F = gam.optim, gam.F
+local dist = gam.dist
+-- under mpirun, ranks > 0 print nothing (main sets this)
+local print = print
 
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
 local CHECKPOINT_VERSION = 1
@@ -63,6 +77,8 @@ local FLAGS = {
   {'progress', 'string', 'auto', 'auto | bar | lines | none (auto: a bar on a terminal, lines otherwise)'},
   {'tensorboard', 'string', 'on', 'TensorBoard event files: on (in <out>) | off | a folder'},
   {'tensorboard-every', 'int', 10, 'steps between the points of the lr chart'},
+  {'sync', 'string', 'final', 'under mpirun, SAM/GSAM/GAM: final (average d, as DDP) | every_pass'},
+  {'sync-bn', 'bool', false, 'under mpirun: BatchNorm with the global batch statistics (nn.SyncBatchNorm)'},
 }
 
 -- GAM defaults: {grad_norm_rho (rho), grad_rho (rho'), beta, alpha, gamma}, from the seed
@@ -73,6 +89,7 @@ local GAM_DEFAULTS = {
 }
 
 local function fail(msg, code)
+  if dist.size() > 1 then dist.abort('train_cifar: ' .. msg) end   -- ends every rank
   io.stderr:write('train_cifar: ', msg, '\n')
   os.exit(code or 1)
 end
@@ -122,6 +139,9 @@ local function resolve(args)
   if args['gam-mode'] ~= 'reference' and args['gam-mode'] ~= 'paper' then
     fail("--gam-mode must be reference or paper, got '" .. args['gam-mode'] .. "'")
   end
+  if args.sync ~= 'final' and args.sync ~= 'every_pass' then
+    fail("--sync must be final or every_pass, got '" .. args.sync .. "'")
+  end
   if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
   if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
   for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size', 'tensorboard-every'} do
@@ -139,7 +159,6 @@ local function resolve(args)
 end
 
 -- ---- small utilities -------------------------------------------------------------------
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local function file_exists(p)
   local f = io.open(p, 'rb')
@@ -204,8 +223,10 @@ end
 local function build(args, train, device)
   gam.manual_seed(args.seed)
   local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
+  if args['sync-bn'] then gam.nn.SyncBatchNorm.convert(model) end
   if device ~= 'cpu' then model:to(device) end
   model:flat_parameters()
+  dist.broadcast_parameters(model, 0)
   local params = model:parameters()
   local base
   if args['base-opt'] == 'SGD' then
@@ -215,13 +236,13 @@ local function build(args, train, device)
   end
   local opt
   if args.opt == 'sam' or args.opt == 'asam' then
-    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam'}
+    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam', sync = args.sync}
   elseif args.opt == 'gsam' then
-    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha']}
+    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha'], sync = args.sync}
   elseif args.opt == 'gam' then
     opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
                      alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
-                     mode = args['gam-mode']}
+                     mode = args['gam-mode'], sync = args.sync}
   end
   local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
   return model, base, opt, sched
@@ -291,7 +312,8 @@ local function evaluate(model, loader, smoothing)
       end)
     end
   end)
-  return loss_sum / seen, correct / seen
+  local t = dist.sum_numbers({loss_sum, correct, seen})   -- every rank's share of the test set
+  return t[1] / t[3], t[2] / t[3]
 end
 
 -- raises {nonfinite = true, step = s, message = ...} on a non-finite loss
@@ -338,33 +360,49 @@ local function train_epoch(args, ctx, epoch)
     if step >= total then break end
   end
   progress:finish()
+  local t = dist.sum_numbers({loss_sum, correct, seen})     -- over the ranks
+  loss_sum, correct, seen = t[1], t[2], t[3]
   return loss_sum / math.max(seen, 1), correct / math.max(seen, 1), seen
 end
 
 -- ---- checkpoints and metrics -------------------------------------------------------------------
 local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second'
 
-local function csv_append(path, row)
-  local new = not file_exists(path)
-  local f = assert(io.open(path, 'a'))
-  if new then f:write(CSV_HEADER, '\n') end
-  f:write(row, '\n')
-  f:close()
+-- metrics.csv is rewritten whole, atomically, from the rows the checkpoint also
+-- carries (written first): a kill between the two leaves the csv one row short,
+-- and --resume rewrites it from the checkpoint, so no row is lost or doubled.
+-- (the files are rank 0's: under mpirun the other ranks write nothing)
+local function write_csv(path, rows)
+  if dist.rank() > 0 then return end
+  local text = CSV_HEADER .. '\n' .. table.concat(rows, '\n') .. (#rows > 0 and '\n' or '')
+  local ok, err = pcall(gam.checkpoint.write_text, path, text)
+  if not ok then fail(tostring(err)) end
 end
 
--- keeps the rows of epochs <= last (a run stopped between the csv and the checkpoint)
-local function csv_truncate(path, last)
-  if not file_exists(path) then return end
+-- the rows of epochs <= last of an existing csv (checkpoints before the rows were saved in them)
+local function csv_rows(path, last)
   local keep = {}
+  if not file_exists(path) then return keep end
   for line in io.lines(path) do
     local e = tonumber(line:match('^(%d+),'))
-    if not e or e <= last then keep[#keep + 1] = line end
+    if e and e <= last then keep[#keep + 1] = line end
   end
-  local tmp = path .. '.tmp'
-  local f = assert(io.open(tmp, 'w'))
-  f:write(table.concat(keep, '\n'), '\n')
-  f:close()
-  assert(os.rename(tmp, path))
+  return keep
+end
+
+-- the output folder, made if missing and checked writable before any work; the cause is named
+local function prepare_out(dir)
+  local made, err = gam.mkdir_p(dir)
+  if not made then fail(string.format('output folder %s: %s', dir, err)) end
+  local f = io.open(dir, 'rb')
+  local is_dir = f and select(3, f:read(1)) == 21 -- EISDIR
+  if f then f:close() end
+  if not is_dir then fail(string.format('output folder %s: it exists but is not a folder', dir)) end
+  local probe = string.format('%s/.train_cifar.write-test.%d', dir, math.random(1e9))
+  local w, err = io.open(probe, 'w')
+  if not w then fail(string.format('output folder %s is not writable: %s', dir, tostring(err):gsub('^.-: ', ''))) end
+  w:close()
+  os.remove(probe)
 end
 
 local function plain_args(args)
@@ -376,13 +414,19 @@ local function plain_args(args)
 end
 
 local function save_checkpoint(path, args, ctx, epoch)
+  if dist.rank() > 0 then return end
   gam.save(path, {
     kind = CHECKPOINT_KIND, version = CHECKPOINT_VERSION, epoch = epoch, args = plain_args(args),
     model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
     scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
-    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc,
+    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc, metrics = ctx.rows,
+    world_size = dist.size(),
   })
 end
+
+local RESUME_FIXED = {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit', 'steps-per-epoch',
+                      'wd', 'momentum', 'rho', 'gsam-alpha', 'grad-rho', 'grad-norm-rho', 'grad-beta-0',
+                      'grad-beta-1', 'grad-gamma', 'gam-mode', 'label-smoothing', 'cutout', 'no-flip'}
 
 local function resume(path, args, ctx)
   local ok, ck = pcall(gam.load, path)
@@ -394,19 +438,43 @@ local function resume(path, args, ctx)
     fail(string.format('cannot resume: %s is a version %s train_cifar checkpoint, this program writes version %d',
                        path, tostring(ck.version), CHECKPOINT_VERSION))
   end
-  for _, k in ipairs {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit'} do
+  -- other flags on --resume: those the saved state embodies are refused (all named at once);
+  -- the schedule's (--epochs, --lr) are followed: the cosine is rebuilt from them and advanced
+  -- to the resumed epoch, as a run started with them would be; the rest are free.
+  local changed = {}
+  for _, k in ipairs(RESUME_FIXED) do
     if ck.args[k] ~= args[k] then
-      fail(string.format('cannot resume: %s was made with --%s %s, this run has --%s %s', path, k,
-                         tostring(ck.args[k]), k, tostring(args[k])))
+      changed[#changed + 1] = string.format('--%s %s (checkpoint: %s)', k, tostring(args[k]), tostring(ck.args[k]))
     end
+  end
+  if (ck.world_size or 1) ~= dist.size() then
+    fail(string.format('cannot resume: %s was written by a run of %d process(es), this run has %d '
+                       .. '(resume with the same mpirun -np)', path, ck.world_size or 1, dist.size()))
+  end
+  if #changed > 0 then
+    fail(string.format('cannot resume: %s was made with other values of flags its saved state depends on: %s. '
+                       .. 'Resume with the checkpoint\'s values (only --epochs and --lr may change), or start a '
+                       .. 'new run in another --out', path, table.concat(changed, ', ')))
+  end
+  if ck.epoch >= args.epochs then
+    fail(string.format('cannot resume: %s has %d epochs done; --epochs %d leaves nothing to train', path, ck.epoch,
+                       args.epochs))
   end
   ctx.model:load_state_dict(ck.model)
   ;(ctx.opt or ctx.base):load_state_dict(ck.optimizer)
-  ctx.sched:load_state_dict(ck.scheduler)
+  if ck.args.epochs == args.epochs and ck.args.lr == args.lr then
+    ctx.sched:load_state_dict(ck.scheduler)
+  else
+    ctx.base.lr = args.lr
+    for _ = 1, ck.epoch do ctx.sched:step() end
+    print(string.format('resume: the schedule follows the new flags: lr %g cosine over %d epochs (the checkpoint '
+                        .. 'had lr %g over %d); lr at epoch %d: %g', args.lr, args.epochs, ck.args.lr,
+                        ck.args.epochs, ck.epoch + 1, ctx.base:get_lr()))
+  end
   gam.set_rng_state(ck.rng)
   ctx.train_loader:load_state_dict(ck.loader)
   ctx.best_acc, ctx.best_epoch, ctx.last_acc = ck.best_acc, ck.best_epoch, ck.last_acc
-  return ck.epoch
+  return ck.epoch, ck.metrics
 end
 
 -- ---- main ---------------------------------------------------------------------------------------
@@ -423,28 +491,49 @@ end
 
 local function main(argv)
   local args = resolve(parse(argv))
+  local rank, world = dist.init()
+  local main_rank = rank == 0
+  if not main_rank then
+    print = function() end
+    args.progress = 'none'
+  end
+  if main_rank then prepare_out(args.out) end
   if args.threads > 0 then gam.set_num_threads(args.threads) end
   local device = pick_device(args.device)
   local t_start = now()
   local train, test = load_data(args)
+  -- the ranks must run the same steps (else one waits in a collective forever)
+  local agreed, why = pcall(dist.check_agree, 'train_cifar', {{'the device', device}, {'--opt', args.opt},
+    {'training images', train:size()}, {'test images', test:size()}, {'--batch-size', args['batch-size']},
+    {'--epochs', args.epochs}, {'--steps-per-epoch', args['steps-per-epoch']}, {'--seed', args.seed},
+    {'--stop-after', args['stop-after']}, {'--resume', args.resume and 1 or 0}})
+  if not agreed then fail(why) end
   local ctx = {}
   ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
-                                      augment = augmentation(args, train), seed = args.seed, device = device}
-  ctx.test_loader = gam.data.loader {dataset = test, batch_size = args['eval-batch-size'], device = device}
+                                      augment = augmentation(args, train), seed = args.seed, device = device,
+                                      rank = rank, world_size = world}
+  -- each rank evaluates a contiguous share of the test set (every image once)
+  if test:size() < world then fail(string.format('%d test images for %d processes', test:size(), world)) end
+  local share = test:slice(math.floor(rank * test:size() / world) + 1,
+                           math.floor((rank + 1) * test:size() / world) - math.floor(rank * test:size() / world))
+  ctx.test_loader = gam.data.loader {dataset = share, batch_size = args['eval-batch-size'], device = device}
   ctx.best_acc, ctx.best_epoch = -1, 0
 
-  os.execute('mkdir -p ' .. shell_quote(args.out))
   local ck_path = args.out .. '/checkpoint.gam'
   local csv_path = args.out .. '/metrics.csv'
+  gam.checkpoint.clean_temps(ck_path) -- leftovers of writes a kill interrupted
+  gam.checkpoint.clean_temps(csv_path)
   local first = 1
+  ctx.rows = {}
   if args.resume then
     local from = args.resume == true and ck_path or args.resume
-    local done = resume(from, args, ctx)
-    csv_truncate(csv_path, done)
+    local done, rows = resume(from, args, ctx)
+    ctx.rows = rows or csv_rows(csv_path, done)
+    write_csv(csv_path, ctx.rows)
     first = done + 1
     print(string.format('resumed from %s after epoch %d', from, done))
-  elseif file_exists(csv_path) then
+  elseif main_rank and file_exists(csv_path) then
     os.remove(csv_path) -- a fresh run starts a fresh metrics file
   end
 
@@ -455,11 +544,16 @@ local function main(argv)
                       .. 'batch %d (%d steps/epoch), %s',
                       args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
                       args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  if world > 1 then
+    print(string.format('data-parallel: %d processes (MPI), batch %d per process = %d global, sync %s%s',
+                        world, args['batch-size'], world * args['batch-size'], args.sync,
+                        args['sync-bn'] and ', SyncBatchNorm' or ''))
+  end
   if args.opt == 'gam' then
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
   end
-  ctx.tb = tblog.open(args, ctx.opt)
+  ctx.tb = main_rank and tblog.open(args, ctx.opt) or nil   -- rank 0's event files only
   print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
 
   for epoch = first, args.epochs do
@@ -484,16 +578,21 @@ local function main(argv)
     print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
                         epoch, args.epochs, tr_loss, 100 * tr_acc, te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
     io.flush()
-    save_checkpoint(ck_path, args, ctx, epoch)
+    ctx.rows[#ctx.rows + 1] = string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
+      te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
+      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds)
+    local saved, err = pcall(save_checkpoint, ck_path, args, ctx, epoch)
+    if not saved then
+      fail(string.format('epoch %d: %s (the last good checkpoint stays: %s)', epoch, tostring(err),
+                         epoch > 1 and 'epoch ' .. (epoch - 1) or 'none was written'))
+    end
+    write_csv(csv_path, ctx.rows)
     if ctx.tb then
       local r = args.opt == 'gam' and {grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho']}
                 or args.opt ~= 'sgd' and {rho = args.rho} or {}
       ctx.tb:epoch(epoch, {train_loss = tr_loss, train_acc = tr_acc, lr = lr, radii = r,
                            evals = {test = {te_loss, te_acc}}})
     end
-    csv_append(csv_path, string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
-      te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
-      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds))
     if epoch == args['stop-after'] and epoch < args.epochs then
       print(string.format('stopped after epoch %d (--stop-after); continue with --resume', epoch))
       ctx.train_loader:close()

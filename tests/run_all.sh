@@ -15,5 +15,7 @@ if [ -f tests/reference_harness.lua ]; then
   # GAM's original variant (Hessian-vector products), made by tests/fixtures/reference_gen/gen_original.py
   suite "original GAM golden cases" "$build/gamlua" tests/reference_harness.lua tests/fixtures/reference_original
 fi
+# the MPI specs (tests/dist/*_mpi.lua) on 2 ranks of one thread each
+suite "MPI specs (2 ranks)" bash tests/dist/run_mpi.sh "$build"
 
 suite_summary

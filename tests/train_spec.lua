@@ -154,7 +154,7 @@ describe('scripts/train_cifar.lua', function()
     -- a checkpoint of another configuration is refused
     out, rc = run(SMALL:gsub('--opt gam', '--opt sam') .. ' --epochs 3 --resume --out ' .. q(b))
     assert.are.equal(1, rc)
-    contains(out, 'was made with --opt gam, this run has --opt sam')
+    contains(out, 'was made with other values of flags its saved state depends on: --opt sam (checkpoint: gam)')
   end)
 
   it('stops on a non-finite loss naming epoch and step, keeping the last good checkpoint', function()

@@ -29,7 +29,8 @@
 --
 -- Files are written atomically (engine/checkpoint.c: temporary file in the same
 -- folder, fsync, rename): after a failed or interrupted save the previous file,
--- if any, is intact and no partial file is left. gam.load checks the magic, the
+-- if any, is intact; a failed save removes its temporary file, and the next
+-- save (or clean_temps) removes the ones of saves killed midway. gam.load checks the magic, the
 -- version, the length and the checksum before decoding, so a truncated,
 -- corrupt or foreign file is a clear error naming the path.
 local ffi = require 'ffi'
@@ -193,6 +194,26 @@ function M.save(path, value)
   return path
 end
 
+--- gam.checkpoint.write_text(path, s): writes the string s to path atomically, as save does
+function M.write_text(path, s)
+  if type(path) ~= 'string' or path == '' then error('write_text: path must be a non-empty string', 0) end
+  if type(s) ~= 'string' then error('write_text: the text must be a string', 0) end
+  local parts, sizes = ffi.new('const void *[1]'), ffi.new('size_t[1]')
+  parts[0], sizes[0] = s, #s
+  tensor.check(C.gam_write_file_atomic(path, 1, parts, sizes))
+  return path
+end
+
+--- gam.checkpoint.clean_temps(path) -> n: removes the temporary files that
+-- writes of path killed midway left behind (".<name>.tmp.XXXXXX" in its folder,
+-- held by no living writer); every save does it too
+function M.clean_temps(path)
+  if type(path) ~= 'string' or path == '' then error('clean_temps: path must be a non-empty string', 0) end
+  local n = ffi.new('int[1]')
+  tensor.check(C.gam_clean_temps(path, n))
+  return n[0]
+end
+
 -- ---- load ----------------------------------------------------------------------------------
 local function decoder(path, base, size, device)
   local pos = HEADER
@@ -309,10 +330,14 @@ function M.load(path, opts)
   end
   local plen = ffi.new('uint64_t[1]')
   ffi.copy(plen, buf + 16, 8)
-  local expected = tonumber(plen[0]) + HEADER + TRAILER
-  if expected > size then
-    fail(string.format('truncated checkpoint: the header promises %d bytes, the file has %d', expected, size))
+  -- compared as uint64 (a huge length field is a huge number, never a negative one)
+  local expected = plen[0] + (HEADER + TRAILER)
+  if plen[0] > 0xffffffffffffffffULL - (HEADER + TRAILER) or expected > size then
+    fail(string.format('truncated checkpoint: the header promises a %s-byte payload (%s bytes in all), '
+                       .. 'the file has %d bytes', tostring(plen[0]):gsub('ULL$', ''),
+                       tostring(expected):gsub('ULL$', ''), size))
   elseif expected < size then
+    expected = tonumber(expected)
     fail(string.format('corrupt checkpoint: %d unexpected bytes after the end (%d bytes expected)',
                        size - expected, expected))
   end

@@ -1,5 +1,4 @@
 -- gam.F — functional forms of the ops (PyTorch's torch.nn.functional).
-local ffi = require 'ffi'
 local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local check = require 'gam.argcheck'

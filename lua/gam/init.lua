@@ -18,12 +18,14 @@ gam.version = _GAMLUA and _GAMLUA.version or '0.1.0'
 gam.F = require 'gam.functional'
 gam.clock = require('gam.sys').clock     -- seconds (monotonic, or 'cpu')
 gam.isatty = require('gam.sys').isatty
+gam.mkdir_p = require('gam.sys').mkdir_p
 gam.save = function(...) return require('gam.checkpoint').save(...) end
 gam.load = function(...) return require('gam.checkpoint').load(...) end
 
--- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data, gam.log, gam.flatness
+-- submodules load on first use: gam.nn, gam.optim, gam.models, gam.data, gam.log, gam.flatness, gam.dist
 local lazy = {nn = 'gam.nn', optim = 'gam.optim', models = 'gam.models', data = 'gam.data', log = 'gam.log',
-              checkpoint = 'gam.checkpoint', flatness = 'gam.flatness', cudnn = 'gam.cudnn'}
+              checkpoint = 'gam.checkpoint', flatness = 'gam.flatness', dist = 'gam.dist',
+              cudnn = 'gam.cudnn'}
 -- (__lazy names them for the REPL's Tab completion)
 setmetatable(gam, {__lazy = lazy, __index = function(t, k)
   local name = lazy[k]

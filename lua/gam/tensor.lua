@@ -225,15 +225,15 @@ function M.enable_grad(fn, ...) return with_grad_mode(1, fn, ...) end
 function M.is_grad_enabled() return C.gam_is_grad_enabled() ~= 0 end
 
 -- ---- creation -------------------------------------------------------------------
-local function opts_of(o, op)
+local function opts_of(o, who)
   if o ~= nil and type(o) ~= 'table' then
-    argcheck.fail('%s: options must be a table like {dtype = ..., device = ...}', op)
+    argcheck.fail('%s: options must be a table like {dtype = ..., device = ...}', who)
   end
   return o or {}
 end
 
 -- split (shape..., opts) where shape may be a table or numbers
-local function shape_and_opts(op, ...)
+local function shape_and_opts(...)
   local n = select('#', ...)
   local first = ...
   if first == nil then return nil, nil end
@@ -260,7 +260,7 @@ local function finish_creation(h, o, op_name)
 end
 
 function M.empty(...)
-  local s, o = shape_and_opts('empty', ...)
+  local s, o = shape_and_opts(...)
   o = opts_of(o, 'empty')
   local buf, n = shape_arg('empty', s)
   return finish_creation(op(C.gam_empty, dtype_arg(o.dtype, 'empty'), device_arg(o.device, 'empty'),
@@ -278,16 +278,16 @@ end
 function M.full(s, value, o) return full('full', s, value, o) end
 --- gam.zeros(shape, opts) or gam.zeros(2, 3, opts); likewise ones
 function M.zeros(...)
-  local s, o = shape_and_opts('zeros', ...)
+  local s, o = shape_and_opts(...)
   return full('zeros', s, 0, o)
 end
 function M.ones(...)
-  local s, o = shape_and_opts('ones', ...)
+  local s, o = shape_and_opts(...)
   return full('ones', s, 1, o)
 end
 
 function M.rand(...)
-  local s, o = shape_and_opts('rand', ...)
+  local s, o = shape_and_opts(...)
   o = opts_of(o, 'rand')
   local buf, n = shape_arg('rand', s)
   return finish_creation(op(C.gam_rand, n, buf, opt_num(o.low, 0, 'rand', 'low'),
@@ -295,7 +295,7 @@ function M.rand(...)
 end
 
 function M.randn(...)
-  local s, o = shape_and_opts('randn', ...)
+  local s, o = shape_and_opts(...)
   o = opts_of(o, 'randn')
   local buf, n = shape_arg('randn', s)
   return finish_creation(op(C.gam_randn, n, buf, opt_num(o.mean, 0, 'randn', 'mean'),
@@ -349,8 +349,8 @@ end
 
 -- nested Lua table -> flat list of numbers and the shape. info.leaf is the
 -- depth at which numbers were found first: every number must sit there.
-local function flatten_data(data, shape, depth, out, op, info)
-  local ragged = op .. ': ragged nested table (numbers and tables at the same depth, or rows of different depth)'
+local function flatten_data(data, shape, depth, out, who, info)
+  local ragged = who .. ': ragged nested table (numbers and tables at the same depth, or rows of different depth)'
   if type(data) == 'number' or type(data) == 'boolean' then
     info.leaf = info.leaf or depth
     if depth ~= info.leaf then argcheck.raise(ragged) end
@@ -358,17 +358,17 @@ local function flatten_data(data, shape, depth, out, op, info)
     return
   end
   if type(data) ~= 'table' then
-    argcheck.fail('%s: expected numbers in nested tables, found a %s', op, type(data))
+    argcheck.fail('%s: expected numbers in nested tables, found a %s', who, type(data))
   end
   if info.leaf and depth >= info.leaf then argcheck.raise(ragged) end
-  if depth > 8 then argcheck.raise(op .. ': a tensor has at most 8 dims, the table nests deeper') end
+  if depth > 8 then argcheck.raise(who .. ': a tensor has at most 8 dims, the table nests deeper') end
   local n = #data
   if shape[depth] == nil then
     shape[depth] = n
   elseif shape[depth] ~= n then
-    argcheck.fail('%s: ragged nested table: dim %d has sizes %d and %d', op, depth, shape[depth], n)
+    argcheck.fail('%s: ragged nested table: dim %d has sizes %d and %d', who, depth, shape[depth], n)
   end
-  for i = 1, n do flatten_data(data[i], shape, depth + 1, out, op, info) end
+  for i = 1, n do flatten_data(data[i], shape, depth + 1, out, who, info) end
 end
 
 local CTYPES = {[C.GAM_FLOAT32] = 'float[?]', [C.GAM_INT64] = 'int64_t[?]', [C.GAM_UINT8] = 'uint8_t[?]'}
@@ -692,7 +692,9 @@ function Tensor:gather(d, index)
   return op(C.gam_gather, t, dim_arg(d, t.ndim, 'gather'), T(index, 'gather', 'index'))
 end
 
-function Tensor:matmul(b) return op(C.gam_matmul, T(self, 'matmul', 'first operand'), T(b, 'matmul', 'second operand')) end
+function Tensor:matmul(b)
+  return op(C.gam_matmul, T(self, 'matmul', 'first operand'), T(b, 'matmul', 'second operand'))
+end
 
 -- ---- printing (gam.printing) ------------------------------------------------------------
 local PTRTYPES = {[C.GAM_FLOAT32] = 'float *', [C.GAM_INT64] = 'int64_t *', [C.GAM_UINT8] = 'uint8_t *'}

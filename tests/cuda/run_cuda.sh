@@ -27,7 +27,7 @@ if [ "$stack_ok" = 0 ]; then
   exit 1
 fi
 
-for spec in ops layers optim models runtime; do
+for spec in ops layers optim models dist runtime; do
   suite "cuda: $spec" "$build/gamlua" tests/run_busted.lua "tests/cuda/${spec}_cuda.lua"
 done
 if [ -d "$refdir" ]; then

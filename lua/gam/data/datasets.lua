@@ -43,6 +43,12 @@ function M.new(o)
     error(string.format('dataset: labels must be int64 [%d], got %s [%s]', images:size(1), labels:dtype(),
                         table.concat(labels:shape(), ',')), 0)
   end
+  for d = 2, 4 do
+    if images:size(d) < 1 then
+      error(string.format('dataset: images are [%s]: channels, height and width must each be at least 1',
+                          table.concat(images:shape(), ',')), 0)
+    end
+  end
   local c = images:size(2)
   local mean, std = o.mean, o.std
   if mean == nil then

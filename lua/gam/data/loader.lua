@@ -14,6 +14,11 @@
 -- timing. loader:epoch(e) chooses the epoch of the next pass; without it,
 -- passes count up from 1.
 --
+-- Data-parallel: rank = r, world_size = N give rank r its share of every
+-- epoch (DistributedSampler: the same order on every rank, strided; padded by
+-- repeating, or cut with drop_remainder = true); rank r > 0 draws its own
+-- reproducible augmentation stream.
+--
 -- Memory: a batch lives until the loop asks for the next one (or the pass
 -- ends); then the loader releases it. Keep a copy with x:clone() if needed.
 -- The worker thread is joined when a pass ends, when the next pass starts
@@ -29,11 +34,14 @@ Loader.__index = Loader
 local M = {}
 
 local KNOWN = {dataset = true, batch_size = true, shuffle = true, augment = true, seed = true,
-               drop_last = true, prefetch = true, device = true}
+               drop_last = true, prefetch = true, device = true, rank = true, world_size = true,
+               drop_remainder = true}
 
 local function flag(v, name, default)
   if v == nil then return default end
-  if type(v) ~= 'boolean' then error(string.format('loader: %s must be true or false, got %s', name, tostring(v)), 0) end
+  if type(v) ~= 'boolean' then
+    error(string.format('loader: %s must be true or false, got %s', name, tostring(v)), 0)
+  end
   return v
 end
 
@@ -63,7 +71,22 @@ function M.new(o)
   tensor.check(C.gam_loader_new(pp, tensor.T(ds.images, 'loader', 'dataset images'),
                                 tensor.T(ds.labels, 'loader', 'dataset labels'), bs, shuffle and 1 or 0,
                                 drop_last and 1 or 0, aug, seed, prefetch))
+  -- data-parallel share (PyTorch's DistributedSampler): rank r of world_size takes
+  -- positions r, r + world_size, ... of the epoch's order, padded by repeating its start
+  -- (drop_remainder = true: cut) to a multiple of world_size
+  local rank, world = o.rank or 0, o.world_size or 1
+  tensor.int_arg(world, 'loader', 'world_size', 1)
+  tensor.int_arg(rank, 'loader', 'rank', 0, world - 1)
+  if world > 1 then
+    local ok, err = pcall(tensor.check, C.gam_loader_shard(pp[0], rank, world,
+                                                           flag(o.drop_remainder, 'drop_remainder', false) and 1 or 0))
+    if not ok then
+      C.gam_loader_free(pp[0])
+      error(err, 0)
+    end
+  end
   local self = setmetatable({
+    rank = rank, world_size = world,
     dataset = ds, batch_size = bs, shuffle = shuffle, drop_last = drop_last, seed = seed,
     device = device, num_batches = tonumber(C.gam_loader_num_batches(pp[0])),
     ptr = ffi.gc(pp[0], C.gam_loader_free),

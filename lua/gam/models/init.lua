@@ -30,7 +30,8 @@ end
 function models.get(name, opts)
   local f = type(name) == 'string' and name ~= 'get' and name ~= 'names' and models[name]
   if not f then
-    error(string.format("models.get: unknown model '%s' (known: %s)", tostring(name), table.concat(models.names, ', ')), 2)
+    error(string.format("models.get: unknown model '%s' (known: %s)", tostring(name),
+                        table.concat(models.names, ', ')), 2)
   end
   return f(opts)
 end

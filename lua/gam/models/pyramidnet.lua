@@ -15,7 +15,6 @@
 --   pyramidnet110_c: depth 110, alpha 270;  pyramidnet272_c: depth 272, alpha 200
 --   x [n, in_channels, 32, 32] -> logits [n, num_classes]
 local tensor = require 'gam.tensor'
-local F = require 'gam.functional'
 local nn = require 'gam.nn'
 local check_opts = require('gam.models.resnet').check_opts
 
@@ -70,7 +69,9 @@ M.PyramidNet = PyramidNet
 
 --- PyramidNet{depth =, alpha =, num_classes = 10, in_channels = 3}
 function PyramidNet:__init(o)
-  if type(o) ~= 'table' then error('PyramidNet: expected options {depth =, alpha =, num_classes =, in_channels =}', 3) end
+  if type(o) ~= 'table' then
+    error('PyramidNet: expected options {depth =, alpha =, num_classes =, in_channels =}', 3)
+  end
   local depth, alpha = o.depth, o.alpha
   if type(depth) ~= 'number' or depth < 11 or (depth - 2) % 9 ~= 0 then
     error('PyramidNet: depth must be 9 n + 2 (n >= 1) for bottleneck blocks, got ' .. tostring(depth), 3)

@@ -8,7 +8,7 @@
 local nn = {}
 
 for _, name in ipairs {'Module', 'Sequential', 'Linear', 'Conv2d', 'BatchNorm2d', 'ReLU', 'MaxPool2d',
-                       'AvgPool2d', 'AdaptiveAvgPool2d', 'Flatten', 'Dropout', 'Identity'} do
+                       'AvgPool2d', 'AdaptiveAvgPool2d', 'Flatten', 'Dropout', 'Identity', 'SyncBatchNorm'} do
   nn[name] = require('gam.nn.' .. name)
 end
 nn.init = require 'gam.nn.weight_init'

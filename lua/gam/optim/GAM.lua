@@ -33,7 +33,8 @@ GAM.nbuffers = 3
 GAM.hyper_names = {'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode'}
 GAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + ρ′ĝ0)', [2] = ' (at θ + ρĥ0)', [3] = ' (at θ2 + ρ′ĝ2)'}
 
-local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode', 'variant'}
+local OPTIONS = {'base', 'model', 'grad_rho', 'grad_norm_rho', 'alpha', 'beta', 'gamma', 'adaptive', 'mode', 'variant',
+                 'sync'}
 
 function GAM.new(opts)
   local who = 'optim.GAM'

@@ -20,7 +20,7 @@ GSAM.nbuffers = 2
 GSAM.hyper_names = {'rho', 'alpha', 'adaptive'}
 GSAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + e)'}
 
-local OPTIONS = {'base', 'model', 'rho', 'alpha', 'adaptive'}
+local OPTIONS = {'base', 'model', 'rho', 'alpha', 'adaptive', 'sync'}
 
 function GSAM.new(opts)
   local who = 'optim.GSAM'

@@ -23,6 +23,7 @@ local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local util = require 'gam.optim.util'
 local argcheck = require 'gam.argcheck'
+local sync = require 'gam.optim.sync'
 
 local Optimizer = {}
 Optimizer.__index = Optimizer
@@ -152,6 +153,7 @@ function Optimizer:step(closure)
     end
     loss = tensor.enable_grad(closure)
   end
+  sync.base_step(self)   -- data-parallel: the gradient averaged over the ranks
   self:_update(nil)
   return loss
 end

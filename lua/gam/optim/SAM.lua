@@ -19,7 +19,7 @@ SAM.nbuffers = 1
 SAM.hyper_names = {'rho', 'adaptive'}
 SAM.pass_names = {[0] = ' (at θ)', [1] = ' (at θ + e)'}
 
-local OPTIONS = {'base', 'model', 'rho', 'adaptive'}
+local OPTIONS = {'base', 'model', 'rho', 'adaptive', 'sync'}
 
 function SAM.new(opts)
   local who = 'optim.SAM'

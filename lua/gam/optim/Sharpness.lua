@@ -40,6 +40,7 @@ local util = require 'gam.optim.util'
 local passes = require 'gam.optim.passes'
 local argcheck = require 'gam.argcheck'
 local SLOT = passes.SLOT
+local sync = require 'gam.optim.sync'
 
 local Sharpness = {}
 Sharpness.__index = Sharpness
@@ -82,6 +83,7 @@ function Sharpness.init(self, who, opts)
   end
   self.base, self.model = base, model
   self.adaptive = argcheck.bool(opts.adaptive, false, who, 'adaptive')
+  self.sync = sync.option(who, opts.sync)   -- data-parallel semantics (gam.optim.sync)
   self.flat, self.flat_grad = model:flat_parameters()
   local bflat = base:_arena()
   if not (bflat and bflat.t.storage == self.flat.t.storage and bflat.t.offset == self.flat.t.offset
@@ -197,6 +199,7 @@ function Sharpness:_pass(k)
     if k == 0 and tensor.is_tensor(p) then return p:detach(), v end
     return nil, v
   end)
+  sync.after_pass(self, k)
   if loss ~= nil and not util.is_finite(loss) then
     error(string.format('%s: pass %d%s gave a non-finite loss (%s); the parameters are left as before the step',
                         self.__typename, k, self.pass_names and self.pass_names[k] or '', tostring(loss)), 0)
@@ -239,10 +242,12 @@ function Sharpness:step(closure)
   self._on_device = self.flat:device() ~= 'cpu'
   local S = self:_scalars()
   tensor.check(C.gam_opt_clear(S))
+  sync.step_begin(self)
   local pred, loss = self:_pass(0)
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
+    sync.before_update(self)
     self.base:_update(src, self._S, self)
     if self._on_device then
       -- the step's one wait: its checks and pass 0's loss

@@ -49,9 +49,9 @@ end
 
 --- after pass 3: the scalars block S holds ‖h+‖², ⟨h+,h−⟩, ‖h−‖²
 function M.pass3(opt, S)
-  local host = read(S)
-  local a, b = math.sqrt(host[SLOT.aa]), math.sqrt(host[SLOT.bb])
-  opt._diag_cur.cos = host[SLOT.ab] / (a * b + XI)
+  local h = read(S)
+  local a, b = math.sqrt(h[SLOT.aa]), math.sqrt(h[SLOT.bb])
+  opt._diag_cur.cos = h[SLOT.ab] / (a * b + XI)
 end
 
 --- after the decomposition: g holds d
