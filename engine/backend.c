@@ -28,6 +28,7 @@ const gam_backend gam__cpu_backend = {
     .transpose = gam_cpu_transpose,
     .repeat_rows = gam_cpu_repeat_rows,
     .find_out_of_range = gam_cpu_find_out_of_range,
+    .flag_out_of_range = gam_cpu_flag_out_of_range,
     /* elementwise, reductions, losses, linear algebra */
     .binary = gam_cpu_binary,
     .unary = gam_cpu_unary,
@@ -160,6 +161,7 @@ const gam_backend gam__cuda_backend = {
     .transpose = gam_cuda_transpose,
     .repeat_rows = gam_cuda_repeat_rows,
     .find_out_of_range = gam_cuda_find_out_of_range,
+    .flag_out_of_range = gam_cuda_flag_out_of_range,
     /* elementwise, reductions, losses, linear algebra */
     .binary = gam_cuda_binary,
     .unary = gam_cuda_unary,

@@ -72,6 +72,10 @@ typedef struct gam_backend {
   int (*repeat_rows)(float *out, const float *row, int64_t rows, int64_t cols);
   int (*find_out_of_range)(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
                            int64_t *value, const char *op);
+  /* the same check without a wait: the first idx[i] outside [lo, hi) is
+   * recorded in the scalars block s (flag = code when still 0, bad = value,
+   * s[GAM_OPT_POS] = i, s[GAM_OPT_HI] = hi; gam_opt_watch_targets) */
+  int (*flag_out_of_range)(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s, int code);
 
   /* ---- elementwise, reductions, losses, linear algebra (ops_*.c) -------- */
   int (*binary)(int op, const float *a, const float *b, float *o, int ndim, const int64_t *shape,
@@ -212,6 +216,8 @@ int gam_cpu_transpose(const float *x, float *y, int64_t rows, int64_t cols);
 int gam_cpu_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols);
 int gam_cpu_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
                               int64_t *value, const char *op);
+int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                              int code);
 /* bytes from src on one device to dst on another (either may be the host);
  * 0 bytes copy nothing (tensor.c) */
 int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, size_t bytes,

@@ -175,6 +175,11 @@ GAM_CUDA_FN(int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows,
  * when all are inside. Waits for the stream (the answer is read on the host). */
 GAM_CUDA_FN(int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
                                            int64_t *pos, int64_t *value, const char *op))
+/* The same without a wait: the first i found is recorded in the device
+ * scalars block s (flag = code when s's flag is 0, bad = idx[i], pos = i,
+ * hi = hi: gam.h's gam_opt_watch_targets); one block scans in order. */
+GAM_CUDA_FN(int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
+                                           double *s, int code))
 
 /* ---- elementwise (kernels/elementwise.cu) ---------------------------------- */
 /* o[i] = a[.] op b[.] over the output shape (ndim dims, n elements); sa/sb are

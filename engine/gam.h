@@ -312,6 +312,15 @@ int64_t gam_cuda_host_waits(void);
 /* Philox4x32-10 on the host: out = the block of counter ctr under key (the
  * generator of the cuda dropout masks; for tests and reproducing a mask). */
 void gam_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Cross-entropy's target check without a wait inside an optimiser step: while
+ * a scalars block s (gam_opt_scalars) is watched, a cross-entropy whose
+ * targets are on s's device does not read them on the host; a target outside
+ * [0, classes) records, when s's flag is still 0, flag = GAM_OPT_CODE_TARGET,
+ * bad = the target, s[GAM_OPT_POS] = its sample (0-based), s[GAM_OPT_HI] =
+ * the classes: reported at the step's one read. Not watched (NULL; a plain
+ * forward), the check waits and fails at once. */
+enum { GAM_OPT_POS = 6, GAM_OPT_HI = 7, GAM_OPT_CODE_TARGET = 1000 };
+int gam_opt_watch_targets(gam_tensor *s);
 
 /* Optimiser passes whose scalars stay on the parameters' device (optim.c; on
  * cuda: kernels/optim.cu). A step's scalars live in a block made by

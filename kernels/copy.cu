@@ -69,6 +69,31 @@ __global__ void out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, i
   }
 }
 
+// One block scans idx in chunks of kThreads, in order, and stops at the
+// first chunk holding an index outside [lo, hi): its first such index is
+// recorded in s (deterministic, no atomics; n is a batch of targets).
+__global__ void flag_out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
+                                         double *s, int code) {
+  __shared__ int64_t first;
+  for (int64_t base = 0; base < n; base += kThreads) {
+    if (threadIdx.x == 0) first = n;
+    __syncthreads();
+    int64_t i = base + threadIdx.x;
+    if (i < n && (idx[i] < lo || idx[i] >= hi)) atomicMin((unsigned long long *)&first, (unsigned long long)i);
+    __syncthreads();
+    if (first < n) {
+      if (threadIdx.x == 0 && s[GAM_OPT_FLAG] == 0) {
+        s[GAM_OPT_FLAG] = code;
+        s[GAM_OPT_BAD] = (double)idx[first];
+        s[GAM_OPT_POS] = (double)first;
+        s[GAM_OPT_HI] = (double)hi;
+      }
+      return;  // (uniform: every thread read the same first)
+    }
+    __syncthreads();  // first is reset only after every thread has read it
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -134,6 +159,13 @@ int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_
     if (gam_cuda__memcpy(value, idx + host, sizeof *value, GAM_COPY_D2H, op) != 0) return -1;
   }
   return 0;
+}
+
+int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                               int code) {
+  if (n <= 0) return 0;
+  flag_out_of_range_kernel<<<1, kThreads, 0, gamk::stream()>>>(idx, n, lo, hi, s, code);
+  return gamk::launched("cross_entropy");
 }
 
 }  // extern "C"
