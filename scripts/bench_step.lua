@@ -190,7 +190,7 @@ if on_gpu then  -- the host's waits for the device in one step (runtime.cu count
   step()
   say('gamlua %s step: %d host waits (target: 1)', o.opt, gam.cuda_host_waits() - w0)
 end
-step, opt, sgd_step = nil, nil, nil
+step, opt, sgd_step = nil, nil, nil   -- luacheck: ignore 311 (dropped for collectgarbage)
 collectgarbage()
 if sgd_ms and original then
   say('gamlua accelerated gam step (interleaved): median %.2f ms/step; gam-original/gam = %.2fx (6 passes against 4)',
@@ -224,7 +224,7 @@ if kernel_ms and not on_gpu then
     C.gam_opt_copy(b.t, a.t)
     cold[k] = util.now() - t0
   end
-  sweep = nil
+  sweep = nil   -- luacheck: ignore 311 (the 128 MB buffer, dropped before the results are printed)
   local bw_hot, bw_cold = 8 * n / hot, 8 * n / bench.median(cold)
   local bytes = kernel_mb * 1e6
   say('%s vector work: median %.3f ms/step, its passes moving %.1f MB (%.1f vectors of %d floats)', o.opt, kernel_ms,
@@ -251,7 +251,7 @@ if on_gpu and sharp then
   local reps = math.max(10, math.floor(4e10 / (20 * 4 * n)))   -- about 40 GB of traffic per kernel
   local passes = require 'gam.optim.passes'
   -- the pass `name` on these arguments, timed as a batch; its bytes counted from them (gam.optim.passes)
-  local function bench(name, ...)
+  local function time_pass(name, ...)
     local fn, bytes = C[name], passes.bytes(name, ...)
     T.check(fn(...))
     gam.synchronize()
@@ -261,7 +261,7 @@ if on_gpu and sharp then
     local sec = (util.now() - t0) / reps
     return sec, bytes / sec, bytes
   end
-  local _, copy_bw = bench('gam_opt_copy', th0.t, th.t)
+  local _, copy_bw = time_pass('gam_opt_copy', th0.t, th.t)
   local s = S.t
   local kernels = {
     {'norm (g)', 'gam_opt_norm_s', s, g.t, nil, 1},
@@ -278,7 +278,7 @@ if on_gpu and sharp then
   say('fused optimiser kernels on the GPU (%d floats; device-to-device copy %.0f GB/s):', n, copy_bw / 1e9)
   local total_s, total_b = 0, 0
   for _, k in ipairs(kernels) do
-    local sec, bw, bytes = bench(unpack(k, 2, table.maxn(k)))
+    local sec, bw, bytes = time_pass(unpack(k, 2, table.maxn(k)))
     total_s, total_b = total_s + sec, total_b + bytes
     say('  %-24s %d vectors  %8.1f us  %7.0f GB/s = %3.0f%% of copy', k[1], bytes / (4 * n), sec * 1e6, bw / 1e9,
         100 * bw / copy_bw)
@@ -287,7 +287,7 @@ if on_gpu and sharp then
   -- SAM norm x2, ascend (4 vectors), sgd, zeroing 2x
   say('  all of them once: %.3f ms moving %.1f MB: %.0f GB/s = %.0f%% of copy', total_s * 1e3, total_b / 1e6,
       total_b / total_s / 1e9, 100 * total_b / total_s / copy_bw)
-  S = nil
+  S = nil   -- luacheck: ignore 311 (dropped for collectgarbage)
   collectgarbage()
 end
 

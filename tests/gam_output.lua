@@ -1,6 +1,6 @@
 -- A busted output handler: one line per spec file, the failures in full, and
 -- the closing line "N passed, N failed" (errors count as failures).
-return function(options)
+return function()
   local busted = require 'busted'
   local handler = require 'busted.outputHandlers.base'()
   local per_file = {}
@@ -11,7 +11,7 @@ return function(options)
     return t.short_src or '?'
   end
 
-  handler.testEnd = function(element, parent, status)
+  handler.testEnd = function(element, _, status)
     local f = file_of(element)
     if not per_file[f] then per_file[f] = {ok = 0, bad = 0}; order[#order + 1] = f end
     if status == 'success' then per_file[f].ok = per_file[f].ok + 1
@@ -43,7 +43,7 @@ return function(options)
   end
 
   -- errors outside any test (a spec file that does not load)
-  busted.subscribe({'error', 'file'}, function(element, parent, message)
+  busted.subscribe({'error', 'file'}, function(element, _, message)
     io.write('ERROR loading ' .. tostring(element.name) .. ': ' .. tostring(message) .. '\n')
     return nil, true
   end)

@@ -49,7 +49,8 @@ describe('make install', function()
     assert.are.equal(0, code, out)
     assert.truthy(out:find(prefix .. '/lib/gamlua/libgam.so', 1, true), out)
     assert.truthy(out:find(prefix .. '/share/gamlua/lua', 1, true), out)
-    out = installed([[-e 'print(package.loaded["gam.tensor"] == nil); require("gam"); print(debug.getinfo(require("gam").zeros).source)']])
+    out = installed([[-e 'print(package.loaded["gam.tensor"] == nil); require("gam"); ]] ..
+                    [[print(debug.getinfo(require("gam").zeros).source)']])
     assert.truthy(out:find('@' .. prefix .. '/share/gamlua/lua/gam/tensor.lua', 1, true), out)
   end)
 

@@ -11,7 +11,6 @@ local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
 -- ---- helpers ------------------------------------------------------------------
 local function from(spec) return gam.tensor(spec.data):reshape(spec.shape) end
 
-local unpack = table.unpack or unpack
 
 local function numel(shape)
   local n = 1

@@ -76,7 +76,7 @@ describe('gam.scope', function()
   it('keeps tensors inside returned tables at any depth, and several return values', function()
     local t0 = live()
     local a, tbl = gam.scope(function()
-      local junk = gam.zeros(5)
+      local _ = gam.zeros(5)   -- made in the scope, not returned: released
       return gam.ones(1), {x = {y = {z = {w = {gam.ones(2)}}}}, n = 3}
     end)
     assert.are.equal(t0 + 2, (live()))
@@ -115,7 +115,7 @@ describe('gam.scope', function()
     local t0, b0 = live()
     local ok, err = pcall(gam.scope, function()
       local a = gam.ones(1000)
-      local b = a * a
+      local _ = a * a
       error('failed inside')
     end)
     assert.is_false(ok)
@@ -182,7 +182,7 @@ end)
 
 describe('released tensors', function()
   local function released()
-    local r = gam.scope(function() _G.__escaped = gam.ones(2, 2); return 1 end)
+    gam.scope(function() _G.__escaped = gam.ones(2, 2); return 1 end)
     local t = _G.__escaped
     _G.__escaped = nil
     return t

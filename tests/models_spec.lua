@@ -230,7 +230,8 @@ describe('model zoo architecture details', function()
 
   it('options are checked', function()
     assert.matches("unknown option 'classes'", error_of(function() models.resnet18_c{classes = 10} end))
-    assert.matches('num_classes must be a positive integer', error_of(function() models.resnet50_c{num_classes = 0} end))
+    assert.matches('num_classes must be a positive integer',
+                   error_of(function() models.resnet50_c{num_classes = 0} end))
     assert.matches('in_channels', error_of(function() models.cnn_small{in_channels = 'x'} end))
     assert.matches('depth must be 6 n %+ 4', error_of(function() models.wrn{depth = 27} end))
     assert.matches('widen_factor', error_of(function() models.wrn{depth = 10, widen_factor = 0} end))

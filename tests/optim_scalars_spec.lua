@@ -74,7 +74,6 @@ describe('optimiser scalars block', function()
   it('passes take rho / (s[0] + ξ) and the decomposition coefficient from the block, as Lua did', function()
     local s = block()
     local g, w, g0 = randvec(n, 5), randvec(n, 6), randvec(n, 7)
-    local d = ffi.new('double[3]')
     ok(C.gam_opt_norm_s(s.t, g.t, nil, 0))
     local norm = read(s)[0]
     for _, ad in ipairs {0, 1} do

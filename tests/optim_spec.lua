@@ -199,11 +199,19 @@ describe('base optimisers', function()
              {0.477928001429, -0.983898199605, 1.950855826215, 0.2348511557}},
   }
   local MAKE = {
-    sgd_momentum = function(ps) return optim.SGD{params = ps, lr = 0.1, momentum = 0.9, dampening = 0.1, weight_decay = 0.01} end,
-    sgd_nesterov = function(ps) return optim.SGD{params = ps, lr = 0.1, momentum = 0.9, weight_decay = 0.01, nesterov = true} end,
+    sgd_momentum = function(ps)
+      return optim.SGD{params = ps, lr = 0.1, momentum = 0.9, dampening = 0.1, weight_decay = 0.01}
+    end,
+    sgd_nesterov = function(ps)
+      return optim.SGD{params = ps, lr = 0.1, momentum = 0.9, weight_decay = 0.01, nesterov = true}
+    end,
     sgd_plain = function(ps) return optim.SGD{params = ps, lr = 0.5, weight_decay = 0.1} end,
-    adam = function(ps) return optim.Adam{params = ps, lr = 0.01, betas = {0.8, 0.95}, eps = 1e-3, weight_decay = 0.1} end,
-    adamw = function(ps) return optim.AdamW{params = ps, lr = 0.01, betas = {0.8, 0.95}, eps = 1e-3, weight_decay = 0.5} end,
+    adam = function(ps)
+      return optim.Adam{params = ps, lr = 0.01, betas = {0.8, 0.95}, eps = 1e-3, weight_decay = 0.1}
+    end,
+    adamw = function(ps)
+      return optim.AdamW{params = ps, lr = 0.01, betas = {0.8, 0.95}, eps = 1e-3, weight_decay = 0.5}
+    end,
   }
 
   -- one parameter of 4 values, or (split = true) two parameters of 2 values each
@@ -527,10 +535,9 @@ describe('sharpness-aware optimisers', function()
 
   it('keeps at most 1 / 2 / 3 flat buffers (SAM / GSAM / GAM) and frees every pass', function()
     local x, y = batch('cnn')
-    local n = 0
     for _, kind in ipairs {'SAM', 'GSAM', 'GAM'} do
       local m = cnn()
-      n = 0
+      local n = 0
       for _, p in ipairs(m:parameters()) do n = n + p:numel() end
       local opt = optim[kind]{base = sgd(m), model = m}
       train(opt, x, y, 1)
@@ -584,7 +591,8 @@ describe('sharpness-aware optimisers', function()
       assert.matches(c[2], tostring(err))
     end
     local opt = optim.SAM{base = b, model = m}
-    assert.has_error(function() opt:step() end, 'SAM:step: no closure; call opt:set_closure(loss_fn, inputs, targets) first')
+    assert.has_error(function() opt:step() end,
+                     'SAM:step: no closure; call opt:set_closure(loss_fn, inputs, targets) first')
     local x, y = batch('mlp')
     opt:set_closure(function() return 1 end, x, y)
     local ok, err = pcall(opt.step, opt)

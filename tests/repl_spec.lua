@@ -7,7 +7,6 @@ pcall(ffi.cdef, 'int poll(void *fds, unsigned long nfds, int timeout);')
 
 local T = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.') .. '/helpers.lua')
 local dirname, q, run, tmpname, write = T.dirname, T.q, T.run, T.tmpname, T.write
-local here = dirname(debug.getinfo(1, 'S').source:sub(2))
 local GAMLUA = dirname(_GAMLUA.lib) .. '/gamlua' -- the host beside the library under test
 
 local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end

@@ -83,9 +83,9 @@ describe('elementwise binary ops', function()
   it('gives the same results with one thread as with two', function()
     local n0 = gam.get_num_threads()
     gam.manual_seed(8)
-    local a, b = gam.randn(300, 400), gam.randn(400) -- 120000 elements: above GAM_PAR_MIN
+    local u, v = gam.randn(300, 400), gam.randn(400) -- 120000 elements: above GAM_PAR_MIN
     local function results()
-      return {(a + b):tolist(), (a * a):exp():tolist(), a:softmax(2):tolist(), a:sum(1):tolist(), a:t():tolist()}
+      return {(u + v):tolist(), (u * u):exp():tolist(), u:softmax(2):tolist(), u:sum(1):tolist(), u:t():tolist()}
     end
     gam.set_num_threads(1)
     local one = gam.scope(results)
@@ -580,7 +580,8 @@ end)
 describe('printing', function()
   it('prints values with one format and aligned columns, and shape/dtype/device', function()
     local s = tostring(t{{1, -2.5}, {30, 4}})
-    assert.are.equal('tensor([[ 1.0000, -2.5000],\n        [30.0000,  4.0000]], shape=[2, 2], dtype=float32, device=cpu)', s)
+    assert.are.equal('tensor([[ 1.0000, -2.5000],\n' ..
+                     '        [30.0000,  4.0000]], shape=[2, 2], dtype=float32, device=cpu)', s)
   end)
 
   it('prints whole floats as "1." and ints plainly', function()

@@ -112,7 +112,8 @@ describe('scripts/train_cifar.lua', function()
     assert.are.equal(0, rc, out)
     assert.is_truthy(out:match('final test accuracy: %d+%.%d%d%%'), out)
     assert.is_truthy(out:match('best test accuracy: %d+%.%d%d%% at epoch [12]'), out)
-    assert.is_truthy(out:match('epoch   1/2  train loss %d+%.%d+ acc [%d.]+%%  test loss %d+%.%d+ acc [%d.]+%%  lr 0%.050000  rho\' 0%.03 rho 0%.2  time'), out)
+    assert.is_truthy(out:match('epoch   1/2  train loss %d+%.%d+ acc [%d.]+%%  test loss %d+%.%d+ acc [%d.]+%%  ' ..
+                               'lr 0%.050000  rho\' 0%.03 rho 0%.2  time'), out)
     contains(out, 'epoch 2/2 3/3')            -- progress lines
     local rows = metrics(a .. '/metrics.csv')
     assert.are.equal(3, #rows)

@@ -102,7 +102,7 @@ end)
 
 describe('checkpoints across devices', function()
   it('a model and its optimiser trained on the device save, and load on either device', function()
-    local function loss_step(model, opt, x, y)
+    local function loss_step(_, opt, x, y)
       opt:set_closure(loss_fn, x, y)
       local _, l = opt:step()
       return l
