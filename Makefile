@@ -7,7 +7,7 @@
 #   make install PREFIX=/usr/local   (also DESTDIR=stage; C header and gam.pc for pkg-config)
 #   luarocks make                    gamlua-scm-1.rockspec: the Lua package, libgam and gamlua as a rock
 #   make CUDA=0     build without the CUDA backend
-#   make test-cuda  the CUDA backend against the CPU backend (needs a GPU)
+#   make test-cuda  the CUDA backend against the CPU backend (needs a GPU; prints the CUDA stack first)
 #   make bench      short runs of the CPU benchmarks against their PyTorch peer
 #   make NATIVE=1   build for this CPU (-march=native) instead of the portable x86-64-v2 baseline
 #   make test-sanitize   the engine and gamlua under ASan + UBSan (build-sanitize/), every test
@@ -184,7 +184,8 @@ test: deps all $(BUILD)/venv/.stamp
 # The CUDA backend against the CPU backend: needs a GPU. The files of tests/cuda/
 # are named *_cuda.lua so that the default runner (pattern _spec.lua) does not
 # pick them up; tests/cuda/run_cuda.sh runs them and the golden cases on the GPU.
-test-cuda: all
+# It runs deps first and prints the driver, runtime, cuDNN and GPU first.
+test-cuda: deps all
 	@bash tests/cuda/run_cuda.sh $(BUILD) $(REFERENCE_DIR)
 
 test-lua: all

@@ -22,11 +22,13 @@ const gam_backend gam__cpu_backend = {
     .memset = gam_cpu_memset,
     .to_host = gam_cpu_copy,
     .from_host = gam_cpu_copy,
+    .upload = gam_cpu_copy,
     .fill = gam_cpu_fill,
     .convert = gam_cpu_convert,
     .transpose = gam_cpu_transpose,
     .repeat_rows = gam_cpu_repeat_rows,
     .find_out_of_range = gam_cpu_find_out_of_range,
+    .flag_out_of_range = gam_cpu_flag_out_of_range,
     /* elementwise, reductions, losses, linear algebra */
     .binary = gam_cpu_binary,
     .unary = gam_cpu_unary,
@@ -60,6 +62,7 @@ const gam_backend gam__cpu_backend = {
     .avg_pool_backward = gam_cpu_avg_pool_backward,
     .adaptive_avg_pool_forward = gam_cpu_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cpu_adaptive_avg_pool_backward,
+    .dropout_mask = gam_cpu_dropout_mask,
     /* fused optimiser passes */
     .opt_copy = gam_cpu_opt_copy,
     .opt_read = gam_cpu_opt_read,
@@ -133,6 +136,11 @@ static int cuda_sum_rows(const float *g, float *b, int64_t rows, int64_t cols) {
   return gam_cuda_sum_lines(g, b, 1, rows, cols, 1.0);
 }
 
+/* one draw of the engine's generator keys the mask's Philox stream */
+static int cuda_dropout_mask(float *mask, int64_t n, double p) {
+  return n > 0 ? gam_cuda_dropout_mask(mask, n, p, gam__rng_next()) : 0;
+}
+
 /* In a build without CUDA the gam_cuda_* entries are cuda_backend.h's stubs. */
 const gam_backend gam__cuda_backend = {
     .name = "cuda",
@@ -147,11 +155,13 @@ const gam_backend gam__cuda_backend = {
     .memset = gam_cuda__memset,
     .to_host = cuda_to_host,
     .from_host = cuda_from_host,
+    .upload = gam_cuda__upload,
     .fill = gam_cuda_fill,
     .convert = gam_cuda_convert,
     .transpose = gam_cuda_transpose,
     .repeat_rows = gam_cuda_repeat_rows,
     .find_out_of_range = gam_cuda_find_out_of_range,
+    .flag_out_of_range = gam_cuda_flag_out_of_range,
     /* elementwise, reductions, losses, linear algebra */
     .binary = gam_cuda_binary,
     .unary = gam_cuda_unary,
@@ -185,6 +195,7 @@ const gam_backend gam__cuda_backend = {
     .avg_pool_backward = gam_cuda_avg_pool_backward,
     .adaptive_avg_pool_forward = gam_cuda_adaptive_avg_pool_forward,
     .adaptive_avg_pool_backward = gam_cuda_adaptive_avg_pool_backward,
+    .dropout_mask = cuda_dropout_mask,
     /* fused optimiser passes */
     .opt_copy = gam_cuda_opt_copy,
     .opt_read = gam_cuda_opt_read,

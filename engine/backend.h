@@ -62,12 +62,20 @@ typedef struct gam_backend {
   /* between the device and host memory (to_host waits for the device) */
   int (*to_host)(void *dst, const void *src, size_t bytes, const char *op);
   int (*from_host)(void *dst, const void *src, size_t bytes, const char *op);
+  /* from_host for host→device transfers (gam__cross_copy: tensor:to, the
+   * loader's batches): cuda stages src in page-locked memory and queues the
+   * copy without waiting (cuda_backend.h: gam_cuda__upload); cpu: a copy */
+  int (*upload)(void *dst, const void *src, size_t bytes, const char *op);
   int (*fill)(void *p, int dtype, int64_t n, double value);
   int (*convert)(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
   int (*transpose)(const float *x, float *y, int64_t rows, int64_t cols);
   int (*repeat_rows)(float *out, const float *row, int64_t rows, int64_t cols);
   int (*find_out_of_range)(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
                            int64_t *value, const char *op);
+  /* the same check without a wait: the first idx[i] outside [lo, hi) is
+   * recorded in the scalars block s (flag = code when still 0, bad = value,
+   * s[GAM_OPT_POS] = i, s[GAM_OPT_HI] = hi; gam_opt_watch_targets) */
+  int (*flag_out_of_range)(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s, int code);
 
   /* ---- elementwise, reductions, losses, linear algebra (ops_*.c) -------- */
   int (*binary)(int op, const float *a, const float *b, float *o, int ndim, const int64_t *shape,
@@ -129,6 +137,10 @@ typedef struct gam_backend {
   int (*avg_pool_backward)(const gam_pool_geom *g, const float *dy, float *dx, int count_include_pad);
   int (*adaptive_avg_pool_forward)(const gam_pool_geom *g, const float *x, float *y);
   int (*adaptive_avg_pool_backward)(const gam_pool_geom *g, const float *dy, float *dx);
+  /* mask[i] = 1/(1-p) with probability 1-p, else 0, drawn from the engine's
+   * generator: the cpu in element order (gam__rng_uniform() >= p), the cuda
+   * device from one 64-bit draw (a Philox key, kernels/random.cu) */
+  int (*dropout_mask)(float *mask, int64_t n, double p);
 
   /* ---- fused optimiser passes (optim.c, kernels/optim.cu) --------------- */
   /* Flat float vectors of n elements; s is a step's scalars block
@@ -204,6 +216,8 @@ int gam_cpu_transpose(const float *x, float *y, int64_t rows, int64_t cols);
 int gam_cpu_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols);
 int gam_cpu_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
                               int64_t *value, const char *op);
+int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                              int code);
 /* bytes from src on one device to dst on another (either may be the host);
  * 0 bytes copy nothing (tensor.c) */
 int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, size_t bytes,
@@ -272,5 +286,7 @@ int gam_cpu_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx
                               int count_include_pad);
 int gam_cpu_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y);
 int gam_cpu_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx);
+/* ops_dropout.c */
+int gam_cpu_dropout_mask(float *mask, int64_t n, double p);
 
 #endif

@@ -174,12 +174,54 @@ static void device_empty_cache(void) {
 }
 
 void gam__device_empty_cache(void) {
-  if (gam_cuda__ready()) device_empty_cache();
+  if (!gam_cuda__ready()) return;
+  gam_cuda__workspace_release(); /* into the cache, given back with it */
+  gam_cuda__staging_release();
+  device_empty_cache();
 }
 
 int gam_cuda_built(void) { return gam_cuda__built(); }
 int gam_cuda_available(void) { return gam_cuda__available(); }
 int gam_cuda_synchronize(void) { return gam_cuda__ready() ? gam_cuda__sync("synchronize") : 0; }
+
+/* cuDNN's algorithm choice (gam.h; read by kernels/conv.cu) */
+static int cudnn_benchmark = 0, cudnn_deterministic = 1;
+static unsigned cudnn_version = 1;
+
+int gam_cudnn_set(int benchmark, int deterministic) {
+  GAM_CHECK(benchmark >= -1 && benchmark <= 1, "cudnn: benchmark must be true or false, got %d", benchmark);
+  GAM_CHECK(deterministic >= -1 && deterministic <= 1,
+            "cudnn: deterministic must be true or false, got %d", deterministic);
+  pthread_mutex_lock(&mem_lock);
+  int b = benchmark < 0 ? cudnn_benchmark : benchmark;
+  int d = deterministic < 0 ? cudnn_deterministic : deterministic;
+  if (b != cudnn_benchmark || d != cudnn_deterministic) cudnn_version++;
+  cudnn_benchmark = b;
+  cudnn_deterministic = d;
+  pthread_mutex_unlock(&mem_lock);
+  return 0;
+}
+
+void gam_cudnn_get(int *benchmark, int *deterministic) { gam__cudnn_flags(benchmark, deterministic, NULL); }
+
+void gam__cudnn_flags(int *benchmark, int *deterministic, unsigned *version) {
+  pthread_mutex_lock(&mem_lock);
+  if (benchmark) *benchmark = cudnn_benchmark;
+  if (deterministic) *deterministic = cudnn_deterministic;
+  if (version) *version = cudnn_version;
+  pthread_mutex_unlock(&mem_lock);
+}
+
+int64_t gam_cuda_host_waits(void) { return gam_cuda__host_waits(); }
+
+int gam_cuda_info_get(gam_cuda_info *info) {
+  GAM_CHECK(info != NULL, "cuda_info: no output given");
+  memset(info, 0, sizeof *info);
+  if (!gam_cuda__built())
+    return gam__err("cuda_info: the cuda device is not available in this build (libgam was compiled "
+                    "without CUDA)");
+  return gam_cuda__info(info);
+}
 
 int gam__cuda_require(const char *op) {
   if (!gam_cuda__built())
@@ -195,6 +237,8 @@ void *gam__device_alloc(size_t bytes) {
   void *p = dcache_take(rb);
   pthread_mutex_unlock(&mem_lock);
   if (!p && gam_cuda__malloc(&p, rb) != 0) {
+    /* memory pressure: the cuDNN workspace and the cached blocks go back */
+    gam_cuda__workspace_release();
     device_empty_cache();
     if (gam_cuda__malloc(&p, rb) != 0) p = NULL;
   }
@@ -296,6 +340,7 @@ void gam_memory(gam_memory_stats *s) {
   pthread_mutex_lock(&mem_lock);
   *s = stats;
   pthread_mutex_unlock(&mem_lock);
+  s->device_workspace_bytes = gam_cuda__ready() ? (int64_t)gam_cuda__workspace_held() : 0;
   s->live_tensors = __atomic_load_n(&live_tensors, __ATOMIC_RELAXED);
 }
 

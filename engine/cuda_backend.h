@@ -55,6 +55,9 @@ void gam__device_free(void *p, size_t bytes);
  * with "<op>: no CUDA device is available (...)" or, in a build without CUDA,
  * "<op>: the cuda device is not available in this build". */
 int gam__cuda_require(const char *op);
+/* gam_cudnn_set's flags and a version that changes with them (core.c); any
+ * pointer may be NULL */
+void gam__cudnn_flags(int *benchmark, int *deterministic, unsigned *version);
 /* dist.c: this rank and the world size; bytes from root to every rank (MPI). */
 int gam_dist_rank(void);
 int gam_dist_size(void);
@@ -104,6 +107,19 @@ GAM_CUDA_FN(int gam_cuda__mem_info(size_t *free_bytes, size_t *total_bytes))
  * next). H2D from pageable host memory returns once the source was staged, so
  * the host buffer may be freed right after. Regions must not overlap. */
 GAM_CUDA_FN(int gam_cuda__memcpy(void *dst, const void *src, size_t bytes, int kind, const char *op))
+/* Page-locked host memory (cudaHostAlloc): 0, or -1 (no message set) */
+GAM_CUDA_FN(int gam_cuda__pinned_alloc(void **p, size_t bytes))
+GAM_CUDA_FN(int gam_cuda__pinned_free(void *p))
+/* Host to device through page-locked staging buffers (a ring of a few, each
+ * grown as needed, up to GAM_CUDA_STAGE_MAX bytes): src is copied into the
+ * next staging buffer and a cudaMemcpyAsync from it is queued, so the call
+ * returns at once (src may be freed right after) and the host goes on
+ * queuing work while the device is still busy with the previous step. A
+ * staging buffer is reused only once its last copy is done (an event; a wait
+ * only when the device is a whole ring of uploads behind). Larger copies, or
+ * when no page-locked memory can be had, go as gam_cuda__memcpy H2D. */
+#define GAM_CUDA_STAGE_MAX ((size_t)64 << 20)
+GAM_CUDA_FN(int gam_cuda__upload(void *dst, const void *src, size_t bytes, const char *op))
 /* height rows of width bytes, device to device, with row pitches in bytes */
 GAM_CUDA_FN(int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
                                    size_t width, size_t height, const char *op))
@@ -120,6 +136,31 @@ GAM_CUDA_FN(int gam_cuda__cudnn(void **handle, const char *op))
  * needed; valid until the next call. Stream-ordered like everything else. It
  * comes from the caching allocator, so it counts in device_live_bytes. */
 GAM_CUDA_FN(int gam_cuda__workspace(void **p, size_t bytes, const char *op))
+/* Memory pressure: gam_cuda__workspace_release gives the kept workspace back
+ * to the caching allocator (the allocator calls it before retrying a failed
+ * cudaMalloc, and gam_empty_cache calls it; a call made while the workspace
+ * itself is being grown does nothing, its old buffer being already given
+ * back); the next user grows it again. gam_cuda__workspace_held: its bytes
+ * (gam_memory's device_workspace_bytes). */
+/* gam_cuda__staging_release gives the upload staging buffers back (waiting
+ * for their copies); gam_empty_cache calls it. gam_cuda__host_waits: how many
+ * times the host has waited for the device (runtime.cu's waits: copies to the
+ * host, synchronize, a staging buffer still in use). */
+#ifdef GAM_HAVE_CUDA
+void gam_cuda__workspace_release(void);
+size_t gam_cuda__workspace_held(void);
+void gam_cuda__staging_release(void);
+int64_t gam_cuda__host_waits(void);
+#else
+static inline void gam_cuda__workspace_release(void) {}
+static inline size_t gam_cuda__workspace_held(void) { return 0; }
+static inline void gam_cuda__staging_release(void) {}
+static inline int64_t gam_cuda__host_waits(void) { return 0; }
+#endif
+
+/* gam_cuda_info_get's query (gam.h): the versions and device 0 */
+struct gam_cuda_info;
+GAM_CUDA_FN(int gam_cuda__info(struct gam_cuda_info *info))
 
 /* ---- copies, fills, conversions (kernels/copy.cu) ------------------------- */
 /* p[0..n) = value, for dtype GAM_FLOAT32 | GAM_INT64 | GAM_UINT8 */
@@ -134,6 +175,11 @@ GAM_CUDA_FN(int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows,
  * when all are inside. Waits for the stream (the answer is read on the host). */
 GAM_CUDA_FN(int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
                                            int64_t *pos, int64_t *value, const char *op))
+/* The same without a wait: the first i found is recorded in the device
+ * scalars block s (flag = code when s's flag is 0, bad = idx[i], pos = i,
+ * hi = hi: gam.h's gam_opt_watch_targets); one block scans in order. */
+GAM_CUDA_FN(int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
+                                           double *s, int code))
 
 /* ---- elementwise (kernels/elementwise.cu) ---------------------------------- */
 /* o[i] = a[.] op b[.] over the output shape (ndim dims, n elements); sa/sb are
@@ -185,6 +231,12 @@ GAM_CUDA_FN(int gam_cuda_ce_forward(const float *logp, const int64_t *target, fl
 GAM_CUDA_FN(int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target,
                                      float *gx, int64_t rows, int64_t k, float on, float off))
 
+/* ---- random (kernels/random.cu) ----------------------------------------------- */
+/* mask[i] = u_i >= p ? 1/(1-p) : 0 with u_i from Philox4x32-10 keyed by seed,
+ * counter i / 4, output i % 4: u_i = (r >> 8) 2^-24 (gam_philox4x32_10 of
+ * gam.h is the same generator on the host) */
+GAM_CUDA_FN(int gam_cuda_dropout_mask(float *mask, int64_t n, double p, uint64_t seed))
+
 /* ---- linear algebra (kernels/linalg.cu) ------------------------------------- */
 /* row-major C[m,n] = op(A) op(B) + beta C through cuBLAS sgemm (no TF32);
  * ta: A is stored [k,m]; tb: B is stored [n,k] */
@@ -194,8 +246,10 @@ GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, c
 /* ---- convolution through cuDNN (kernels/conv.cu) ------------------------------
  * x [n,c,h,w], w [o,c,kh,kw], y [n,o,oh,ow], b [o]; strides, padding,
  * dilation as in ops_conv.c; n >= 1. Every shape gets its cuDNN descriptors
- * and its three algorithms once (heuristics, FMA math only: no TF32), and
- * the workspace is the runtime's cached one. */
+ * and its three algorithms once (FMA math only: no TF32), chosen under
+ * gam_cudnn_set's flags (deterministic by default; benchmark: timed), and
+ * the workspace is the runtime's cached one. Batches over cuDNN's int sizes
+ * run in chunks of images. */
 typedef struct gam_conv_geom {
   int64_t n, c, h, w, o, kh, kw, oh, ow;
   int sh, sw, ph, pw, dh, dw;

@@ -53,6 +53,7 @@ typedef struct gam_memory_stats {
   int64_t cached_bytes;     /* held by the caching allocator, free for reuse */
   int64_t device_live_bytes;
   int64_t device_cached_bytes;
+  int64_t device_workspace_bytes; /* the kept cuDNN workspace (within device_live_bytes) */
 } gam_memory_stats;
 
 /* ---- errors, version, threads ------------------------------------------ */
@@ -283,6 +284,43 @@ int gam_cuda_available(void);
 /* Waits until the device has finished all queued work (for timing); 0 at once
  * when the device was never used. */
 int gam_cuda_synchronize(void);
+/* cuDNN's convolution algorithm choice (gam.cudnn in Lua, as torch.backends.cudnn).
+ * benchmark 1: a shape's first use times the allowed algorithms (cudnnFind*)
+ * and keeps the fastest; 0 (the default): the heuristics' first allowed one.
+ * deterministic 1 (the default): only algorithms that give the same bits on
+ * every run, and no FFT or Winograd variant; 0: every algorithm. A flag of -1
+ * is left as it is, other values than 0 and 1 are an error. Changing a flag
+ * forgets the algorithms chosen so far. Any build stores the flags. */
+int gam_cudnn_set(int benchmark, int deterministic);
+void gam_cudnn_get(int *benchmark, int *deterministic);
+/* The CUDA stack, for reports (make test-cuda prints it first). Versions as
+ * CUDA writes them: driver and runtime 1000 major + 10 minor (the driver's is
+ * the newest CUDA it supports), cuDNN's cudnnGetVersion() (e.g. 90100); the
+ * name, compute capability and memory of device 0. 0 / "" where unknown (no
+ * device: name "", the versions still filled). -1 with an error in a build
+ * without CUDA. */
+typedef struct gam_cuda_info {
+  int driver, runtime, cudnn, cudnn_compiled, cc_major, cc_minor, devices;
+  int64_t memory_bytes;
+  char name[256];
+} gam_cuda_info;
+int gam_cuda_info_get(gam_cuda_info *info);
+/* How many times the host has waited for the device so far (copies to the
+ * host, gam_cuda_synchronize, empty_cache, a staging buffer still in use):
+ * the difference over a training step counts its host waits. 0 without CUDA. */
+int64_t gam_cuda_host_waits(void);
+/* Philox4x32-10 on the host: out = the block of counter ctr under key (the
+ * generator of the cuda dropout masks; for tests and reproducing a mask). */
+void gam_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Cross-entropy's target check without a wait inside an optimiser step: while
+ * a scalars block s (gam_opt_scalars) is watched, a cross-entropy whose
+ * targets are on s's device does not read them on the host; a target outside
+ * [0, classes) records, when s's flag is still 0, flag = GAM_OPT_CODE_TARGET,
+ * bad = the target, s[GAM_OPT_POS] = its sample (0-based), s[GAM_OPT_HI] =
+ * the classes: reported at the step's one read. Not watched (NULL; a plain
+ * forward), the check waits and fails at once. */
+enum { GAM_OPT_POS = 6, GAM_OPT_HI = 7, GAM_OPT_CODE_TARGET = 1000 };
+int gam_opt_watch_targets(gam_tensor *s);
 
 /* Optimiser passes whose scalars stay on the parameters' device (optim.c; on
  * cuda: kernels/optim.cu). A step's scalars live in a block made by

@@ -5,9 +5,12 @@
  * The same seed gives the same mask on every run and thread count. When not
  * training, or p = 0, the op is the identity and returns x itself.
  *
- * On the cuda device the mask is drawn here the same way (the engine's one
- * generator, in element order) and copied to the device: a seed gives the
- * same mask on both devices, and the products run as elementwise kernels. */
+ * The mask comes from the backend's dropout_mask: the cpu draws u_i from the
+ * engine's generator in element order; the cuda device draws one 64-bit key
+ * from it and makes the mask on the device with Philox4x32-10 (counter-based:
+ * no host work, no copy). A seed thus gives the same mask on every run of a
+ * device, but the two devices' masks differ (same distribution). The
+ * products run as the backend's elementwise kernels. */
 #include "backend.h"
 #include <math.h>
 
@@ -28,6 +31,13 @@ static int dropout_backward(gam_node *n, gam_tensor *g) {
   return rc;
 }
 
+/* the cpu's mask: u_i from the engine's generator in element order */
+int gam_cpu_dropout_mask(float *mask, int64_t n, double p) {
+  float keep = (float)(1.0 / (1.0 - p));
+  for (int64_t i = 0; i < n; i++) mask[i] = gam__rng_uniform() >= p ? keep : 0.f;
+  return 0;
+}
+
 int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training) {
   GAM_TRY(gam__check_float_dev(x, "dropout", "input"));
   GAM_CHECK(p >= 0 && p < 1, "dropout: probability p must be in [0, 1), got %g", p);
@@ -38,18 +48,8 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training) {
   }
   gam_tensor *mask = gam__new_like(x), *y = gam__new_like(x);
   if (!mask || !y) return gam__fail(2, mask, y);
-  float keep = (float)(1.0 / (1.0 - p));
   int64_t count = x->numel;
-  /* the mask, drawn on the host (for a device x into a host buffer, then copied) */
-  const gam_backend *be = gam__be(x);
-  float *mp = be->host ? gam__f32(mask) : gam__host_alloc((size_t)count * sizeof(float));
-  if (!mp) return gam__fail(2, mask, y);
-  for (int64_t i = 0; i < count; i++) mp[i] = gam__rng_uniform() >= p ? keep : 0.f;
-  if (!be->host) {
-    int rc = be->from_host(gam__f32(mask), mp, (size_t)count * sizeof(float), "dropout");
-    gam__host_free(mp, (size_t)count * sizeof(float)); /* staged by the copy: free to reuse */
-    if (rc != 0) return gam__fail(2, mask, y);
-  }
+  if (gam__be(x)->dropout_mask(gam__f32(mask), count, p) != 0) return gam__fail(2, mask, y);
   if (times(gam__f32(y), gam__f32(x), gam__f32(mask), count, x->device) != 0) return gam__fail(2, mask, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, "dropout", dropout_backward, 1, &x);

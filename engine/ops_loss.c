@@ -192,6 +192,37 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
  * The target distribution q puts 1-s on the class and s/(k-1) on the others
  * (s = 0: plain cross-entropy). The loss is KL(q || softmax) summed over
  * classes, with 0 log 0 = 0; its gradient is softmax - q, as cross-entropy's. */
+int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                              int code) {
+  for (int64_t i = 0; i < n; i++) {
+    if (idx[i] >= lo && idx[i] < hi) continue;
+    if (s[GAM_OPT_FLAG] == 0) {
+      s[GAM_OPT_FLAG] = code;
+      s[GAM_OPT_BAD] = (double)idx[i];
+      s[GAM_OPT_POS] = (double)i;
+      s[GAM_OPT_HI] = (double)hi;
+    }
+    break;
+  }
+  return 0;
+}
+
+/* the scalars block of the optimiser step in progress (gam_opt_watch_targets) */
+static gam_tensor *watched;
+
+int gam_opt_watch_targets(gam_tensor *s) {
+  if (s) {
+    GAM_TRY(gam__check_dev(s, "opt_watch_targets", "scalars"));
+    GAM_CHECK(s->dtype == GAM_INT64 && s->numel == GAM_OPT_NSCALARS,
+              "opt_watch_targets: expected a scalars block of %d int64 slots (gam_opt_scalars)",
+              (int)GAM_OPT_NSCALARS);
+    gam_retain(s);
+  }
+  if (watched) gam_release(watched);
+  watched = s;
+  return 0;
+}
+
 static int check_targets(const char *name, gam_tensor *logits, gam_tensor *target) {
   GAM_TRY(gam__check_float_dev(logits, name, "logits"));
   GAM_TRY(gam__check_dev(target, name, "target"));
@@ -205,6 +236,12 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
   GAM_CHECK(target->ndim == 1 && target->shape[0] == logits->shape[0],
             "%s: target %s does not match logits %s (expected [%lld])", name,
             gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
+  /* inside a watched optimiser step: recorded in its block, read at its end
+   * (the cross-entropy kernels only compare targets with class ids, so a bad
+   * one reads nothing out of bounds meanwhile) */
+  if (watched && watched->device == target->device)
+    return gam__be(target)->flag_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1],
+                                              (double *)gam__data(watched), GAM_OPT_CODE_TARGET);
   int64_t pos = -1, value = 0;
   GAM_TRY(gam__be(target)->find_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1],
                                              &pos, &value, name));

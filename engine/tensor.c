@@ -210,7 +210,7 @@ int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, 
   if (!bytes) return 0;
   const gam_backend *to = gam__backend(dst_device), *from = gam__backend(src_device);
   if (to->host) return from->to_host(dst, src, bytes, op);
-  if (from->host) return to->from_host(dst, src, bytes, op);
+  if (from->host) return to->upload(dst, src, bytes, op);
   /* two devices, neither the host: through a host buffer */
   void *h = gam__host_alloc(bytes);
   if (!h) return -1;

@@ -44,16 +44,21 @@ int convert_from(void *dst, int dst_dtype, const void *src, int64_t n) {
   }
 }
 
-// y[c,r] = x[r,c]; output index o = c * rows + r
+// y[c,r] = x[r,c]; output index o = c * rows + r (in index type I: 32-bit
+// when rows * cols fits, gamk::fits32)
+template <typename I>
 __global__ void transpose_kernel(const float *x, float *y, int64_t rows, int64_t cols) {
-  GAM_GRID_LOOP(o, rows * cols) {
-    int64_t c = o / rows, r = o % rows;
-    y[o] = x[r * cols + c];
+  const I ri = (I)rows, ci = (I)cols;
+  GAM_GRID_LOOP_T(I, o, rows * cols) {
+    I c = o / ri, r = o % ri;
+    y[o] = x[r * ci + c];
   }
 }
 
+template <typename I>
 __global__ void repeat_rows_kernel(float *out, const float *row, int64_t rows, int64_t cols) {
-  GAM_GRID_LOOP(o, rows * cols) out[o] = row[o % cols];
+  const I ci = (I)cols;
+  GAM_GRID_LOOP_T(I, o, rows * cols) out[o] = row[o % ci];
 }
 
 __global__ void out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
@@ -61,6 +66,31 @@ __global__ void out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, i
   GAM_GRID_LOOP(i, n) {
     int64_t v = idx[i];
     if (v < lo || v >= hi) atomicMin(first, (unsigned long long)i);
+  }
+}
+
+// One block scans idx in chunks of kThreads, in order, and stops at the
+// first chunk holding an index outside [lo, hi): its first such index is
+// recorded in s (deterministic, no atomics; n is a batch of targets).
+__global__ void flag_out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
+                                         double *s, int code) {
+  __shared__ int64_t first;
+  for (int64_t base = 0; base < n; base += kThreads) {
+    if (threadIdx.x == 0) first = n;
+    __syncthreads();
+    int64_t i = base + threadIdx.x;
+    if (i < n && (idx[i] < lo || idx[i] >= hi)) atomicMin((unsigned long long *)&first, (unsigned long long)i);
+    __syncthreads();
+    if (first < n) {
+      if (threadIdx.x == 0 && s[GAM_OPT_FLAG] == 0) {
+        s[GAM_OPT_FLAG] = code;
+        s[GAM_OPT_BAD] = (double)idx[first];
+        s[GAM_OPT_POS] = (double)first;
+        s[GAM_OPT_HI] = (double)hi;
+      }
+      return;  // (uniform: every thread read the same first)
+    }
+    __syncthreads();  // first is reset only after every thread has read it
   }
 }
 
@@ -92,13 +122,19 @@ int gam_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, i
 
 int gam_cuda_transpose(const float *x, float *y, int64_t rows, int64_t cols) {
   if (rows * cols <= 0) return 0;
-  transpose_kernel<<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
+  if (gamk::fits32(rows * cols))
+    transpose_kernel<int32_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
+  else
+    transpose_kernel<int64_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(x, y, rows, cols);
   return gamk::launched("transpose");
 }
 
 int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols) {
   if (rows * cols <= 0) return 0;
-  repeat_rows_kernel<<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+  if (gamk::fits32(rows * cols))
+    repeat_rows_kernel<int32_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+  else
+    repeat_rows_kernel<int64_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
   return gamk::launched("linear");
 }
 
@@ -123,6 +159,13 @@ int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_
     if (gam_cuda__memcpy(value, idx + host, sizeof *value, GAM_COPY_D2H, op) != 0) return -1;
   }
   return 0;
+}
+
+int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                               int code) {
+  if (n <= 0) return 0;
+  flag_out_of_range_kernel<<<1, kThreads, 0, gamk::stream()>>>(idx, n, lo, hi, s, code);
+  return gamk::launched("cross_entropy");
 }
 
 }  // extern "C"

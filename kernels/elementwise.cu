@@ -10,12 +10,14 @@ using gamk::kThreads;
 namespace {
 
 // Output shape and the element strides of a and b per dim (0 where broadcast),
-// outermost first, after merging dims that are contiguous in both.
+// outermost first, after merging dims that are contiguous in both; in index
+// type I (int32_t when the output's count and both inputs' furthest offsets fit).
+template <typename I>
 struct Bcast {
   int ndim;
-  int64_t shape[GAM_MAX_DIMS];
-  int64_t sa[GAM_MAX_DIMS];
-  int64_t sb[GAM_MAX_DIMS];
+  I shape[GAM_MAX_DIMS];
+  I sa[GAM_MAX_DIMS];
+  I sb[GAM_MAX_DIMS];
 };
 
 template <int OP>
@@ -31,12 +33,12 @@ __global__ void binary_same_kernel(const float *a, const float *b, float *o, int
   GAM_GRID_LOOP(i, n) o[i] = binary_op<OP>(a[i], b[i]);
 }
 
-template <int OP>
-__global__ void binary_bcast_kernel(const float *a, const float *b, float *o, int64_t n, Bcast bc) {
-  GAM_GRID_LOOP(i, n) {
-    int64_t rem = i, oa = 0, ob = 0;
+template <int OP, typename I>
+__global__ void binary_bcast_kernel(const float *a, const float *b, float *o, int64_t n, Bcast<I> bc) {
+  GAM_GRID_LOOP_T(I, i, n) {
+    I rem = i, oa = 0, ob = 0;
     for (int d = bc.ndim - 1; d >= 0; d--) {
-      int64_t k = rem % bc.shape[d];
+      I k = rem % bc.shape[d];
       rem /= bc.shape[d];
       oa += k * bc.sa[d];
       ob += k * bc.sb[d];
@@ -45,13 +47,28 @@ __global__ void binary_bcast_kernel(const float *a, const float *b, float *o, in
   }
 }
 
+template <typename I>
+Bcast<I> narrow(const Bcast<int64_t> &w) {
+  Bcast<I> bc;
+  bc.ndim = w.ndim;
+  for (int k = 0; k < GAM_MAX_DIMS; k++) bc.shape[k] = (I)w.shape[k], bc.sa[k] = (I)w.sa[k], bc.sb[k] = (I)w.sb[k];
+  return bc;
+}
+
 template <int OP>
-int binary_launch(const float *a, const float *b, float *o, int64_t n, const Bcast &bc) {
+int binary_launch(const float *a, const float *b, float *o, int64_t n, const Bcast<int64_t> &bc) {
   cudaStream_t s = gamk::stream();
-  if (bc.ndim == 1 && bc.sa[0] == 1 && bc.sb[0] == 1)
+  if (bc.ndim == 1 && bc.sa[0] == 1 && bc.sb[0] == 1) {
     binary_same_kernel<OP><<<blocks_for(n), kThreads, 0, s>>>(a, b, o, n);
+    return 0;
+  }
+  // the furthest element each input reaches (strides are >= 0)
+  int64_t far_a = 0, far_b = 0;
+  for (int d = 0; d < bc.ndim; d++) far_a += (bc.shape[d] - 1) * bc.sa[d], far_b += (bc.shape[d] - 1) * bc.sb[d];
+  if (gamk::fits32(n) && gamk::fits32(far_a + 1) && gamk::fits32(far_b + 1))
+    binary_bcast_kernel<OP, int32_t><<<blocks_for(n), kThreads, 0, s>>>(a, b, o, n, narrow<int32_t>(bc));
   else
-    binary_bcast_kernel<OP><<<blocks_for(n), kThreads, 0, s>>>(a, b, o, n, bc);
+    binary_bcast_kernel<OP, int64_t><<<blocks_for(n), kThreads, 0, s>>>(a, b, o, n, bc);
   return 0;
 }
 
@@ -125,7 +142,7 @@ int gam_cuda_binary(int op, const float *a, const float *b, float *o, int ndim, 
     xb[m] = sb[d];
     m++;
   }
-  Bcast bc;
+  Bcast<int64_t> bc;
   bc.ndim = m;
   for (int k = 0; k < m; k++) {  // outermost first
     bc.shape[k] = sh[m - 1 - k];

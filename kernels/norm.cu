@@ -77,10 +77,12 @@ __global__ void eval_coef_kernel(const float *w, const float *b, const float *rm
 }
 
 // y = a[ch] x + s0[ch]  (s0 NULL: 0)
+template <typename I>
 __global__ void affine_kernel(const float *x, float *y, int64_t total, int64_t c, int64_t inner,
                               const float *a, const float *s0) {
-  GAM_GRID_LOOP(i, total) {
-    int64_t ch = (i / inner) % c;
+  const I ci = (I)c, in = (I)inner;
+  GAM_GRID_LOOP_T(I, i, total) {
+    I ch = (i / in) % ci;
     y[i] = s0 ? a[ch] * x[i] + s0[ch] : a[ch] * x[i];
   }
 }
@@ -93,15 +95,17 @@ __global__ void eval_grad_coef_kernel(const float *w, const float *stats, int64_
 // grid (channels, chunks): block (ch, k) sums dy and dy (x - mean) over the
 // k-th chunk of the channel's m = n inner values (value j: row j / inner,
 // column j % inner) into partial[(ch * chunks + k) * 2 + {0, 1}]
+template <typename I>
 __global__ void channel_sums_kernel(const float *x, const float *dy, const float *stats, int64_t n,
                                     int64_t c, int64_t inner, int64_t clen, double *partial) {
   __shared__ double sh[2 * kBlock];
-  const int64_t ch = blockIdx.x, chunks = gridDim.y, k = blockIdx.y, m = n * inner;
-  const int64_t j0 = k * clen, j1 = j0 + clen < m ? j0 + clen : m;
+  const int64_t ch = blockIdx.x, chunks = gridDim.y, k = blockIdx.y;
+  const I m = (I)(n * inner), in = (I)inner, ci = (I)c, chi = (I)ch;
+  const I j0 = (I)(k * clen), j1 = j0 + (I)clen < m ? j0 + (I)clen : m;
   const double mu = stats[ch];
   double sg = 0, sgx = 0;
-  for (int64_t j = j0 + threadIdx.x; j < j1; j += kBlock) {
-    int64_t i = ((j / inner) * c + ch) * inner + j % inner;
+  for (I j = j0 + threadIdx.x; j < j1; j += kBlock) {
+    I i = ((j / in) * ci + chi) * in + j % in;
     double g = dy[i];
     sg += g;
     sgx += g * ((double)x[i] - mu);
@@ -135,6 +139,15 @@ __global__ void channel_finish_kernel(const double *partial, int64_t c, int64_t 
     if (db) db[ch] = (float)sg;
     if (dw) dw[ch] = (float)(sgx * (double)stats[c + ch]);
   }
+}
+
+// y = a x + s0 per channel, in 32-bit indices when the tensor allows
+void affine(const float *x, float *y, int64_t total, int64_t c, int64_t inner, const float *a,
+            const float *s0) {
+  if (gamk::fits32(total))
+    affine_kernel<int32_t><<<blocks_for(total), kThreads, 0, gamk::stream()>>>(x, y, total, c, inner, a, s0);
+  else
+    affine_kernel<int64_t><<<blocks_for(total), kThreads, 0, gamk::stream()>>>(x, y, total, c, inner, a, s0);
 }
 
 }  // namespace
@@ -236,7 +249,7 @@ int gam_cuda_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int
   cudaStream_t s = gamk::stream();
   eval_coef_kernel<<<blocks_for(c), kThreads, 0, s>>>(weight, bias, rm, rv, c, eps, stats, coef);
   int64_t total = n * c * inner;
-  if (total > 0) affine_kernel<<<blocks_for(total), kThreads, 0, s>>>(x, y, total, c, inner, coef, coef + c);
+  if (total > 0) affine(x, y, total, c, inner, coef, coef + c);
   int rc = gamk::launched("batch_norm");
   gam__device_free(coef, bytes);
   return rc;
@@ -252,7 +265,7 @@ int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_
     float *a = (float *)gam__device_alloc(bytes);
     if (!a) return -1;
     eval_grad_coef_kernel<<<blocks_for(c), kThreads, 0, s>>>(weight, stats, c, a);
-    if (total > 0) affine_kernel<<<blocks_for(total), kThreads, 0, s>>>(dy, dx, total, c, inner, a, NULL);
+    if (total > 0) affine(dy, dx, total, c, inner, a, NULL);
     int rc = gamk::launched("batch_norm backward");
     gam__device_free(a, bytes);
     if (rc != 0) return rc;
@@ -268,8 +281,11 @@ int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_
   const size_t pbytes = (size_t)(c * chunks * 2) * sizeof(double);
   double *partial = (double *)gam__device_alloc(pbytes);
   if (!partial) return -1;
-  channel_sums_kernel<<<dim3((unsigned)c, (unsigned)chunks), kBlock, 0, s>>>(x, dy, stats, n, c, inner,
-                                                                              clen, partial);
+  dim3 grid((unsigned)c, (unsigned)chunks);
+  if (gamk::fits32(n * c * inner + kBlock))
+    channel_sums_kernel<int32_t><<<grid, kBlock, 0, s>>>(x, dy, stats, n, c, inner, clen, partial);
+  else
+    channel_sums_kernel<int64_t><<<grid, kBlock, 0, s>>>(x, dy, stats, n, c, inner, clen, partial);
   channel_finish_kernel<<<blocks_for(c), kThreads, 0, s>>>(partial, c, chunks, stats, dw, db);
   int rc = gamk::launched("batch_norm backward");
   gam__device_free(partial, pbytes);

@@ -10,8 +10,9 @@
 //   inner > 1 (strided lines, adjacent i adjacent in memory): one thread per
 //     column (o, i) walks its chunk of k (coalesced across threads); chunks
 //     split k only when there are too few columns to fill the device.
-// argmax uses the same two layouts, with (value, index) pairs combined so
-// that the result is the first maximal element, or the first NaN.
+// argmax uses the same two layouts (strided lines too few to fill the device
+// get a block each, like contiguous ones), with (value, index) pairs combined
+// so that the result is the first maximal element, or the first NaN.
 #include "common.cuh"
 #include <math.h>
 
@@ -22,6 +23,7 @@ namespace {
 
 constexpr int kBlock = 256;         // threads of a line-reduction block (a power of two)
 constexpr int64_t kSmallLine = 64;  // lines up to this long: one thread per line
+constexpr int64_t kManyColumns = 16384;  // strided lines: a thread each from this many on
 
 // The block's threads each hold v; returns the sum (valid in every thread).
 // The leading barrier keeps a previous call's readers of buf[0] safe.
@@ -75,12 +77,14 @@ __global__ void sum_line_partials_kernel(const double *partial, float *q, int64_
 }
 
 // grid (x: columns, grid-stride; y: chunks of k)
+template <typename I>
 __global__ void sum_columns_kernel(const float *p, float *q, double *partial, int64_t outer,
                                    int64_t size, int64_t inner, int64_t clen, double scale) {
   int64_t chunks = gridDim.y, c = blockIdx.y, cols = outer * inner;
   int64_t k0 = c * clen, k1 = k0 + clen < size ? k0 + clen : size;
-  GAM_GRID_LOOP(col, cols) {
-    int64_t o = col / inner, i = col % inner;
+  const I in = (I)inner;
+  GAM_GRID_LOOP_T(I, col, cols) {
+    int64_t o = col / in, i = col % in;
     const float *base = p + o * size * inner + i;
     double s = 0;
     for (int64_t k = k0; k < k1; k++) s += base[k * inner];
@@ -114,18 +118,21 @@ __device__ __forceinline__ bool replaces(float v, int64_t i, float bv, int64_t b
   return i < bi;
 }
 
+// line l = (o, i) is p[o, :, i]: contiguous when inner == 1, else strided by
+// inner (few long strided lines: a block each instead of a thread each)
 __global__ void argmax_lines_kernel(const float *p, float *values, int64_t *idx, float *pv,
-                                    int64_t *pi, int64_t lines, int64_t size, int64_t clen) {
+                                    int64_t *pi, int64_t lines, int64_t size, int64_t inner,
+                                    int64_t clen) {
   __shared__ float sv[kBlock];
   __shared__ int64_t si[kBlock];
   int64_t chunks = gridDim.y, c = blockIdx.y;
   int64_t k0 = c * clen, k1 = k0 + clen < size ? k0 + clen : size;
   for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) {  // uniform across the block
-    const float *row = p + l * size;
+    const float *row = p + (l / inner) * size * inner + l % inner;
     float bv = 0.f;
     int64_t bi = -1;
     for (int64_t k = k0 + threadIdx.x; k < k1; k += kBlock)
-      if (replaces(row[k], k, bv, bi)) bv = row[k], bi = k;
+      if (replaces(row[k * inner], k, bv, bi)) bv = row[k * inner], bi = k;
     __syncthreads();  // readers of the previous line's result are done
     sv[threadIdx.x] = bv;
     si[threadIdx.x] = bi;
@@ -160,10 +167,12 @@ __global__ void argmax_partials_kernel(const float *pv, const int64_t *pi, float
 }
 
 // one thread per column (o, i), k in order: the CPU loop exactly
+template <typename I>
 __global__ void argmax_columns_kernel(const float *p, float *values, int64_t *idx, int64_t outer,
                                       int64_t size, int64_t inner) {
-  GAM_GRID_LOOP(col, outer * inner) {
-    int64_t o = col / inner, i = col % inner;
+  const I in = (I)inner;
+  GAM_GRID_LOOP_T(I, col, outer * inner) {
+    int64_t o = col / in, i = col % in;
     const float *base = p + o * size * inner + i;
     float bv = base[0];
     int64_t bi = 0;
@@ -175,10 +184,12 @@ __global__ void argmax_columns_kernel(const float *p, float *values, int64_t *id
 }
 
 // ---- gradients -----------------------------------------------------------------
+template <typename I>
 __global__ void spread_lines_kernel(const float *g, float *p, int64_t outer, int64_t size,
                                     int64_t inner, float scale) {
-  GAM_GRID_LOOP(e, outer * size * inner) {
-    int64_t o = e / (size * inner), i = e % inner;
+  const I line = (I)(size * inner), in = (I)inner;
+  GAM_GRID_LOOP_T(I, e, outer * size * inner) {
+    I o = e / line, i = e % in;
     p[e] = g[o * inner + i] * scale;
   }
 }
@@ -187,10 +198,12 @@ __global__ void fill_scaled_kernel(float *p, int64_t n, const float *src, float 
   GAM_GRID_LOOP(i, n) p[i] = src[0] * scale;
 }
 
+template <typename I>
 __global__ void scatter_lines_kernel(const float *g, const int64_t *idx, float *p, int64_t outer,
                                      int64_t size, int64_t inner) {
-  GAM_GRID_LOOP(col, outer * inner) {
-    int64_t o = col / inner, i = col % inner;
+  const I in = (I)inner;
+  GAM_GRID_LOOP_T(I, col, outer * inner) {
+    int64_t o = col / in, i = col % in;
     p[(o * size + idx[col]) * inner + i] = g[col];
   }
 }
@@ -243,7 +256,10 @@ int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, in
     if (chunks > 1) sum_line_partials_kernel<<<blocks_for(outer), kThreads, 0, s>>>(partial, q, outer, chunks, scale);
   } else {
     dim3 grid(blocks_for(cols), (unsigned)chunks);
-    sum_columns_kernel<<<grid, kThreads, 0, s>>>(p, q, partial, outer, size, inner, clen, scale);
+    if (gamk::fits32(cols))
+      sum_columns_kernel<int32_t><<<grid, kThreads, 0, s>>>(p, q, partial, outer, size, inner, clen, scale);
+    else
+      sum_columns_kernel<int64_t><<<grid, kThreads, 0, s>>>(p, q, partial, outer, size, inner, clen, scale);
     if (chunks > 1) sum_column_partials_kernel<<<blocks_for(cols), kThreads, 0, s>>>(partial, q, cols, chunks, scale);
   }
   int rc = gamk::launched("sum");
@@ -255,7 +271,10 @@ int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size,
                           float scale) {
   int64_t n = outer * size * inner;
   if (n <= 0) return 0;
-  spread_lines_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
+  if (gamk::fits32(n))
+    spread_lines_kernel<int32_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
+  else
+    spread_lines_kernel<int64_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
   return gamk::launched("sum backward");
 }
 
@@ -270,14 +289,19 @@ int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t o
   if (outer * inner <= 0) return 0;
   if (size <= 0) return gam__err("max: the reduced dim is empty");
   cudaStream_t s = gamk::stream();
-  if (inner > 1 || size <= kSmallLine) {
-    argmax_columns_kernel<<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
+  // one thread per line: short lines, or strided lines numerous enough to fill the device
+  const int64_t lines = outer * inner;
+  if (size <= kSmallLine || (inner > 1 && lines >= kManyColumns)) {
+    if (gamk::fits32(outer * inner))
+      argmax_columns_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
+    else
+      argmax_columns_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
     return gamk::launched("max");
   }
-  int64_t chunks = line_chunks(outer, size), clen = (size + chunks - 1) / chunks;
+  int64_t chunks = line_chunks(lines, size), clen = (size + chunks - 1) / chunks;
   float *pv = NULL;
   int64_t *pi = NULL;
-  size_t nv = (size_t)(chunks * outer) * sizeof(float), ni = (size_t)(chunks * outer) * sizeof(int64_t);
+  size_t nv = (size_t)(chunks * lines) * sizeof(float), ni = (size_t)(chunks * lines) * sizeof(int64_t);
   if (chunks > 1) {
     pv = (float *)gam__device_alloc(nv);
     pi = pv ? (int64_t *)gam__device_alloc(ni) : NULL;
@@ -286,9 +310,9 @@ int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t o
       return -1;
     }
   }
-  dim3 grid(line_blocks(outer), (unsigned)chunks);
-  argmax_lines_kernel<<<grid, kBlock, 0, s>>>(p, values, idx, pv, pi, outer, size, clen);
-  if (chunks > 1) argmax_partials_kernel<<<blocks_for(outer), kThreads, 0, s>>>(pv, pi, values, idx, outer, chunks);
+  dim3 grid(line_blocks(lines), (unsigned)chunks);
+  argmax_lines_kernel<<<grid, kBlock, 0, s>>>(p, values, idx, pv, pi, lines, size, inner, clen);
+  if (chunks > 1) argmax_partials_kernel<<<blocks_for(lines), kThreads, 0, s>>>(pv, pi, values, idx, lines, chunks);
   int rc = gamk::launched("max");
   gam__device_free(pv, nv);
   gam__device_free(pi, ni);
@@ -298,7 +322,11 @@ int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t o
 int gam_cuda_scatter_lines(const float *g, const int64_t *idx, float *p, int64_t outer, int64_t size,
                            int64_t inner) {
   if (outer * inner <= 0) return 0;
-  scatter_lines_kernel<<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(g, idx, p, outer, size, inner);
+  cudaStream_t s = gamk::stream();
+  if (gamk::fits32(outer * inner))
+    scatter_lines_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
+  else
+    scatter_lines_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
   return gamk::launched("max backward");
 }
 

@@ -11,6 +11,7 @@
 #include <cudnn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 
 #ifndef GAM_CUDA_ARCH
 #define GAM_CUDA_ARCH 90  // the Makefile passes CUDA_ARCH
@@ -24,6 +25,22 @@ char failure[512];
 cudaStream_t the_stream;
 cublasHandle_t cublas;
 cudnnHandle_t cudnn;  // created on first use
+// page-locked staging buffers of gam_cuda__upload: a ring, each with the
+// event of its last copy
+constexpr int kStages = 4;
+struct Stage {
+  void *p;
+  size_t bytes;
+  cudaEvent_t done;
+  bool used;  // done was recorded after the buffer's last copy
+};
+Stage stages[kStages];
+int stage_next;
+pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// the cached workspace, under its own lock (growing it allocates, and the
+// allocator may call gam_cuda__workspace_release on the way)
+pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
 void *workspace;
 size_t workspace_bytes;
 
@@ -85,6 +102,14 @@ int ensure() {
   return __atomic_load_n(&state, __ATOMIC_ACQUIRE);
 }
 
+// Every wait of the host for the device goes through here and is counted
+// (gam_cuda_host_waits: a training step should wait once, for its loss).
+int64_t host_waits;
+cudaError_t waited(cudaError_t e) {
+  __atomic_add_fetch(&host_waits, 1, __ATOMIC_RELAXED);
+  return e;
+}
+
 int failed(const char *op, const char *what, cudaError_t e) {
   return gam__err("%s: %s failed on the cuda device: %s", op, what, cudaGetErrorString(e));
 }
@@ -135,8 +160,71 @@ int gam_cuda__memcpy(void *dst, const void *src, size_t bytes, int kind, const c
                      : kind == GAM_COPY_D2H ? cudaMemcpyDeviceToHost
                                             : cudaMemcpyDeviceToDevice;
   cudaError_t e = cudaMemcpyAsync(dst, src, bytes, k, the_stream);
-  if (e == cudaSuccess && kind == GAM_COPY_D2H) e = cudaStreamSynchronize(the_stream);
+  if (e == cudaSuccess && kind == GAM_COPY_D2H) e = waited(cudaStreamSynchronize(the_stream));
   return e == cudaSuccess ? 0 : failed(op, "a copy", e);
+}
+
+int gam_cuda__pinned_alloc(void **p, size_t bytes) {
+  cudaError_t e = cudaHostAlloc(p, bytes, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    *p = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+int gam_cuda__pinned_free(void *p) {
+  if (!p) return 0;
+  cudaError_t e = cudaFreeHost(p);
+  return e == cudaSuccess ? 0 : failed("free", "cudaFreeHost", e);
+}
+
+int gam_cuda__upload(void *dst, const void *src, size_t bytes, const char *op) {
+  if (bytes == 0) return 0;
+  if (bytes > GAM_CUDA_STAGE_MAX) return gam_cuda__memcpy(dst, src, bytes, GAM_COPY_H2D, op);
+  pthread_mutex_lock(&stage_lock);
+  Stage &s = stages[stage_next];
+  stage_next = (stage_next + 1) % kStages;
+  cudaError_t e = cudaSuccess;
+  if (!s.done) e = cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
+  // the buffer's previous copy must be done before it is overwritten
+  if (e == cudaSuccess && s.used && cudaEventQuery(s.done) == cudaErrorNotReady) {
+    cudaGetLastError();  // "not ready" is no error: keep it from later launch checks
+    e = waited(cudaEventSynchronize(s.done));
+  }
+  if (e == cudaSuccess && s.bytes < bytes) {
+    gam_cuda__pinned_free(s.p);
+    size_t want = s.bytes ? s.bytes : (size_t)1 << 20;
+    while (want < bytes) want *= 2;
+    if (gam_cuda__pinned_alloc(&s.p, want) == 0) s.bytes = want;
+    else s.p = NULL, s.bytes = 0;
+  }
+  if (e != cudaSuccess || !s.p) {  // no staging: the plain (pageable) copy
+    s.used = false;
+    pthread_mutex_unlock(&stage_lock);
+    cudaGetLastError();
+    return gam_cuda__memcpy(dst, src, bytes, GAM_COPY_H2D, op);
+  }
+  memcpy(s.p, src, bytes);
+  e = cudaMemcpyAsync(dst, s.p, bytes, cudaMemcpyHostToDevice, the_stream);
+  if (e == cudaSuccess) e = cudaEventRecord(s.done, the_stream);
+  s.used = e == cudaSuccess;
+  pthread_mutex_unlock(&stage_lock);
+  return e == cudaSuccess ? 0 : failed(op, "a copy to the device", e);
+}
+
+void gam_cuda__staging_release(void) {
+  pthread_mutex_lock(&stage_lock);
+  for (int k = 0; k < kStages; k++) {
+    Stage &s = stages[k];
+    if (s.used) waited(cudaEventSynchronize(s.done));
+    gam_cuda__pinned_free(s.p);
+    s.p = NULL;
+    s.bytes = 0;
+    s.used = false;
+  }
+  pthread_mutex_unlock(&stage_lock);
 }
 
 int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
@@ -158,8 +246,27 @@ int gam_cuda__memset(void *p, int byte, size_t bytes, const char *op) {
 }
 
 int gam_cuda__sync(const char *op) {
-  cudaError_t e = cudaStreamSynchronize(the_stream);
+  cudaError_t e = waited(cudaStreamSynchronize(the_stream));
   return e == cudaSuccess ? 0 : failed(op, "waiting for the device", e);
+}
+
+int gam_cuda__info(struct gam_cuda_info *info) {
+  cudaDriverGetVersion(&info->driver);
+  cudaRuntimeGetVersion(&info->runtime);
+  info->cudnn = (int)cudnnGetVersion();
+  info->cudnn_compiled = CUDNN_VERSION;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+  info->devices = n;
+  cudaDeviceProp prop;
+  if (n > 0 && cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
+    snprintf(info->name, sizeof info->name, "%s", prop.name);
+    info->cc_major = prop.major;
+    info->cc_minor = prop.minor;
+    info->memory_bytes = (int64_t)prop.totalGlobalMem;
+  }
+  cudaGetLastError();  // a missing device or driver is not an error here
+  return 0;
 }
 
 int gam_cuda__stream(void **s) {
@@ -194,18 +301,34 @@ int gam_cuda__cudnn(void **handle, const char *op) {
 }
 
 int gam_cuda__workspace(void **p, size_t bytes, const char *op) {
-  pthread_mutex_lock(&lock);
+  pthread_mutex_lock(&ws_lock);
   if (bytes > workspace_bytes) {
-    // stream-ordered: work queued on the old buffer finishes before any reuse
+    // stream-ordered: work queued on the old buffer finishes before any reuse.
+    // The old buffer goes back first, so that an out-of-memory retry of the
+    // allocator (which empties its cache) can return it to the device.
     gam__device_free(workspace, workspace_bytes);
+    workspace = NULL;
+    __atomic_store_n(&workspace_bytes, (size_t)0, __ATOMIC_RELAXED);
     workspace = gam__device_alloc(bytes);
-    workspace_bytes = workspace ? bytes : 0;
+    __atomic_store_n(&workspace_bytes, workspace ? bytes : 0, __ATOMIC_RELAXED);
   }
   void *w = workspace;
-  pthread_mutex_unlock(&lock);
+  pthread_mutex_unlock(&ws_lock);
   if (!w && bytes) return gam__err("%s: no device memory for a %zu-byte workspace", op, bytes);
   *p = w;
   return 0;
 }
+
+void gam_cuda__workspace_release(void) {
+  if (pthread_mutex_trylock(&ws_lock) != 0) return;  // being grown (its old buffer is back already)
+  gam__device_free(workspace, workspace_bytes);  // stream-ordered, as above
+  workspace = NULL;
+  __atomic_store_n(&workspace_bytes, (size_t)0, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&ws_lock);
+}
+
+int64_t gam_cuda__host_waits(void) { return __atomic_load_n(&host_waits, __ATOMIC_RELAXED); }
+
+size_t gam_cuda__workspace_held(void) { return __atomic_load_n(&workspace_bytes, __ATOMIC_RELAXED); }
 
 }  // extern "C"

@@ -184,6 +184,12 @@ if sharp and not on_gpu and not original then opt.profile = true end   -- (on th
 local sgd_step = sharp and o.sgd and make_step(original and 'gam' or 'sgd') or nil
 local ms, sgd_ms, kernel_ms, kernel_mb = time_steps(step, sharp and not on_gpu and not original and opt or nil,
                                                     sgd_step)
+if on_gpu then  -- the host's waits for the device in one step (runtime.cu counts them)
+  sync()
+  local w0 = gam.cuda_host_waits()
+  step()
+  say('gamlua %s step: %d host waits (target: 1)', o.opt, gam.cuda_host_waits() - w0)
+end
 step, opt, sgd_step = nil, nil, nil   -- luacheck: ignore 311 (dropped for collectgarbage)
 collectgarbage()
 if sgd_ms and original then

@@ -55,6 +55,8 @@ describe('the CUDA backend build', function()
     assert.are.equal('number', type(m.device_cached_bytes))
     assert.is_true(m.device_live_bytes >= 0 and m.device_cached_bytes >= 0)
     assert.is_true(m.live_bytes >= m.device_live_bytes) -- live_bytes counts every device
+    assert.are.equal('number', type(m.device_workspace_bytes))
+    assert.is_true(m.device_workspace_bytes >= 0 and m.device_workspace_bytes <= m.device_live_bytes)
   end)
 end)
 
@@ -75,6 +77,7 @@ if not gpu_present() then
       assert.is_false(gam.cuda_available())
       assert.are.equal(0, gam.memory().device_live_bytes)
       assert.are.equal(0, gam.memory().device_cached_bytes)
+      assert.are.equal(0, gam.memory().device_workspace_bytes)
     end)
 
     it('leaves a CPU run quiet: nothing is printed, however CUDA is asked for', function()
@@ -147,6 +150,39 @@ describe('one dispatch', function()
       for _, f in ipairs(fields) do
         assert.truthy(init:find('%.' .. f .. ' = '), table_name .. ' leaves .' .. f .. ' empty')
       end
+    end
+  end)
+end)
+
+describe('the CUDA build', function()
+  it('links the device kernels and runtime paths into libgam', function()
+    if not gam.cuda_built() then return end
+    local out, code = run('nm -D --defined-only ' .. q(_GAMLUA.lib))
+    assert.are.equal(0, code, out)
+    for _, sym in ipairs {'gam_cuda_dropout_mask', 'gam_cuda__upload', 'gam_cuda__pinned_alloc',
+                          'gam_cuda__workspace_release', 'gam_cuda__staging_release', 'gam_cuda__info',
+                          'gam_cuda_softmax', 'gam_cuda_conv2d_forward', 'gam_philox4x32_10', 'gam_cudnn_set'} do
+      assert.truthy(out:find(' ' .. sym .. '\n', 1, true), 'libgam does not define ' .. sym)
+    end
+  end)
+
+  it('gam.cuda_info() reports the stack, or why not', function()
+    local info, why = gam.cuda_info()
+    if not gam.cuda_built() then
+      assert.is_nil(info)
+      assert.truthy(why:find('not available in this build', 1, true), why)
+      return
+    end
+    assert.are.equal('table', type(info))
+    assert.truthy(info.runtime:match('^%d+%.%d$'), info.runtime) -- the runtime linked in knows itself
+    assert.truthy(info.cudnn:match('^%d+%.%d+%.%d+$'), info.cudnn)
+    assert.truthy(info.cudnn_compiled:match('^%d+%.%d+%.%d+$'), info.cudnn_compiled)
+    if gpu_present() then
+      assert.is_true(info.devices >= 1)
+      assert.is_true(#info.name > 0 and info.memory_bytes > 0)
+    else
+      assert.are.equal(0, info.devices)
+      assert.are.equal('', info.name)
     end
   end)
 end)

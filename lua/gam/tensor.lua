@@ -411,7 +411,8 @@ function M.memory()
   return {live_tensors = tonumber(s.live_tensors), live_bytes = tonumber(s.live_bytes),
           peak_bytes = tonumber(s.peak_bytes), cached_bytes = tonumber(s.cached_bytes),
           device_live_bytes = tonumber(s.device_live_bytes),
-          device_cached_bytes = tonumber(s.device_cached_bytes)}
+          device_cached_bytes = tonumber(s.device_cached_bytes),
+          device_workspace_bytes = tonumber(s.device_workspace_bytes)}
 end
 function M.empty_cache() check(C.gam_empty_cache()) end
 
@@ -419,6 +420,24 @@ function M.empty_cache() check(C.gam_empty_cache()) end
 function M.cuda_built() return C.gam_cuda_built() ~= 0 end
 --- gam.cuda_available(): a CUDA device can be used (false, quietly, without one)
 function M.cuda_available() return C.gam_cuda_available() ~= 0 end
+--- gam.cuda_info(): the CUDA stack (versions as strings, device 0's name,
+--- capability and memory); nil and the reason in a build without CUDA
+function M.cuda_info()
+  local s = ffi.new('gam_cuda_info')
+  if C.gam_cuda_info_get(s) ~= 0 then return nil, ffi.string(C.gam_last_error()) end
+  local function v(x)
+    return x > 0 and string.format('%d.%d', math.floor(x / 1000), math.floor(x % 1000 / 10)) or 'unknown'
+  end
+  local function dnn(x)
+    return x > 0 and string.format('%d.%d.%d', math.floor(x / 10000), math.floor(x % 10000 / 100), x % 100) or 'unknown'
+  end
+  return {driver = v(s.driver), runtime = v(s.runtime), cudnn = dnn(s.cudnn), cudnn_compiled = dnn(s.cudnn_compiled),
+          driver_number = s.driver, runtime_number = s.runtime, devices = s.devices, name = ffi.string(s.name),
+          capability = s.devices > 0 and string.format('%d.%d', s.cc_major, s.cc_minor) or nil,
+          memory_bytes = tonumber(s.memory_bytes)}
+end
+--- gam.cuda_host_waits(): how many times the host has waited for the device so far
+function M.cuda_host_waits() return tonumber(C.gam_cuda_host_waits()) end
 --- gam.synchronize(): waits for the device's queued work (timing); no-op without one
 function M.synchronize() check(C.gam_cuda_synchronize()) end
 

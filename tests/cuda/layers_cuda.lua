@@ -1,8 +1,8 @@
 -- The layers on the CUDA backend against the cpu backend: convolution (cuDNN,
 -- FMA math: no TF32), batch norm (cuDNN in training, plain kernels in
 -- evaluation) with PyTorch's running-statistic semantics, max / average /
--- adaptive pooling (plain kernels: the cpu's bits exactly) and dropout (the
--- host generator's mask: the cpu's bits exactly). Forward and backward on
+-- adaptive pooling (plain kernels: the cpu's bits exactly) and dropout (masks
+-- from Philox4x32-10 on the device: their distribution and reproducibility). Forward and backward on
 -- random inputs; relative error under 1e-4 (max |cuda - cpu| / max |cpu|).
 -- Needs a GPU: `make test-cuda`.
 local gam = require 'gam'
@@ -50,6 +50,59 @@ describe('conv2d on ' .. DEV, function()
     end
     local a = run()
     for _ = 1, 3 do assert.are.same(a, run()) end
+  end)
+
+  it('gam.cudnn: benchmark and non-deterministic modes still match the cpu', function()
+    if DEV == 'cpu' then return end
+    local x, w = randn({8, 64, 16, 16}), randn({64, 64, 3, 3}) * 0.1
+    for _, mode in ipairs {{true, true}, {true, false}, {false, false}} do
+      gam.cudnn.benchmark, gam.cudnn.deterministic = mode[1], mode[2]
+      local ok, err = pcall(both, string.format('conv2d benchmark=%s deterministic=%s', mode[1], mode[2]),
+                            function(t) return F.conv2d(t[1], t[2], nil, {padding = 1}) end, {x, w},
+                            {tol = mode[2] and 1e-4 or 1e-3})
+      gam.cudnn.benchmark, gam.cudnn.deterministic = false, true
+      assert(ok, err)
+    end
+  end)
+
+  it('a batch over 2^31 elements runs in chunks of images (dw summed over the chunks)', function()
+    if DEV == 'cpu' then return end
+    -- x [n, 2, 1, 1] of ones with 2n > 2^31; y = w0 + w1 everywhere; dw = n per input channel
+    local n = 1100000000
+    gam.scope(function()
+      local x = gam.ones({n, 2, 1, 1}, {device = DEV})
+      local w = gam.tensor({0.25, -0.5}):reshape({1, 2, 1, 1}):to(DEV):requires_grad_(true)
+      local y = F.conv2d(x, w)
+      assert.are.same({n, 1, 1, 1}, y:shape())
+      assert.are.equal(0.25, (y * -1):max():item())  -- (no min: the largest of -y)
+      assert.are.equal(-0.25, y:max():item())
+      y:sum():backward()
+      for _, v in ipairs(w.grad:reshape({2}):tolist()) do
+        assert(math.abs(v - n) / n < 1e-3, string.format('dw %.6g, expected %d', v, n))
+      end
+    end)
+    gam.empty_cache()
+  end)
+
+  it('reports the cuDNN workspace in gam.memory() and gives it back in empty_cache', function()
+    if DEV == 'cpu' then return end
+    local function run()
+      gam.scope(function()
+        local x = randn({16, 64, 32, 32}):to(DEV):requires_grad_(true)
+        local w = (randn({64, 64, 3, 3}) * 0.1):to(DEV):requires_grad_(true)
+        F.conv2d(x, w, nil, {padding = 1}):sum():backward()
+      end)
+      gam.synchronize()
+    end
+    run()
+    local m = gam.memory()
+    assert.is_true(m.device_workspace_bytes >= 0 and m.device_workspace_bytes <= m.device_live_bytes)
+    gam.empty_cache()
+    m = gam.memory()
+    assert.are.equal(0, m.device_workspace_bytes)
+    assert.are.equal(0, m.device_cached_bytes)
+    run() -- grows it again as needed
+    assert.is_true(gam.memory().device_workspace_bytes <= gam.memory().device_live_bytes)
   end)
 
   it('an empty batch gives an empty output and zero weight gradients', function()
@@ -190,21 +243,73 @@ describe('pooling on ' .. DEV .. ' (the cpu bits exactly)', function()
 end)
 
 describe('dropout on ' .. DEV, function()
-  it('draws the same mask as the cpu for a seed (forward and backward bit for bit)', function()
-    local x = randn({4, 100})
-    local ys, gs = {}, {}
-    for _, dev in ipairs {'cpu', DEV} do
-      gam.manual_seed(99)
-      local xi = x:to(dev):detach():clone():requires_grad_(true)
-      local y = F.dropout(xi, 0.3, true)
-      y:sum():backward()
-      ys[#ys + 1], gs[#gs + 1] = y, xi.grad
+  -- The cuda masks come from Philox4x32-10 on the device (one draw of the
+  -- engine's generator as the key), the cpu's from the host generator: the
+  -- devices' masks differ, so their distribution and reproducibility are tested.
+  local ffi = require 'ffi'
+  local C = require 'gam.lib'
+  local bit = require 'bit'
+
+  it('keeps 1-p of the elements, scaled by 1/(1-p); the gradient is the mask', function()
+    local n = 1000000
+    for _, p in ipairs {0.1, 0.3, 0.5, 0.9} do
+      gam.scope(function()
+        local x = gam.ones({1000, 1000}, {device = DEV}):requires_grad_(true)
+        local y = F.dropout(x, p, true)
+        local scale = tonumber(ffi.new('float', 1 / (1 - p)))
+        assert.are.equal(0, (y * -1):max():item())  -- the smallest element is 0
+        assert.are.equal(scale, y:max():item())
+        local kept = 0  -- per row (sums small enough to be exact to 1e-4 in float32)
+        for _, r in ipairs(y:sum(2):tolist()) do
+          local c = r / scale
+          assert(math.abs(c - math.floor(c + 0.5)) < 1e-3, 'values other than 0 and 1/(1-p)')
+          kept = kept + math.floor(c + 0.5)
+        end
+        local sigma = math.sqrt(p * (1 - p) / n)
+        assert(math.abs(kept / n - (1 - p)) < 6 * sigma,
+               string.format('p = %g: kept %.5f of the elements, expected %.5f', p, kept / n, 1 - p))
+        y:sum():backward()
+        assert.are.equal(0, (x.grad - y):abs():max():item())
+      end)
     end
-    close(ys[1], ys[2], 'dropout output', nil, true)
-    close(gs[1], gs[2], 'dropout gradient', nil, true)
-    local zeros = 0
-    for _, v in ipairs(ys[2]:tolist()) do if v == 0 then zeros = zeros + 1 end end
-    assert(zeros > 60 and zeros < 180, 'about 30% dropped, got ' .. zeros .. ' of 400')
+  end)
+
+  it('is reproducible for a seed, differs between seeds and between calls', function()
+    local x = gam.ones({257, 33}, {device = DEV})
+    local function mask(seed)
+      if seed then gam.manual_seed(seed) end
+      return F.dropout(x, 0.5, true):tolist()
+    end
+    local a = mask(99)
+    assert.are.same(a, mask(99))
+    assert.are_not.same(a, mask(100))
+    gam.manual_seed(99)
+    local first, second = mask(), mask()
+    assert.are.same(a, first)
+    assert.are_not.same(first, second)
+  end)
+
+  it('follows Philox4x32-10 keyed by the next 64-bit draw of the generator', function()
+    if DEV == 'cpu' then return end  -- the cpu draws from the host generator
+    gam.manual_seed(2024)
+    local s = ffi.new('uint64_t[2]')
+    assert.are.equal(0, C.gam_rng_get_state(s))
+    local key64 = bit.rol(s[0] + s[1], 17) + s[0]  -- the engine's xoroshiro128++ draw
+    local n, p = 10, 0.4
+    local y = F.dropout(gam.ones({n}, {device = DEV}), p, true):tolist()
+    local key = ffi.new('uint32_t[2]', {tonumber(bit.band(key64, 0xffffffffULL)), tonumber(bit.rshift(key64, 32))})
+    local pf, scale = tonumber(ffi.new('float', p)), tonumber(ffi.new('float', 1 / (1 - p)))
+    for q = 0, math.ceil(n / 4) - 1 do
+      local r = ffi.new('uint32_t[4]')
+      C.gam_philox4x32_10(ffi.new('uint32_t[4]', {q, 0, 0, 0}), key, r)
+      for j = 0, 3 do
+        local i = 4 * q + j
+        if i < n then
+          local u = math.floor(r[j] / 256) / 16777216
+          assert.are.equal(u >= pf and scale or 0, y[i + 1], 'element ' .. i)
+        end
+      end
+    end
   end)
 
   it('is the identity when not training', function()

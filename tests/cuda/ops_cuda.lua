@@ -141,7 +141,8 @@ describe('cuda tensors', function()
     assert.is_false(c:allclose(c + 1))
     contains(errmsg(function() return c:allclose(gam.ones(4)) end), 'allclose', 'cpu', 'cuda')
     contains(errmsg(function() return gam.ones(2, {device = 'cuda'}):fill_(1 / 0) and
-                                      gam.ones(2, {device = 'cuda', dtype = 'int64'}):fill_(1 / 0) end), 'fill', 'int64')
+                                      gam.ones(2, {device = 'cuda', dtype = 'int64'}):fill_(1 / 0) end),
+                'fill', 'int64')
   end)
 
   it('copy_ between overlapping views of one storage matches the cpu (memmove)', function()
@@ -333,7 +334,8 @@ describe('softmax, gather and losses on cuda', function()
     local logits, target = randn({32, 10}) * 2, gam.randint(0, 10, {32})
     both('cross_entropy', function(x, t) return F.cross_entropy(x, t) end, {logits, target})
     both('smooth_cross_entropy', function(x, t) return F.smooth_cross_entropy(x, t, 0.1) end, {logits, target})
-    both('mean smooth_cross_entropy', function(x, t) return F.smooth_cross_entropy(x, t, 0.2):mean() end, {logits, target})
+    both('mean smooth_cross_entropy', function(x, t) return F.smooth_cross_entropy(x, t, 0.2):mean() end,
+         {logits, target})
     contains(errmsg(function() return F.cross_entropy(randn({3, 4}):cuda(), long{0, 7, 1}:cuda()) end),
              'cross_entropy', 'target 7', 'sample 2', '[0, 4)')
   end)
@@ -450,8 +452,10 @@ describe('device memory', function()
     gam.manual_seed(0)
     local ps = gam.scope(function()
       local t = {
-        w1 = (randn({32, 8}) * 0.3):cuda():requires_grad_(), b1 = gam.zeros({32}, {device = 'cuda', requires_grad = true}),
-        w2 = (randn({4, 32}) * 0.3):cuda():requires_grad_(), b2 = gam.zeros({4}, {device = 'cuda', requires_grad = true}),
+        w1 = (randn({32, 8}) * 0.3):cuda():requires_grad_(),
+        b1 = gam.zeros({32}, {device = 'cuda', requires_grad = true}),
+        w2 = (randn({4, 32}) * 0.3):cuda():requires_grad_(),
+        b2 = gam.zeros({4}, {device = 'cuda', requires_grad = true}),
       }
       for _, p in pairs(t) do p.grad = gam.zeros(p:shape(), {device = 'cuda'}) end
       return t

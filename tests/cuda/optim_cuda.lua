@@ -362,4 +362,32 @@ describe('GAM, SAM and GSAM steps on ' .. DEV .. ' against the cpu', function()
     assert.are.equal(DEV, opt.base._bufs[1]:device())
     assert.are.equal(DEV, opt._S:device())
   end)
+
+  it('an out-of-range target in a step is reported at its one read; the parameters are kept', function()
+    if DEV == 'cpu' then return end
+    for _, kind in ipairs {'gam', 'sam'} do
+      local m = mlp():to(DEV)
+      local opt = make(kind, m, 'sgd')
+      local before = state(m)
+      gam.manual_seed(3)
+      local x = gam.randn({4, 10}):to(DEV)
+      opt:set_closure(loss_fn, x, gam.tensor({1, 2, 7, 0}, {dtype = 'int64'}):to(DEV))
+      local w0 = gam.cuda_host_waits()
+      local stepped, err = pcall(opt.step, opt)
+      local waits = gam.cuda_host_waits() - w0
+      assert.is_false(stepped)
+      err = tostring(err)
+      assert.truthy(err:find('cross_entropy: target 7 of sample 3 is outside the classes [0, 5)', 1, true), err)
+      assert.are.equal(1, waits, kind .. ': the failed step waited ' .. waits .. ' times')
+      for name, t in pairs(state(m)) do close(before[name], t:to(DEV), kind .. ' ' .. name .. ' kept', nil, true) end
+      -- good targets: it steps, waiting once
+      opt:set_closure(loss_fn, x, gam.randint(0, 5, {4}):to(DEV))
+      w0 = gam.cuda_host_waits()
+      opt:step()
+      assert.are.equal(1, gam.cuda_host_waits() - w0, kind .. ': a step waits once')
+    end
+    -- outside an optimiser step the check waits and fails at once
+    local e = H.errmsg(F.cross_entropy, gam.randn({2, 5}):to(DEV), gam.tensor({0, 9}, {dtype = 'int64'}):to(DEV))
+    assert.truthy(e:find('cross_entropy: target 9 of sample 2 is outside the classes [0, 5)', 1, true), e)
+  end)
 end)

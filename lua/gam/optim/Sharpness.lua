@@ -119,8 +119,13 @@ end
 --- self:_code(k, what): the check code of a non-finite `what` in pass k
 function Sharpness:_code(k, what) return 1 + 8 * k + WHAT_INDEX[what] - 1 end
 
--- raises the error of a failed check
-function Sharpness:_fail(code, value)
+-- raises the error of a failed check (host: the block read, for a target check)
+function Sharpness:_fail(code, value, host)
+  if code == C.GAM_OPT_CODE_TARGET then  -- a cross-entropy target, checked on the device
+    error(string.format('cross_entropy: target %d of sample %d is outside the classes [0, %d) (in a %s step; '
+                        .. 'the parameters are left as before the step)', value, host[C.GAM_OPT_POS] + 1,
+                        host[C.GAM_OPT_HI], self.__typename), 0)
+  end
   local k, what = math.floor((code - 1) / 8), WHAT[(code - 1) % 8 + 1]
   error(string.format('%s: pass %d%s gave a non-finite %s (%s); the parameters are left as before the step',
                       self.__typename, k, self.pass_names and self.pass_names[k] or '', what, tostring(value)), 0)
@@ -132,7 +137,7 @@ function Sharpness:_check()
   if self._on_device then return end
   local host = self._host
   tensor.check(C.gam_opt_read(self:_scalars(), host))
-  if host[SLOT.flag] ~= 0 then self:_fail(host[SLOT.flag], host[SLOT.bad]) end
+  if host[SLOT.flag] ~= 0 then self:_fail(host[SLOT.flag], host[SLOT.bad], host) end
 end
 
 --- opt:state_bytes(): bytes of the work buffers and the base optimiser's state
@@ -243,7 +248,13 @@ function Sharpness:step(closure)
   local S = self:_scalars()
   tensor.check(C.gam_opt_clear(S))
   sync.step_begin(self)
-  local pred, loss = self:_pass(0)
+  -- on a device, cross-entropy records bad targets in the block (no wait per loss)
+  if self._on_device then tensor.check(C.gam_opt_watch_targets(S)) end
+  local ok0, pred, loss = pcall(self._pass, self, 0)
+  if not ok0 then
+    C.gam_opt_watch_targets(nil)
+    error(pred, 0)
+  end
   local frozen = freeze_running_stats(self.model)
   local ok, err = pcall(function()
     local src = self:run(hyper)
@@ -255,11 +266,12 @@ function Sharpness:step(closure)
       tensor.check(C.gam_opt_read(S, host))
       if host[SLOT.flag] ~= 0 then
         self.base:_unstep()     -- the guarded update only restored θ
-        self:_fail(host[SLOT.flag], host[SLOT.bad])
+        self:_fail(host[SLOT.flag], host[SLOT.bad], host)
       end
       if loss == nil then loss = host[SLOT.loss] end
     end
   end)
+  C.gam_opt_watch_targets(nil)
   restore_running_stats(frozen)
   self._step_closure = nil
   if not ok then
