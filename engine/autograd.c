@@ -116,11 +116,11 @@ int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
   gam_tensor *x = n->inputs[i];
   char b1[160], b2[160];
   if (g->numel != x->numel)
-    return gam__err("%s backward: gradient %s does not match input %s", n->name,
-                    gam__shape_str(g, b1), gam__shape_str(x, b2));
+    return gam__err("%s backward: gradient %s does not match input %s", n->name, gam__shape_str(g, b1),
+                    gam__shape_str(x, b2));
   if (g->device != x->device)
-    return gam__err("%s backward: gradient on %s for an input on %s", n->name,
-                    gam__device_name(g->device), gam__device_name(x->device));
+    return gam__err("%s backward: gradient on %s for an input on %s", n->name, gam__device_name(g->device),
+                    gam__device_name(x->device));
   if (x->grad_fn) { /* interior: sum into the producing node's gradient */
     gam_node *p = x->grad_fn;
     if (!p->grad) {
@@ -151,7 +151,10 @@ int gam__accumulate(gam_node *n, int i, gam_tensor *g) {
 /* ---- backward ------------------------------------------------------------- */
 static unsigned visit_mark;
 
-typedef struct { gam_node **v; int64_t n, cap; } node_list;
+typedef struct {
+  gam_node **v;
+  int64_t n, cap;
+} node_list;
 
 static int push(node_list *l, gam_node *n) {
   if (l->n == l->cap) {
@@ -199,8 +202,7 @@ static int topo_order(gam_node *root, node_list *order) {
 int gam_backward(gam_tensor *t, gam_tensor *grad) {
   GAM_TRY(gam__check_dev(t, "backward", "tensor"));
   GAM_CHECK(t->requires_grad, "backward: tensor does not require grad (no input asked for one)");
-  GAM_CHECK(t->dtype == GAM_FLOAT32, "backward: tensor must be float32, got %s",
-            gam__dtype_name(t->dtype));
+  GAM_CHECK(t->dtype == GAM_FLOAT32, "backward: tensor must be float32, got %s", gam__dtype_name(t->dtype));
   gam_tensor *seed;
   char b1[160], b2[160];
   if (grad) {
@@ -212,8 +214,7 @@ int gam_backward(gam_tensor *t, gam_tensor *grad) {
     gam_retain(grad);
     seed = grad;
   } else {
-    GAM_CHECK(t->numel == 1,
-              "backward: tensor %s is not a scalar; pass the gradient of the output",
+    GAM_CHECK(t->numel == 1, "backward: tensor %s is not a scalar; pass the gradient of the output",
               gam__shape_str(t, b1));
     seed = gam__new(GAM_FLOAT32, t->device, t->ndim, t->shape);
     if (!seed) return -1;
@@ -228,8 +229,9 @@ int gam_backward(gam_tensor *t, gam_tensor *grad) {
   gam_node *root = t->grad_fn;
   if (root->freed) {
     gam_release(seed);
-    return gam__err("backward: the graph of this tensor was already used by a backward; "
-                    "run the forward again");
+    return gam__err(
+        "backward: the graph of this tensor was already used by a backward; "
+        "run the forward again");
   }
   node_list order = {0};
   if (topo_order(root, &order) != 0) {
@@ -264,8 +266,10 @@ int gam_set_requires_grad(gam_tensor *t, int flag) {
   GAM_TRY(gam__check_dev(t, "requires_grad", "tensor"));
   GAM_CHECK(!t->grad_fn, "requires_grad: only leaf tensors can change it (this one comes from %s)",
             t->grad_fn->name);
-  GAM_CHECK(!flag || t->dtype == GAM_FLOAT32, "requires_grad: only float32 tensors can require "
-            "grad, this one is %s", gam__dtype_name(t->dtype));
+  GAM_CHECK(!flag || t->dtype == GAM_FLOAT32,
+            "requires_grad: only float32 tensors can require "
+            "grad, this one is %s",
+            gam__dtype_name(t->dtype));
   t->requires_grad = flag != 0;
   return 0;
 }
@@ -299,9 +303,7 @@ int gam_detach(gam_tensor **out, gam_tensor *t) {
   return *out ? 0 : -1;
 }
 
-const char *gam_grad_fn_name(const gam_tensor *t) {
-  return t && t->grad_fn ? t->grad_fn->name : NULL;
-}
+const char *gam_grad_fn_name(const gam_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
 
 /* Sum g over the dims in which shape was broadcast (size 1 or missing). */
 int gam__reduce_to_shape(gam_tensor **out, gam_tensor *g, int ndim, const int64_t *shape) {
@@ -329,8 +331,10 @@ int gam_cpu_sum_to_shape(const float *gp, int gndim, const int64_t *gshape, floa
   int64_t s = 1;
   for (int d = gndim - 1; d >= 0; d--) {
     int rd = d - lead;
-    if (rd < 0 || shape[rd] == 1) rstride[d] = 0;
-    else rstride[d] = s;
+    if (rd < 0 || shape[rd] == 1)
+      rstride[d] = 0;
+    else
+      rstride[d] = s;
     if (rd >= 0) s *= shape[rd];
   }
   int64_t idx[GAM_MAX_DIMS] = {0}, roff = 0;

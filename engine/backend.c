@@ -121,7 +121,10 @@ static int cuda_sum_to_shape(const float *g, int gndim, const int64_t *gshape, f
     cur[d] = 1;
     size_t bytes = (size_t)(outer * inner) * sizeof(float);
     float *next = d == last ? r : gam__device_alloc(bytes);
-    if (!next) { rc = -1; break; }
+    if (!next) {
+      rc = -1;
+      break;
+    }
     rc = gam_cuda_sum_lines(acc, next, outer, n, inner, 1.0);
     if (acc != r) gam__device_free(acc, acc_bytes);
     acc = next;

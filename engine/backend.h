@@ -56,8 +56,8 @@ typedef struct gam_backend {
   /* bytes within the device; the regions must not overlap */
   int (*copy)(void *dst, const void *src, size_t bytes, const char *op);
   /* height rows of width bytes within the device, row pitches in bytes */
-  int (*copy2d)(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                size_t height, const char *op);
+  int (*copy2d)(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                const char *op);
   int (*memset)(void *p, int byte, size_t bytes, const char *op);
   /* between the device and host memory (to_host waits for the device) */
   int (*to_host)(void *dst, const void *src, size_t bytes, const char *op);
@@ -81,13 +81,10 @@ typedef struct gam_backend {
   int (*binary)(int op, const float *a, const float *b, float *o, int ndim, const int64_t *shape,
                 const int64_t *sa, const int64_t *sb, int64_t n);
   int (*unary)(int op, const float *x, float *y, int64_t n, float s);
-  int (*unary_grad)(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
-                    float s);
+  int (*unary_grad)(int op, const float *g, const float *x, const float *y, float *gx, int64_t n, float s);
   int (*axpy)(float *a, const float *b, float alpha, int64_t n);
-  int (*sum_lines)(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
-                   double scale);
-  int (*spread_lines)(const float *g, float *p, int64_t outer, int64_t size, int64_t inner,
-                      float scale);
+  int (*sum_lines)(const float *p, float *q, int64_t outer, int64_t size, int64_t inner, double scale);
+  int (*spread_lines)(const float *g, float *p, int64_t outer, int64_t size, int64_t inner, float scale);
   int (*fill_scaled)(float *p, int64_t n, const float *src, float scale);
   int (*argmax_lines)(const float *p, float *values, int64_t *idx, int64_t outer, int64_t size,
                       int64_t inner);
@@ -100,37 +97,32 @@ typedef struct gam_backend {
   /* b[c] = sum_r g[r,c], b zeroed by the caller (linear's bias gradient) */
   int (*sum_rows)(const float *g, float *b, int64_t rows, int64_t cols);
   int (*softmax)(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out);
-  int (*softmax_grad)(const float *g, const float *y, float *gx, int64_t outer, int64_t size,
-                      int64_t inner, int log_out);
-  int (*gather)(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size,
-                int64_t osize, int64_t inner);
-  int (*gather_grad)(const float *g, const int64_t *idx, float *p, int64_t outer, int64_t size,
-                     int64_t osize, int64_t inner);
-  int (*ce_forward)(const float *logp, const int64_t *target, float *loss, int64_t rows, int64_t k,
-                    double on, double off, double ent);
-  int (*ce_backward)(const float *g, const float *logp, const int64_t *target, float *gx,
-                     int64_t rows, int64_t k, float on, float off);
-  int (*gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b,
-              float *c, float beta);
+  int (*softmax_grad)(const float *g, const float *y, float *gx, int64_t outer, int64_t size, int64_t inner,
+                      int log_out);
+  int (*gather)(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size, int64_t osize,
+                int64_t inner);
+  int (*gather_grad)(const float *g, const int64_t *idx, float *p, int64_t outer, int64_t size, int64_t osize,
+                     int64_t inner);
+  int (*ce_forward)(const float *logp, const int64_t *target, float *loss, int64_t rows, int64_t k, double on,
+                    double off, double ent);
+  int (*ce_backward)(const float *g, const float *logp, const int64_t *target, float *gx, int64_t rows,
+                     int64_t k, float on, float off);
+  int (*gemm)(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c,
+              float beta);
 
   /* ---- layers: convolution, batch norm, pooling, dropout (ops_*.c) ------ */
-  int (*conv2d_forward)(const gam_conv_geom *g, const float *x, const float *w, const float *b,
-                        float *y);
+  int (*conv2d_forward)(const gam_conv_geom *g, const float *x, const float *w, const float *b, float *y);
   int (*conv2d_backward_data)(const gam_conv_geom *g, const float *dy, const float *w, float *dx);
   int (*conv2d_backward_filter)(const gam_conv_geom *g, const float *x, const float *dy, float *dw,
                                 float *db);
-  int (*bn_train_forward)(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                          const float *weight, const float *bias, float *rm, float *rv,
-                          double momentum, double eps, float *stats);
-  int (*bn_train_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                           int64_t inner, const float *weight, float *dw, float *db, double eps,
-                           const float *stats);
-  int (*bn_eval_forward)(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                         const float *weight, const float *bias, const float *rm, const float *rv,
-                         double eps, float *stats);
-  int (*bn_eval_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                          int64_t inner, const float *weight, float *dw, float *db,
-                          const float *stats);
+  int (*bn_train_forward)(const float *x, float *y, int64_t n, int64_t c, int64_t inner, const float *weight,
+                          const float *bias, float *rm, float *rv, double momentum, double eps, float *stats);
+  int (*bn_train_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                           const float *weight, float *dw, float *db, double eps, const float *stats);
+  int (*bn_eval_forward)(const float *x, float *y, int64_t n, int64_t c, int64_t inner, const float *weight,
+                         const float *bias, const float *rm, const float *rv, double eps, float *stats);
+  int (*bn_eval_backward)(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                          const float *weight, float *dw, float *db, const float *stats);
   int (*max_pool_forward)(const gam_pool_geom *g, const float *x, float *y, int64_t *idx);
   int (*max_pool_backward)(const gam_pool_geom *g, const float *dy, const int64_t *idx, float *dx);
   int (*avg_pool_forward)(const gam_pool_geom *g, const float *x, float *y, int count_include_pad);
@@ -152,24 +144,24 @@ typedef struct gam_backend {
   int (*opt_clear)(double *s);
   int (*opt_check_loss)(double *s, const float *loss, int code, int keep);
   int (*opt_norm)(double *s, const float *g, const float *w, int64_t n, int code);
-  int (*opt_ascend)(float *theta, float *theta_save, const float *g, float *g_save, int64_t n,
-                    gam_coef scale, int adaptive);
+  int (*opt_ascend)(float *theta, float *theta_save, const float *g, float *g_save, int64_t n, gam_coef scale,
+                    int adaptive);
   int (*opt_dot3)(double *s, const float *a, const float *b, int64_t n, int code0, int code2);
   int (*opt_decompose)(float *h, const float *v, int64_t n, double weight, gam_coef c);
-  int (*opt_gam_pass1)(double *s, float *hplus, const float *g, const float *g0,
-                       const float *theta0, int64_t n, double alpha, int adaptive, int code);
-  int (*opt_gam_ascend_h0)(float *theta, const float *theta0, const float *g, const float *g0,
-                           int64_t n, gam_coef scale, int adaptive);
-  int (*opt_gam_pass2)(double *s, float *hminus, const float *g, const float *theta, int64_t n,
-                       double c0, double c1, int adaptive, int code);
-  int (*opt_gam_pass3)(double *s, float *g, const float *hplus, const float *hminus, int64_t n,
-                       double c, int code0, int code2);
-  int (*opt_sgd_step)(float *param, const float *grad, float *buf, const float *src, int64_t n,
-                      double lr, double momentum, double dampening, double weight_decay,
-                      int nesterov, int first, const double *guard);
-  int (*opt_adam_step)(float *param, const float *grad, float *m, float *v, const float *src,
-                       int64_t n, double lr, double beta1, double beta2, double eps,
-                       double weight_decay, int decoupled, int64_t step, const double *guard);
+  int (*opt_gam_pass1)(double *s, float *hplus, const float *g, const float *g0, const float *theta0,
+                       int64_t n, double alpha, int adaptive, int code);
+  int (*opt_gam_ascend_h0)(float *theta, const float *theta0, const float *g, const float *g0, int64_t n,
+                           gam_coef scale, int adaptive);
+  int (*opt_gam_pass2)(double *s, float *hminus, const float *g, const float *theta, int64_t n, double c0,
+                       double c1, int adaptive, int code);
+  int (*opt_gam_pass3)(double *s, float *g, const float *hplus, const float *hminus, int64_t n, double c,
+                       int code0, int code2);
+  int (*opt_sgd_step)(float *param, const float *grad, float *buf, const float *src, int64_t n, double lr,
+                      double momentum, double dampening, double weight_decay, int nesterov, int first,
+                      const double *guard);
+  int (*opt_adam_step)(float *param, const float *grad, float *m, float *v, const float *src, int64_t n,
+                       double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
+                       int64_t step, const double *guard);
 
   /* ---- collectives (dist.c: MPI for the cpu, NCCL for cuda) ------------- */
   /* data[0..n) (dtype GAM_FLOAT32 | GAM_INT64 | GAM_UINT8) summed over the
@@ -199,7 +191,7 @@ static inline const gam_backend *gam__be(const gam_tensor *t) { return gam__back
  * later device or feature does not provide yet) means "no implementation on
  * this device": check it with GAM_BE_NEED before calling, which fails with
  * "<op>: <op> has no <device> implementation". */
-#define GAM_BE_NEED(be, entry, op)                                                        \
+#define GAM_BE_NEED(be, entry, op) \
   GAM_CHECK((be)->entry != NULL, "%s: %s has no %s implementation", op, op, (be)->name)
 
 /* ---- the cpu kernels, beside their ops (same signatures as gam_cuda_*) ---- */
@@ -207,8 +199,8 @@ static inline const gam_backend *gam__be(const gam_tensor *t) { return gam__back
 int gam_cpu_require(const char *op);
 void gam_cpu_empty_cache(void);
 int gam_cpu_copy(void *dst, const void *src, size_t bytes, const char *op);
-int gam_cpu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                   size_t height, const char *op);
+int gam_cpu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                   const char *op);
 int gam_cpu_memset(void *p, int byte, size_t bytes, const char *op);
 int gam_cpu_fill(void *p, int dtype, int64_t n, double value);
 int gam_cpu_convert(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n);
@@ -216,26 +208,21 @@ int gam_cpu_transpose(const float *x, float *y, int64_t rows, int64_t cols);
 int gam_cpu_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols);
 int gam_cpu_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, int64_t *pos,
                               int64_t *value, const char *op);
-int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
-                              int code);
+int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s, int code);
 /* bytes from src on one device to dst on another (either may be the host);
  * 0 bytes copy nothing (tensor.c) */
-int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, size_t bytes,
-                    const char *op);
+int gam__cross_copy(void *dst, int dst_device, const void *src, int src_device, size_t bytes, const char *op);
 /* the device's caching allocator's cache, given back (core.c) */
 void gam__device_empty_cache(void);
 /* ops_elementwise.c */
 int gam_cpu_binary(int op, const float *a, const float *b, float *o, int ndim, const int64_t *shape,
                    const int64_t *sa, const int64_t *sb, int64_t n);
 int gam_cpu_unary(int op, const float *x, float *y, int64_t n, float s);
-int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
-                       float s);
+int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n, float s);
 int gam_cpu_axpy(float *a, const float *b, float alpha, int64_t n);
 /* ops_reduce.c, autograd.c */
-int gam_cpu_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
-                      double scale);
-int gam_cpu_spread_lines(const float *g, float *p, int64_t outer, int64_t size, int64_t inner,
-                         float scale);
+int gam_cpu_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner, double scale);
+int gam_cpu_spread_lines(const float *g, float *p, int64_t outer, int64_t size, int64_t inner, float scale);
 int gam_cpu_fill_scaled(float *p, int64_t n, const float *src, float scale);
 int gam_cpu_argmax_lines(const float *p, float *values, int64_t *idx, int64_t outer, int64_t size,
                          int64_t inner);
@@ -247,43 +234,39 @@ int gam_cpu_sum_to_shape(const float *g, int gndim, const int64_t *gshape, float
 int gam_cpu_softmax(const float *x, float *y, int64_t outer, int64_t size, int64_t inner, int log_out);
 int gam_cpu_softmax_grad(const float *g, const float *y, float *gx, int64_t outer, int64_t size,
                          int64_t inner, int log_out);
-int gam_cpu_gather(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size,
-                   int64_t osize, int64_t inner);
+int gam_cpu_gather(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size, int64_t osize,
+                   int64_t inner);
 int gam_cpu_gather_grad(const float *g, const int64_t *idx, float *p, int64_t outer, int64_t size,
                         int64_t osize, int64_t inner);
 int gam_cpu_ce_forward(const float *logp, const int64_t *target, float *loss, int64_t rows, int64_t k,
                        double on, double off, double ent);
-int gam_cpu_ce_backward(const float *g, const float *logp, const int64_t *target, float *gx,
-                        int64_t rows, int64_t k, float on, float off);
+int gam_cpu_ce_backward(const float *g, const float *logp, const int64_t *target, float *gx, int64_t rows,
+                        int64_t k, float on, float off);
 /* ops_linalg.c */
-int gam_cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b,
-                 float *c, float beta);
+int gam_cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c,
+                 float beta);
 int gam_cpu_sum_rows(const float *g, float *b, int64_t rows, int64_t cols);
 /* ops_conv.c */
-int gam_cpu_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w, const float *b,
-                           float *y);
+int gam_cpu_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w, const float *b, float *y);
 int gam_cpu_conv2d_backward_data(const gam_conv_geom *g, const float *dy, const float *w, float *dx);
-int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy,
-                                   float *dw, float *db);
+int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy, float *dw,
+                                   float *db);
 /* ops_norm.c */
 int gam_cpu_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                             const float *weight, const float *bias, float *rm, float *rv,
-                             double momentum, double eps, float *stats);
-int gam_cpu_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                              int64_t inner, const float *weight, float *dw, float *db, double eps,
-                              const float *stats);
+                             const float *weight, const float *bias, float *rm, float *rv, double momentum,
+                             double eps, float *stats);
+int gam_cpu_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                              const float *weight, float *dw, float *db, double eps, const float *stats);
 int gam_cpu_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                            const float *weight, const float *bias, const float *rm,
-                            const float *rv, double eps, float *stats);
-int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                             int64_t inner, const float *weight, float *dw, float *db,
-                             const float *stats);
+                            const float *weight, const float *bias, const float *rm, const float *rv,
+                            double eps, float *stats);
+int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                             const float *weight, float *dw, float *db, const float *stats);
 /* ops_pool.c */
 int gam_cpu_max_pool_forward(const gam_pool_geom *g, const float *x, float *y, int64_t *idx);
 int gam_cpu_max_pool_backward(const gam_pool_geom *g, const float *dy, const int64_t *idx, float *dx);
 int gam_cpu_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y, int count_include_pad);
-int gam_cpu_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx,
-                              int count_include_pad);
+int gam_cpu_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx, int count_include_pad);
 int gam_cpu_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y);
 int gam_cpu_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx);
 /* ops_dropout.c */

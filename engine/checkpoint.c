@@ -72,8 +72,7 @@ static int split_path(const char *op, const char *path, char *dir, char *base) {
 /* 1 when name is ".<base>.tmp.XXXXXX" (mkstemp's six letters or digits) */
 static int is_our_temp(const char *name, const char *base) {
   size_t nb = strlen(base);
-  if (name[0] != '.' || strncmp(name + 1, base, nb) != 0 || strncmp(name + 1 + nb, ".tmp.", 5) != 0)
-    return 0;
+  if (name[0] != '.' || strncmp(name + 1, base, nb) != 0 || strncmp(name + 1 + nb, ".tmp.", 5) != 0) return 0;
   const char *x = name + 1 + nb + 5;
   if (strlen(x) != 6) return 0;
   for (int i = 0; i < 6; i++)
@@ -119,8 +118,7 @@ int gam_write_file_atomic(const char *path, int n, const void *const *parts, con
   snprintf(tmp, sizeof tmp, "%s/.%s.tmp.XXXXXX", dir, base);
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0)
-    return gam__err("save: cannot create a temporary file in %s for %s: %s", dir, path,
-                    strerror(errno));
+    return gam__err("save: cannot create a temporary file in %s for %s: %s", dir, path, strerror(errno));
   flock(fd, LOCK_EX); /* ours while we live: gam_clean_temps leaves it alone */
   const char *step = "write";
   for (int k = 0; k < n; k++) {
@@ -128,7 +126,8 @@ int gam_write_file_atomic(const char *path, int n, const void *const *parts, con
   }
   step = "fsync";
   if (fsync(fd) != 0) goto fail;
-  if (fchmod(fd, 0644) != 0) { /* mkstemp makes 0600; a checkpoint is an ordinary file */ }
+  if (fchmod(fd, 0644) != 0) { /* mkstemp makes 0600; a checkpoint is an ordinary file */
+  }
   step = "rename";
   if (rename(tmp, path) != 0) goto fail;
   close(fd); /* the data are on disk (fsync) and in place (rename) */
@@ -143,10 +142,14 @@ fail:;
   int e = errno;
   if (fd >= 0) close(fd);
   unlink(tmp);
-  const char *hint = e == EFBIG ? " (a file-size limit: see ulimit -f)"
-                   : e == ENOSPC ? " (the disk is full)" : e == EDQUOT ? " (the disk quota is exceeded)" : "";
-  return gam__err("save: cannot %s %s (via %s): %s%s; nothing was written, the previous %s (if any) is "
-                  "unchanged", step, path, tmp, strerror(e), hint, path);
+  const char *hint = e == EFBIG    ? " (a file-size limit: see ulimit -f)"
+                     : e == ENOSPC ? " (the disk is full)"
+                     : e == EDQUOT ? " (the disk quota is exceeded)"
+                                   : "";
+  return gam__err(
+      "save: cannot %s %s (via %s): %s%s; nothing was written, the previous %s (if any) is "
+      "unchanged",
+      step, path, tmp, strerror(e), hint, path);
 }
 
 int gam_read_file(const char *path, void **data, size_t *size) {

@@ -40,7 +40,11 @@ int gam_get_num_threads(void) { return omp_get_max_threads(); }
  * loop asks for the same few sizes every step); small blocks go straight to
  * libc. Every byte is counted, so tests can check that a loop returns to its
  * baseline. */
-typedef struct cached_block { void *p; size_t bytes; struct cached_block *next; } cached_block;
+typedef struct cached_block {
+  void *p;
+  size_t bytes;
+  struct cached_block *next;
+} cached_block;
 enum { CACHE_BUCKETS = 256 };
 static cached_block *cache[CACHE_BUCKETS];
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -190,8 +194,8 @@ static unsigned cudnn_version = 1;
 
 int gam_cudnn_set(int benchmark, int deterministic) {
   GAM_CHECK(benchmark >= -1 && benchmark <= 1, "cudnn: benchmark must be true or false, got %d", benchmark);
-  GAM_CHECK(deterministic >= -1 && deterministic <= 1,
-            "cudnn: deterministic must be true or false, got %d", deterministic);
+  GAM_CHECK(deterministic >= -1 && deterministic <= 1, "cudnn: deterministic must be true or false, got %d",
+            deterministic);
   pthread_mutex_lock(&mem_lock);
   int b = benchmark < 0 ? cudnn_benchmark : benchmark;
   int d = deterministic < 0 ? cudnn_deterministic : deterministic;
@@ -218,15 +222,18 @@ int gam_cuda_info_get(gam_cuda_info *info) {
   GAM_CHECK(info != NULL, "cuda_info: no output given");
   memset(info, 0, sizeof *info);
   if (!gam_cuda__built())
-    return gam__err("cuda_info: the cuda device is not available in this build (libgam was compiled "
-                    "without CUDA)");
+    return gam__err(
+        "cuda_info: the cuda device is not available in this build (libgam was compiled "
+        "without CUDA)");
   return gam_cuda__info(info);
 }
 
 int gam__cuda_require(const char *op) {
   if (!gam_cuda__built())
-    return gam__err("%s: the cuda device is not available in this build (libgam was compiled "
-                    "without CUDA)", op);
+    return gam__err(
+        "%s: the cuda device is not available in this build (libgam was compiled "
+        "without CUDA)",
+        op);
   return gam_cuda__init(op);
 }
 
@@ -248,10 +255,11 @@ void *gam__device_alloc(size_t bytes) {
     pthread_mutex_lock(&mem_lock);
     int64_t live = stats.device_live_bytes;
     pthread_mutex_unlock(&mem_lock);
-    gam__err("out of memory on the cuda device: cannot allocate %zu bytes (%.2f GiB); tensors "
-             "hold %.2f GiB, the device has %.2f GiB free of %.2f GiB", bytes,
-             (double)bytes / 1073741824.0, (double)live / 1073741824.0,
-             (double)free_b / 1073741824.0, (double)total_b / 1073741824.0);
+    gam__err(
+        "out of memory on the cuda device: cannot allocate %zu bytes (%.2f GiB); tensors "
+        "hold %.2f GiB, the device has %.2f GiB free of %.2f GiB",
+        bytes, (double)bytes / 1073741824.0, (double)live / 1073741824.0, (double)free_b / 1073741824.0,
+        (double)total_b / 1073741824.0);
     return NULL;
   }
   pthread_mutex_lock(&mem_lock);
@@ -294,11 +302,10 @@ int gam_cpu_copy(void *dst, const void *src, size_t bytes, const char *op) {
   return 0;
 }
 
-int gam_cpu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                   size_t height, const char *op) {
+int gam_cpu_copy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                   const char *op) {
   (void)op;
-  for (size_t r = 0; r < height; r++)
-    memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+  for (size_t r = 0; r < height; r++) memcpy((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
   return 0;
 }
 
@@ -331,9 +338,7 @@ int gam_empty_cache(void) {
 }
 
 static int64_t live_tensors;
-void gam__count_tensor(int delta) {
-  __atomic_add_fetch(&live_tensors, delta, __ATOMIC_RELAXED);
-}
+void gam__count_tensor(int delta) { __atomic_add_fetch(&live_tensors, delta, __ATOMIC_RELAXED); }
 
 void gam_memory(gam_memory_stats *s) {
   if (!s) return;
@@ -347,19 +352,27 @@ void gam_memory(gam_memory_stats *s) {
 /* ---- dtype, shape and argument checks ------------------------------------- */
 size_t gam__dtype_size(int dtype) {
   switch (dtype) {
-    case GAM_FLOAT32: return 4;
-    case GAM_INT64: return 8;
-    case GAM_UINT8: return 1;
-    default: return 0;
+    case GAM_FLOAT32:
+      return 4;
+    case GAM_INT64:
+      return 8;
+    case GAM_UINT8:
+      return 1;
+    default:
+      return 0;
   }
 }
 
 const char *gam__dtype_name(int dtype) {
   switch (dtype) {
-    case GAM_FLOAT32: return "float32";
-    case GAM_INT64: return "int64";
-    case GAM_UINT8: return "uint8";
-    default: return "invalid dtype";
+    case GAM_FLOAT32:
+      return "float32";
+    case GAM_INT64:
+      return "int64";
+    case GAM_UINT8:
+      return "uint8";
+    default:
+      return "invalid dtype";
   }
 }
 
@@ -388,8 +401,7 @@ int gam__check_dev(const gam_tensor *t, const char *op, const char *arg) {
 
 int gam__check_float_dev(const gam_tensor *t, const char *op, const char *arg) {
   GAM_TRY(gam__check_dev(t, op, arg));
-  GAM_CHECK(t->dtype == GAM_FLOAT32, "%s: %s must be float32, got %s", op, arg,
-            gam__dtype_name(t->dtype));
+  GAM_CHECK(t->dtype == GAM_FLOAT32, "%s: %s must be float32, got %s", op, arg, gam__dtype_name(t->dtype));
   return 0;
 }
 
@@ -406,15 +418,15 @@ int gam__check_float(const gam_tensor *t, const char *op, const char *arg) {
 }
 
 int gam__same_device(const char *op, const gam_tensor *a, const gam_tensor *b) {
-  GAM_CHECK(a->device == b->device, "%s: operands are on %s and %s", op,
-            gam__device_name(a->device), gam__device_name(b->device));
+  GAM_CHECK(a->device == b->device, "%s: operands are on %s and %s", op, gam__device_name(a->device),
+            gam__device_name(b->device));
   return 0;
 }
 
 int gam__dim(const char *op, int dim, int ndim, int *out) {
   int d = dim < 0 ? dim + ndim : dim;
-  GAM_CHECK(d >= 0 && d < ndim, "%s: dim %d is out of range for a tensor with %d dims", op,
-            dim + (dim >= 0), ndim);
+  GAM_CHECK(d >= 0 && d < ndim, "%s: dim %d is out of range for a tensor with %d dims", op, dim + (dim >= 0),
+            ndim);
   *out = d;
   return 0;
 }

@@ -65,8 +65,19 @@ int gam__dist_bcast_bytes(void *p, size_t bytes, int root);
 
 /* Operation codes of the elementwise kernels (ops_elementwise.c uses them). */
 enum { GAM_BIN_ADD, GAM_BIN_SUB, GAM_BIN_MUL, GAM_BIN_DIV };
-enum { GAM_UN_NEG, GAM_UN_EXP, GAM_UN_LOG, GAM_UN_SQRT, GAM_UN_ABS, GAM_UN_RELU, GAM_UN_POW,
-       GAM_UN_ADDS, GAM_UN_MULS, GAM_UN_RSUB, GAM_UN_RDIV };
+enum {
+  GAM_UN_NEG,
+  GAM_UN_EXP,
+  GAM_UN_LOG,
+  GAM_UN_SQRT,
+  GAM_UN_ABS,
+  GAM_UN_RELU,
+  GAM_UN_POW,
+  GAM_UN_ADDS,
+  GAM_UN_MULS,
+  GAM_UN_RSUB,
+  GAM_UN_RDIV
+};
 /* Directions of gam_cuda__memcpy. */
 enum { GAM_COPY_H2D, GAM_COPY_D2H, GAM_COPY_D2D };
 
@@ -121,8 +132,8 @@ GAM_CUDA_FN(int gam_cuda__pinned_free(void *p))
 #define GAM_CUDA_STAGE_MAX ((size_t)64 << 20)
 GAM_CUDA_FN(int gam_cuda__upload(void *dst, const void *src, size_t bytes, const char *op))
 /* height rows of width bytes, device to device, with row pitches in bytes */
-GAM_CUDA_FN(int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch,
-                                   size_t width, size_t height, const char *op))
+GAM_CUDA_FN(int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                                   size_t height, const char *op))
 GAM_CUDA_FN(int gam_cuda__memset(void *p, int byte, size_t bytes, const char *op))
 /* Waits for the stream; reports errors of kernels that ran meanwhile. */
 GAM_CUDA_FN(int gam_cuda__sync(const char *op))
@@ -178,8 +189,8 @@ GAM_CUDA_FN(int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_
 /* The same without a wait: the first i found is recorded in the device
  * scalars block s (flag = code when s's flag is 0, bad = idx[i], pos = i,
  * hi = hi: gam.h's gam_opt_watch_targets); one block scans in order. */
-GAM_CUDA_FN(int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
-                                           double *s, int code))
+GAM_CUDA_FN(int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                                           int code))
 
 /* ---- elementwise (kernels/elementwise.cu) ---------------------------------- */
 /* o[i] = a[.] op b[.] over the output shape (ndim dims, n elements); sa/sb are
@@ -189,18 +200,18 @@ GAM_CUDA_FN(int gam_cuda_binary(int op, const float *a, const float *b, float *o
 /* y = f(x) for a GAM_UN_* op; s is the scalar of the scalar ops and pow */
 GAM_CUDA_FN(int gam_cuda_unary(int op, const float *x, float *y, int64_t n, float s))
 /* gx = g * f'(x), from x and y = f(x) (y may be NULL where f' does not need it) */
-GAM_CUDA_FN(int gam_cuda_unary_grad(int op, const float *g, const float *x, const float *y,
-                                    float *gx, int64_t n, float s))
+GAM_CUDA_FN(int gam_cuda_unary_grad(int op, const float *g, const float *x, const float *y, float *gx,
+                                    int64_t n, float s))
 /* a += alpha * b */
 GAM_CUDA_FN(int gam_cuda_axpy(float *a, const float *b, float alpha, int64_t n))
 
 /* ---- reductions (kernels/reduce.cu); x viewed as [outer, size, inner] ---------- */
 /* q[o,i] = scale * sum_k p[o,k,i], two-stage, accumulated in double */
-GAM_CUDA_FN(int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size,
-                                   int64_t inner, double scale))
+GAM_CUDA_FN(int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
+                                   double scale))
 /* p[o,k,i] = scale * g[o,i] (the gradient of a sum over k) */
-GAM_CUDA_FN(int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size,
-                                      int64_t inner, float scale))
+GAM_CUDA_FN(int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size, int64_t inner,
+                                      float scale))
 /* p[i] = scale * src[0] for i < n (src is one device float) */
 GAM_CUDA_FN(int gam_cuda_fill_scaled(float *p, int64_t n, const float *src, float scale))
 /* idx[o,i] = the first k of the largest p[o,k,i] (the first NaN wins, as in
@@ -213,23 +224,23 @@ GAM_CUDA_FN(int gam_cuda_scatter_lines(const float *g, const int64_t *idx, float
 
 /* ---- softmax, gather, losses (kernels/loss.cu) ------------------------------ */
 /* y = softmax (log_out 0) or log_softmax (1) of x along the middle axis */
-GAM_CUDA_FN(int gam_cuda_softmax(const float *x, float *y, int64_t outer, int64_t size,
-                                 int64_t inner, int log_out))
+GAM_CUDA_FN(int gam_cuda_softmax(const float *x, float *y, int64_t outer, int64_t size, int64_t inner,
+                                 int log_out))
 /* gx from g and y (the forward's output), as ops_loss.c's softmax_backward */
-GAM_CUDA_FN(int gam_cuda_softmax_grad(const float *g, const float *y, float *gx, int64_t outer,
-                                      int64_t size, int64_t inner, int log_out))
+GAM_CUDA_FN(int gam_cuda_softmax_grad(const float *g, const float *y, float *gx, int64_t outer, int64_t size,
+                                      int64_t inner, int log_out))
 /* q[o,j,i] = p[o, idx[o,j,i], i]; p is [outer, size, inner], q and idx [outer, osize, inner] */
-GAM_CUDA_FN(int gam_cuda_gather(const float *p, const int64_t *idx, float *q, int64_t outer,
-                                int64_t size, int64_t osize, int64_t inner))
+GAM_CUDA_FN(int gam_cuda_gather(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size,
+                                int64_t osize, int64_t inner))
 /* p[o, idx[o,j,i], i] += g[o,j,i], in j order for every (o,i) */
 GAM_CUDA_FN(int gam_cuda_gather_grad(const float *g, const int64_t *idx, float *p, int64_t outer,
                                      int64_t size, int64_t osize, int64_t inner))
 /* loss[r] = ent - sum_c q_c logp[r,c], q_c = on for c = target[r], off elsewhere */
-GAM_CUDA_FN(int gam_cuda_ce_forward(const float *logp, const int64_t *target, float *loss,
-                                    int64_t rows, int64_t k, double on, double off, double ent))
+GAM_CUDA_FN(int gam_cuda_ce_forward(const float *logp, const int64_t *target, float *loss, int64_t rows,
+                                    int64_t k, double on, double off, double ent))
 /* gx[r,c] = g[r] * (exp(logp[r,c]) - q_c) */
-GAM_CUDA_FN(int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target,
-                                     float *gx, int64_t rows, int64_t k, float on, float off))
+GAM_CUDA_FN(int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target, float *gx,
+                                     int64_t rows, int64_t k, float on, float off))
 
 /* ---- random (kernels/random.cu) ----------------------------------------------- */
 /* mask[i] = u_i >= p ? 1/(1-p) : 0 with u_i from Philox4x32-10 keyed by seed,
@@ -240,8 +251,8 @@ GAM_CUDA_FN(int gam_cuda_dropout_mask(float *mask, int64_t n, double p, uint64_t
 /* ---- linear algebra (kernels/linalg.cu) ------------------------------------- */
 /* row-major C[m,n] = op(A) op(B) + beta C through cuBLAS sgemm (no TF32);
  * ta: A is stored [k,m]; tb: B is stored [n,k] */
-GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a,
-                              const float *b, float *c, float beta))
+GAM_CUDA_FN(int gam_cuda_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b,
+                              float *c, float beta))
 
 /* ---- convolution through cuDNN (kernels/conv.cu) ------------------------------
  * x [n,c,h,w], w [o,c,kh,kw], y [n,o,oh,ow], b [o]; strides, padding,
@@ -261,11 +272,11 @@ typedef struct gam_conv_geom {
 GAM_CUDA_FN(int gam_cuda_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w,
                                         const float *b, float *y))
 /* dx = the gradient w.r.t. x of sum(dy * conv(x, w)) */
-GAM_CUDA_FN(int gam_cuda_conv2d_backward_data(const gam_conv_geom *g, const float *dy,
-                                              const float *w, float *dx))
+GAM_CUDA_FN(int gam_cuda_conv2d_backward_data(const gam_conv_geom *g, const float *dy, const float *w,
+                                              float *dx))
 /* dw (when not NULL) and db (when not NULL) from x and dy */
-GAM_CUDA_FN(int gam_cuda_conv2d_backward_filter(const gam_conv_geom *g, const float *x,
-                                                const float *dy, float *dw, float *db))
+GAM_CUDA_FN(int gam_cuda_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy,
+                                                float *dw, float *db))
 /* shapes with their cuDNN plans cached (for tests) */
 GAM_CUDA_FN(int gam_cuda_conv2d_plans(int *count))
 
@@ -276,23 +287,22 @@ GAM_CUDA_FN(int gam_cuda_conv2d_plans(int *count))
  * (1-momentum) r + momentum stat with cuDNN's unbiased variance (the caller
  * passes NULL for momentum 0: the statistics are then not touched at all).
  * weight/bias may be NULL (1 and 0). */
-GAM_CUDA_FN(int gam_cuda_bn_train_forward(const float *x, float *y, int64_t n, int64_t c,
-                                          int64_t inner, const float *weight, const float *bias,
-                                          float *rm, float *rv, double momentum, double eps,
-                                          float *stats))
+GAM_CUDA_FN(int gam_cuda_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
+                                          const float *weight, const float *bias, float *rm, float *rv,
+                                          double momentum, double eps, float *stats))
 /* From the forward's stats: dx, dw, db, each skipped when NULL. */
-GAM_CUDA_FN(int gam_cuda_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n,
-                                           int64_t c, int64_t inner, const float *weight,
-                                           float *dw, float *db, double eps, const float *stats))
+GAM_CUDA_FN(int gam_cuda_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                                           int64_t inner, const float *weight, float *dw, float *db,
+                                           double eps, const float *stats))
 /* Evaluation with the running statistics (plain kernels, ops_norm.c's
  * formulas in double): y = a x + s0 per channel, stats as above. */
-GAM_CUDA_FN(int gam_cuda_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c,
-                                         int64_t inner, const float *weight, const float *bias,
-                                         const float *rm, const float *rv, double eps, float *stats))
+GAM_CUDA_FN(int gam_cuda_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
+                                         const float *weight, const float *bias, const float *rm,
+                                         const float *rv, double eps, float *stats))
 /* dx = weight invstd dy; dw = sum dy (x - mean) invstd; db = sum dy (NULL: skipped) */
-GAM_CUDA_FN(int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n,
-                                          int64_t c, int64_t inner, const float *weight, float *dw,
-                                          float *db, const float *stats))
+GAM_CUDA_FN(int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
+                                          int64_t inner, const float *weight, float *dw, float *db,
+                                          const float *stats))
 
 /* ---- pooling (kernels/pool.cu): ops_pool.c's loops, one thread per output
  * (forward) or per input element (backward, gathering the windows that cover
@@ -302,18 +312,16 @@ typedef struct gam_pool_geom {
   int kh, kw, sh, sw, ph, pw;
 } gam_pool_geom;
 /* y and, when idx is not NULL, the flat in-plane index of each maximum */
-GAM_CUDA_FN(int gam_cuda_max_pool_forward(const gam_pool_geom *g, const float *x, float *y,
-                                          int64_t *idx))
-GAM_CUDA_FN(int gam_cuda_max_pool_backward(const gam_pool_geom *g, const float *dy,
-                                           const int64_t *idx, float *dx))
+GAM_CUDA_FN(int gam_cuda_max_pool_forward(const gam_pool_geom *g, const float *x, float *y, int64_t *idx))
+GAM_CUDA_FN(int gam_cuda_max_pool_backward(const gam_pool_geom *g, const float *dy, const int64_t *idx,
+                                           float *dx))
 GAM_CUDA_FN(int gam_cuda_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y,
                                           int count_include_pad))
 GAM_CUDA_FN(int gam_cuda_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx,
                                            int count_include_pad))
 /* adaptive: only planes, h, w, oh, ow of g are used */
 GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_forward(const gam_pool_geom *g, const float *x, float *y))
-GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy,
-                                                    float *dx))
+GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy, float *dx))
 
 /* ---- fused optimiser kernels (kernels/optim.cu) ----------------------------------
  * The cuda entries of the backend table's fused optimiser passes (backend.h),
@@ -327,32 +335,30 @@ GAM_CUDA_FN(int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, cons
  * the host. Reductions run in two fixed stages accumulated in double:
  * deterministic. */
 GAM_CUDA_FN(int gam_cuda_opt_copy(float *dst, const float *src, int64_t n))
-GAM_CUDA_FN(int gam_cuda_opt_read(double *out, const double *s))   /* the block to the host (waits) */
+GAM_CUDA_FN(int gam_cuda_opt_read(double *out, const double *s)) /* the block to the host (waits) */
 GAM_CUDA_FN(int gam_cuda_opt_clear(double *s))
 GAM_CUDA_FN(int gam_cuda_opt_norm(double *s, const float *g, const float *w, int64_t n, int code))
-GAM_CUDA_FN(int gam_cuda_opt_ascend(float *theta, float *theta_save, const float *g, float *g_save,
-                                    int64_t n, gam_coef scale, int adaptive))
-GAM_CUDA_FN(int gam_cuda_opt_dot3(double *s, const float *a, const float *b, int64_t n, int code0,
-                                  int code2))
+GAM_CUDA_FN(int gam_cuda_opt_ascend(float *theta, float *theta_save, const float *g, float *g_save, int64_t n,
+                                    gam_coef scale, int adaptive))
+GAM_CUDA_FN(int gam_cuda_opt_dot3(double *s, const float *a, const float *b, int64_t n, int code0, int code2))
 GAM_CUDA_FN(int gam_cuda_opt_decompose(float *h, const float *v, int64_t n, double weight, gam_coef c))
 GAM_CUDA_FN(int gam_cuda_gam_pass1(double *s, float *hplus, const float *g, const float *g0,
                                    const float *theta0, int64_t n, double alpha, int adaptive, int code))
-GAM_CUDA_FN(int gam_cuda_gam_ascend_h0(float *theta, const float *theta0, const float *g,
-                                       const float *g0, int64_t n, gam_coef scale, int adaptive))
-GAM_CUDA_FN(int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, const float *theta,
-                                   int64_t n, double c0, double c1, int adaptive, int code))
-GAM_CUDA_FN(int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus,
-                                   int64_t n, double c, int code0, int code2))
+GAM_CUDA_FN(int gam_cuda_gam_ascend_h0(float *theta, const float *theta0, const float *g, const float *g0,
+                                       int64_t n, gam_coef scale, int adaptive))
+GAM_CUDA_FN(int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, const float *theta, int64_t n,
+                                   double c0, double c1, int adaptive, int code))
+GAM_CUDA_FN(int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus, int64_t n,
+                                   double c, int code0, int code2))
 /* The base steps. guard (NULL: none) is a scalars block: when its flag is set
  * the step only restores param = src (when src is not NULL) and leaves the
  * optimiser state untouched. buf is NULL without momentum. */
-GAM_CUDA_FN(int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src,
-                                  int64_t n, double lr, double momentum, double dampening,
-                                  double weight_decay, int nesterov, int first, const double *guard))
-GAM_CUDA_FN(int gam_cuda_adam_step(float *param, const float *grad, float *m, float *v,
-                                   const float *src, int64_t n, double lr, double beta1,
-                                   double beta2, double eps, double weight_decay, int decoupled,
-                                   int64_t step, const double *guard))
+GAM_CUDA_FN(int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src, int64_t n,
+                                  double lr, double momentum, double dampening, double weight_decay,
+                                  int nesterov, int first, const double *guard))
+GAM_CUDA_FN(int gam_cuda_adam_step(float *param, const float *grad, float *m, float *v, const float *src,
+                                   int64_t n, double lr, double beta1, double beta2, double eps,
+                                   double weight_decay, int decoupled, int64_t step, const double *guard))
 /* loss (one device float) non-finite and no flag yet: flag = code, bad = loss;
  * keep: s[GAM_OPT_LOSS] = loss */
 GAM_CUDA_FN(int gam_cuda_opt_check_loss(double *s, const float *loss, int code, int keep))

@@ -76,8 +76,8 @@ static int check_augment(const char *op, const gam_augment *a, int64_t C, int64_
 }
 
 /* Draws and writes one augmented image. src uint8 [C,H,W] -> dst float [C,H,W]. */
-static void augment_one(float *dst, const uint8_t *src, int64_t C, int64_t H, int64_t W,
-                        const gam_augment *a, uint64_t *rng) {
+static void augment_one(float *dst, const uint8_t *src, int64_t C, int64_t H, int64_t W, const gam_augment *a,
+                        uint64_t *rng) {
   int64_t dy = 0, dx = 0;
   if (a->pad > 0) { /* window origin inside the padded canvas, minus the padding */
     dy = (int64_t)gam__xoro_below(rng, 2 * (uint64_t)a->pad + 1) - a->pad;
@@ -101,7 +101,7 @@ static void augment_one(float *dst, const uint8_t *src, int64_t C, int64_t H, in
       }
       const uint8_t *srow = sp + si * W;
       for (int64_t j = 0; j < W; j++) {
-        int64_t sj = (flip ? W - 1 - j : j) + dx;  /* flip the cropped window */
+        int64_t sj = (flip ? W - 1 - j : j) + dx; /* flip the cropped window */
         row[j] = (sj < 0 || sj >= W) ? shift : (float)srow[sj] * scale + shift;
       }
     }
@@ -139,8 +139,8 @@ int gam_augment_batch(gam_tensor *x, gam_tensor *y, const gam_tensor *images, co
   const int64_t C = images->shape[1], H = images->shape[2], W = images->shape[3], N = images->shape[0];
   GAM_TRY(check_augment("augment", aug, C, H, W));
   char s[160];
-  GAM_CHECK(x->ndim == 4 && x->shape[0] == n && x->shape[1] == C && x->shape[2] == H &&
-                x->shape[3] == W && x->device == GAM_CPU,
+  GAM_CHECK(x->ndim == 4 && x->shape[0] == n && x->shape[1] == C && x->shape[2] == H && x->shape[3] == W &&
+                x->device == GAM_CPU,
             "augment: output x is %s, expected [%lld,%lld,%lld,%lld] on the cpu", gam__shape_str(x, s),
             (long long)n, (long long)C, (long long)H, (long long)W);
   GAM_CHECK(y->dtype == GAM_INT64 && y->ndim == 1 && y->shape[0] == n && y->device == GAM_CPU,
@@ -157,32 +157,32 @@ int gam_augment_batch(gam_tensor *x, gam_tensor *y, const gam_tensor *images, co
 enum { SLOT_FREE = 0, SLOT_READY = 1 };
 
 typedef struct loader_slot {
-  float *x;          /* [batch, C, H, W] */
-  int64_t *y;        /* [batch] */
-  int64_t count;     /* samples in this batch */
+  float *x;      /* [batch, C, H, W] */
+  int64_t *y;    /* [batch] */
+  int64_t count; /* samples in this batch */
   int state;
 } loader_slot;
 
 struct gam_loader {
-  gam_tensor *images, *labels;  /* retained; read only by the worker */
+  gam_tensor *images, *labels; /* retained; read only by the worker */
   int64_t n, C, H, W, batch, nbatches;
   int shuffle, drop_last;
   gam_augment aug;
   uint64_t seed;
   int64_t epoch;
-  int64_t *order;               /* [n] sample order of the pass */
+  int64_t *order; /* [n] sample order of the pass */
   int nslots;
   loader_slot *slots;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   pthread_t thread;
-  int running;                  /* a worker exists and is not joined */
-  int stop;                     /* asks the worker to end the pass */
-  int64_t consumed;             /* batches handed out in this pass */
-  int failed;                   /* the worker stopped on an error (message in err) */
-  int64_t failed_at;            /* the batch it failed at */
+  int running;       /* a worker exists and is not joined */
+  int stop;          /* asks the worker to end the pass */
+  int64_t consumed;  /* batches handed out in this pass */
+  int failed;        /* the worker stopped on an error (message in err) */
+  int64_t failed_at; /* the batch it failed at */
   char err[1024];
-  int64_t fail_at;              /* tests: the worker fails at this batch (-1: never) */
+  int64_t fail_at; /* tests: the worker fails at this batch (-1: never) */
   /* data-parallel share (gam_loader_shard): samples per pass on this rank */
   int64_t count;
   int rank, world, shard_drop;
@@ -192,8 +192,8 @@ static int live_threads;
 
 int gam_loader_threads(void) { return __atomic_load_n(&live_threads, __ATOMIC_SEQ_CST); }
 
-int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int64_t batch_size,
-                   int shuffle, int drop_last, const gam_augment *aug, uint64_t seed, int prefetch) {
+int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int64_t batch_size, int shuffle,
+                   int drop_last, const gam_augment *aug, uint64_t seed, int prefetch) {
   *out = NULL;
   GAM_TRY(check_dataset("loader", images, labels));
   const int64_t n = images->shape[0], C = images->shape[1], H = images->shape[2], W = images->shape[3];
@@ -211,7 +211,10 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
   l->labels = labels;
   gam_retain(images);
   gam_retain(labels);
-  l->n = n; l->C = C; l->H = H; l->W = W;
+  l->n = n;
+  l->C = C;
+  l->H = H;
+  l->W = W;
   l->batch = batch_size;
   l->nbatches = nb;
   l->shuffle = shuffle;
@@ -234,8 +237,7 @@ int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int
   pthread_cond_init(&l->cv, NULL);
   if (!ok) {
     gam_loader_free(l);
-    return gam__err("loader: out of memory for %d batches of %lld samples", prefetch,
-                    (long long)batch_size);
+    return gam__err("loader: out of memory for %d batches of %lld samples", prefetch, (long long)batch_size);
   }
   *out = l;
   return 0;
@@ -289,8 +291,7 @@ static int work_batch(gam_loader *l, loader_slot *s, int64_t b, int64_t count) {
   uint64_t rng[2];
   /* rank r > 0 draws its own augmentation stream */
   gam_rng_derive(rng, l->seed, (uint64_t)l->epoch, ((uint64_t)l->rank << 40) + (uint64_t)b + 1);
-  assemble(s->x, s->y, gam__data(l->images), gam__i64(l->labels), idx, count, l->C, l->H, l->W, &l->aug,
-           rng);
+  assemble(s->x, s->y, gam__data(l->images), gam__i64(l->labels), idx, count, l->C, l->H, l->W, &l->aug, rng);
   return 0;
 }
 

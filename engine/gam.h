@@ -34,23 +34,23 @@ typedef struct gam_node gam_node;
 
 typedef struct gam_tensor {
   int refcount;
-  int dtype;            /* GAM_FLOAT32 | GAM_INT64 | GAM_UINT8 */
-  int device;           /* GAM_CPU | GAM_CUDA */
-  int ndim;             /* 0 .. GAM_MAX_DIMS; 0 is a scalar */
+  int dtype;  /* GAM_FLOAT32 | GAM_INT64 | GAM_UINT8 */
+  int device; /* GAM_CPU | GAM_CUDA */
+  int ndim;   /* 0 .. GAM_MAX_DIMS; 0 is a scalar */
   int64_t shape[8];
   int64_t numel;
-  int64_t offset;       /* first element, in elements, within storage */
+  int64_t offset; /* first element, in elements, within storage */
   gam_storage *storage;
-  int requires_grad;    /* leaf asking for .grad, or result of such */
-  struct gam_tensor *grad;  /* accumulated gradient (leaves), may be NULL */
-  gam_node *grad_fn;    /* the op that made this tensor, NULL for leaves */
+  int requires_grad;       /* leaf asking for .grad, or result of such */
+  struct gam_tensor *grad; /* accumulated gradient (leaves), may be NULL */
+  gam_node *grad_fn;       /* the op that made this tensor, NULL for leaves */
 } gam_tensor;
 
 typedef struct gam_memory_stats {
-  int64_t live_tensors;     /* tensor headers alive */
-  int64_t live_bytes;       /* bytes of storage alive (all devices) */
+  int64_t live_tensors; /* tensor headers alive */
+  int64_t live_bytes;   /* bytes of storage alive (all devices) */
   int64_t peak_bytes;
-  int64_t cached_bytes;     /* held by the caching allocator, free for reuse */
+  int64_t cached_bytes; /* held by the caching allocator, free for reuse */
   int64_t device_live_bytes;
   int64_t device_cached_bytes;
   int64_t device_workspace_bytes; /* the kept cuDNN workspace (within device_live_bytes) */
@@ -76,7 +76,7 @@ int gam_zeros(gam_tensor **out, int dtype, int device, int ndim, const int64_t *
 int gam_full(gam_tensor **out, int dtype, int device, int ndim, const int64_t *shape, double value);
 int gam_from_data(gam_tensor **out, int dtype, int ndim, const int64_t *shape, const void *data);
 int gam_arange(gam_tensor **out, int dtype, double start, double stop, double step);
-int gam_copy_to_host(const gam_tensor *t, void *dst, size_t bytes);   /* contiguous element dump */
+int gam_copy_to_host(const gam_tensor *t, void *dst, size_t bytes); /* contiguous element dump */
 int gam_to_device(gam_tensor **out, gam_tensor *t, int device);
 int gam_to_dtype(gam_tensor **out, gam_tensor *t, int dtype);
 int gam_item(const gam_tensor *t, double *value);
@@ -91,24 +91,24 @@ int gam_randint(gam_tensor **out, int ndim, const int64_t *shape, int64_t lo, in
 int gam_randperm(gam_tensor **out, int64_t n);
 
 /* ---- autograd ----------------------------------------------------------- */
-int gam_set_grad_enabled(int enabled);     /* returns the previous mode */
+int gam_set_grad_enabled(int enabled); /* returns the previous mode */
 int gam_is_grad_enabled(void);
 int gam_set_requires_grad(gam_tensor *t, int flag);
-int gam_backward(gam_tensor *t, gam_tensor *grad);  /* grad may be NULL for scalars */
-int gam_get_grad(gam_tensor **out, gam_tensor *t);  /* *out = NULL when none */
-int gam_set_grad(gam_tensor *t, gam_tensor *grad);  /* grad may be NULL to clear */
+int gam_backward(gam_tensor *t, gam_tensor *grad); /* grad may be NULL for scalars */
+int gam_get_grad(gam_tensor **out, gam_tensor *t); /* *out = NULL when none */
+int gam_set_grad(gam_tensor *t, gam_tensor *grad); /* grad may be NULL to clear */
 int gam_detach(gam_tensor **out, gam_tensor *t);
 const char *gam_grad_fn_name(const gam_tensor *t);
 
 /* ---- views and copies (views share storage) ----------------------------- */
 int gam_reshape(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape); /* one -1 allowed */
 int gam_flatten(gam_tensor **out, gam_tensor *t, int start_dim, int end_dim);
-int gam_narrow(gam_tensor **out, gam_tensor *t, int64_t start, int64_t length);   /* along dim 0 */
-int gam_select(gam_tensor **out, gam_tensor *t, int64_t index);                   /* along dim 0 */
+int gam_narrow(gam_tensor **out, gam_tensor *t, int64_t start, int64_t length); /* along dim 0 */
+int gam_select(gam_tensor **out, gam_tensor *t, int64_t index);                 /* along dim 0 */
 int gam_clone(gam_tensor **out, gam_tensor *t);
-int gam_copy_(gam_tensor *dst, gam_tensor *src);     /* in place, same numel, no autograd */
-int gam_fill_(gam_tensor *t, double value);           /* in place, no autograd */
-int gam_transpose(gam_tensor **out, gam_tensor *t);   /* 2-D */
+int gam_copy_(gam_tensor *dst, gam_tensor *src);    /* in place, same numel, no autograd */
+int gam_fill_(gam_tensor *t, double value);         /* in place, no autograd */
+int gam_transpose(gam_tensor **out, gam_tensor *t); /* 2-D */
 int gam_cat(gam_tensor **out, gam_tensor **ts, int n, int dim);
 int gam_allclose(const gam_tensor *a, const gam_tensor *b, double rtol, double atol, int *result);
 
@@ -119,36 +119,38 @@ int gam_mul(gam_tensor **out, gam_tensor *a, gam_tensor *b);
 int gam_div(gam_tensor **out, gam_tensor *a, gam_tensor *b);
 int gam_add_scalar(gam_tensor **out, gam_tensor *a, double s);
 int gam_mul_scalar(gam_tensor **out, gam_tensor *a, double s);
-int gam_rsub_scalar(gam_tensor **out, gam_tensor *a, double s);    /* s - a */
-int gam_rdiv_scalar(gam_tensor **out, gam_tensor *a, double s);    /* s / a */
-int gam_pow_scalar(gam_tensor **out, gam_tensor *a, double p);     /* a ^ p */
+int gam_rsub_scalar(gam_tensor **out, gam_tensor *a, double s); /* s - a */
+int gam_rdiv_scalar(gam_tensor **out, gam_tensor *a, double s); /* s / a */
+int gam_pow_scalar(gam_tensor **out, gam_tensor *a, double p);  /* a ^ p */
 int gam_neg(gam_tensor **out, gam_tensor *a);
 int gam_exp(gam_tensor **out, gam_tensor *a);
 int gam_log(gam_tensor **out, gam_tensor *a);
 int gam_sqrt(gam_tensor **out, gam_tensor *a);
 int gam_abs(gam_tensor **out, gam_tensor *a);
 int gam_relu(gam_tensor **out, gam_tensor *a);
-int gam_add_(gam_tensor *a, gam_tensor *b, double alpha);  /* a += alpha*b, same numel, no autograd */
+int gam_add_(gam_tensor *a, gam_tensor *b, double alpha); /* a += alpha*b, same numel, no autograd */
 
 /* ---- reductions ---------------------------------------------------------- */
-int gam_sum(gam_tensor **out, gam_tensor *a);                        /* all -> scalar */
+int gam_sum(gam_tensor **out, gam_tensor *a); /* all -> scalar */
 int gam_mean(gam_tensor **out, gam_tensor *a);
 int gam_sum_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim);
 int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim);
 int gam_max_dim(gam_tensor **values, gam_tensor **indices, gam_tensor *a, int dim, int keepdim);
-int gam_max(gam_tensor **out, gam_tensor *a);                        /* all -> scalar */
+int gam_max(gam_tensor **out, gam_tensor *a); /* all -> scalar */
 int gam_argmax(gam_tensor **out, gam_tensor *a, int dim, int keepdim);
 
 /* ---- linear algebra ------------------------------------------------------ */
-int gam_matmul(gam_tensor **out, gam_tensor *a, gam_tensor *b);      /* [m,k]x[k,n] */
-int gam_linear(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b); /* x[n,in] w[out,in] b[out]|NULL */
+int gam_matmul(gam_tensor **out, gam_tensor *a, gam_tensor *b); /* [m,k]x[k,n] */
+int gam_linear(gam_tensor **out, gam_tensor *x, gam_tensor *w,
+               gam_tensor *b); /* x[n,in] w[out,in] b[out]|NULL */
 
 /* ---- softmax and losses -------------------------------------------------- */
 int gam_softmax(gam_tensor **out, gam_tensor *a, int dim);
 int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim);
 int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index);
-int gam_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target);          /* per sample [n] */
-int gam_smooth_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target, double smoothing); /* per sample [n] */
+int gam_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target); /* per sample [n] */
+int gam_smooth_cross_entropy(gam_tensor **out, gam_tensor *logits, gam_tensor *target,
+                             double smoothing); /* per sample [n] */
 
 /* ---- flat parameter arena (arena.c) ---------------------------------------- */
 /* Moves params into one buffer *flat and their grads into *flat_grad (both 1-D,
@@ -160,8 +162,8 @@ int gam_same_storage(const gam_tensor *a, const gam_tensor *b);
 /* (section owned by the layers work) */
 /* All NCHW float32. Pairs are (height, width). Outputs are new references. */
 /* y = conv2d(x[N,C,H,W], w[O,C,KH,KW], b[O] or NULL) -> [N,O,OH,OW], groups = 1 */
-int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h,
-               int stride_w, int pad_h, int pad_w, int dil_h, int dil_w);
+int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h, int stride_w,
+               int pad_h, int pad_w, int dil_h, int dil_w);
 /* 0: direct kernels (default, PyTorch's choice); 1: Winograd for 3x3 stride-1 convs (faster, ~1e-5 rel. error) */
 int gam_conv2d_set_algorithm(int algorithm);
 int gam_conv2d_get_algorithm(void);
@@ -173,9 +175,8 @@ int gam_conv2d_cache_size(void);
  * (both or neither) are updated in place when training: (1-m) r + m stat, with
  * the unbiased batch variance; momentum 0 leaves them untouched. weight/bias may
  * be NULL (no affine). Evaluation uses the running statistics. */
-int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
-                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
-                   double momentum, double eps);
+int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean, gam_tensor *running_var,
+                   gam_tensor *weight, gam_tensor *bias, int training, double momentum, double eps);
 int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
                    int ceil_mode);
 int gam_avg_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
@@ -195,14 +196,13 @@ int gam_dropout(gam_tensor **out, gam_tensor *x, double p, int training);
 /* *out = a 1-D view over ts[0..n) when they are consecutive slices of one storage
  * in order (the flat arena); *out = NULL (and 0 returned) when they are not. */
 int gam_opt_span(gam_tensor **out, gam_tensor **ts, int n);
-int gam_opt_copy(gam_tensor *dst, const gam_tensor *src);                     /* dst = src, one pass */
+int gam_opt_copy(gam_tensor *dst, const gam_tensor *src); /* dst = src, one pass */
 /* The base steps without a guard (gam_*_step_s with guard NULL). */
-int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                 const gam_tensor *src, double lr, double momentum, double dampening,
-                 double weight_decay, int nesterov, int first);
-int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int decoupled, int64_t step);
+int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf, const gam_tensor *src,
+                 double lr, double momentum, double dampening, double weight_decay, int nesterov, int first);
+int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg, gam_tensor *exp_avg_sq,
+                  const gam_tensor *src, double lr, double beta1, double beta2, double eps,
+                  double weight_decay, int decoupled, int64_t step);
 /* The sharpness-aware passes with host-side scalars (a norm returned as a
  * double, a coefficient passed as one) are for tests only: engine/gam_test.h. */
 
@@ -213,8 +213,8 @@ int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg
 /* CIFAR binary batches, concatenated in the order given. classes 10: records of
  * 1 label byte + 3072 image bytes; classes 100: coarse byte, fine byte, 3072
  * bytes (fine labels, or coarse ones when coarse = 1). -> [N,3,32,32], [N] */
-int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *paths,
-                   int npaths, int classes, int coarse);
+int gam_read_cifar(gam_tensor **images, gam_tensor **labels, const char *const *paths, int npaths,
+                   int classes, int coarse);
 /* One IDX file of unsigned bytes, gzip-compressed or plain: uint8, the file's dims. */
 int gam_read_idx(gam_tensor **out, const char *path);
 /* IDX images [N,H,W] + IDX labels [N] -> images [N,1,H,W], labels int64 [N] < classes */
@@ -222,10 +222,10 @@ int gam_read_idx_dataset(gam_tensor **images, gam_tensor **labels, const char *i
                          const char *labels_path, int classes);
 
 typedef struct gam_augment {
-  int pad;          /* random crop: zero-pad by pad pixels, crop H x W at a random offset; 0 = off */
-  int flip;         /* random horizontal flip with probability 1/2 */
-  int cutout;       /* zero a cutout x cutout square (clipped) at a random centre; 0 = off */
-  int normalize;    /* x = (v/255 - mean[c]) / std[c]; otherwise x = v/255 */
+  int pad;       /* random crop: zero-pad by pad pixels, crop H x W at a random offset; 0 = off */
+  int flip;      /* random horizontal flip with probability 1/2 */
+  int cutout;    /* zero a cutout x cutout square (clipped) at a random centre; 0 = off */
+  int normalize; /* x = (v/255 - mean[c]) / std[c]; otherwise x = v/255 */
   float mean[4];
   float std[4];
 } gam_augment;
@@ -233,9 +233,8 @@ typedef struct gam_augment {
 /* One batch: x[b] = augment(images[idx[b]]), y[b] = labels[idx[b]], b < n.
  * x float32 [n,C,H,W] and y int64 [n] are written in place. rng is a 2-word
  * xoroshiro128++ state, advanced (draws per sample: crop dy, dx, flip, cutout cy, cx). */
-int gam_augment_batch(gam_tensor *x, gam_tensor *y, const gam_tensor *images,
-                      const gam_tensor *labels, const int64_t *idx, int64_t n,
-                      const gam_augment *aug, uint64_t *rng);
+int gam_augment_batch(gam_tensor *x, gam_tensor *y, const gam_tensor *images, const gam_tensor *labels,
+                      const int64_t *idx, int64_t n, const gam_augment *aug, uint64_t *rng);
 /* 2-word generator state from (seed, a, b): the loader uses (seed, epoch, batch) */
 void gam_rng_derive(uint64_t *state2, uint64_t seed, uint64_t a, uint64_t b);
 
@@ -244,8 +243,8 @@ void gam_rng_derive(uint64_t *state2, uint64_t seed, uint64_t a, uint64_t b);
  * permutation drawn from (seed, e) and the augmentation of batch k from
  * (seed, e, k), so the batches do not depend on thread timing. */
 typedef struct gam_loader gam_loader;
-int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int64_t batch_size,
-                   int shuffle, int drop_last, const gam_augment *aug, uint64_t seed, int prefetch);
+int gam_loader_new(gam_loader **out, gam_tensor *images, gam_tensor *labels, int64_t batch_size, int shuffle,
+                   int drop_last, const gam_augment *aug, uint64_t seed, int prefetch);
 int64_t gam_loader_num_batches(const gam_loader *l);
 /* begins epoch `epoch` (stopping a pass in progress) and starts the thread */
 int gam_loader_start(gam_loader *l, int64_t epoch);
@@ -338,33 +337,40 @@ int gam_opt_watch_targets(gam_tensor *s);
  * engine/gam_test.h. */
 /* the block's slots: a norm (NORM), or {‖a‖², ⟨a,b⟩, ‖b‖²} (AA, AB, BB); the
  * check's flag and bad value; pass 0's loss */
-enum { GAM_OPT_NORM = 0, GAM_OPT_AA = 0, GAM_OPT_AB = 1, GAM_OPT_BB = 2, GAM_OPT_FLAG = 3,
-       GAM_OPT_BAD = 4, GAM_OPT_LOSS = 5, GAM_OPT_NSCALARS = 8 };
-int gam_opt_scalars(gam_tensor **out, int device);                 /* a zeroed block */
-int gam_opt_read(const gam_tensor *s, double *out);                /* all slots to the host (waits) */
-int gam_opt_clear(gam_tensor *s);                                  /* every slot = 0 */
+enum {
+  GAM_OPT_NORM = 0,
+  GAM_OPT_AA = 0,
+  GAM_OPT_AB = 1,
+  GAM_OPT_BB = 2,
+  GAM_OPT_FLAG = 3,
+  GAM_OPT_BAD = 4,
+  GAM_OPT_LOSS = 5,
+  GAM_OPT_NSCALARS = 8
+};
+int gam_opt_scalars(gam_tensor **out, int device);  /* a zeroed block */
+int gam_opt_read(const gam_tensor *s, double *out); /* all slots to the host (waits) */
+int gam_opt_clear(gam_tensor *s);                   /* every slot = 0 */
 /* loss: a float32 scalar tensor; keep: also s[GAM_OPT_LOSS] = loss */
 int gam_opt_check_loss(gam_tensor *s, const gam_tensor *loss, int code, int keep);
 int gam_opt_norm_s(gam_tensor *s, const gam_tensor *g, const gam_tensor *w, int code);
-int gam_opt_ascend_s(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                     gam_tensor *g_save, double rho, const gam_tensor *s, int adaptive);
+int gam_opt_ascend_s(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g, gam_tensor *g_save,
+                     double rho, const gam_tensor *s, int adaptive);
 int gam_opt_dot3_s(gam_tensor *s, const gam_tensor *a, const gam_tensor *b, int code0, int code2);
 int gam_opt_decompose_s(gam_tensor *h, const gam_tensor *v, double weight, const gam_tensor *s);
 int gam_gam_pass1_s(gam_tensor *s, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
                     const gam_tensor *theta0, double alpha, int adaptive, int code);
 int gam_gam_ascend_h0_s(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
                         const gam_tensor *g0, double rho, const gam_tensor *s, int adaptive);
-int gam_gam_pass2_s(gam_tensor *s, gam_tensor *g0_hminus, const gam_tensor *g,
-                    const gam_tensor *theta, double c0, double c1, int adaptive, int code);
-int gam_gam_pass3_s(gam_tensor *s, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
-                    double c, int code0, int code2);
-int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                   const gam_tensor *src, double lr, double momentum, double dampening,
-                   double weight_decay, int nesterov, int first, const gam_tensor *guard);
-int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                    gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                    double beta2, double eps, double weight_decay, int decoupled, int64_t step,
-                    const gam_tensor *guard);
+int gam_gam_pass2_s(gam_tensor *s, gam_tensor *g0_hminus, const gam_tensor *g, const gam_tensor *theta,
+                    double c0, double c1, int adaptive, int code);
+int gam_gam_pass3_s(gam_tensor *s, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus, double c,
+                    int code0, int code2);
+int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf, const gam_tensor *src,
+                   double lr, double momentum, double dampening, double weight_decay, int nesterov, int first,
+                   const gam_tensor *guard);
+int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg, gam_tensor *exp_avg_sq,
+                    const gam_tensor *src, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int decoupled, int64_t step, const gam_tensor *guard);
 
 /* Data-parallel collectives (dist.c). gam_dist_init: under an MPI launcher
  * (mpirun) initialises MPI; alone: rank 0 of size 1 and no MPI call. The
@@ -374,12 +380,12 @@ int gam_dist_initialized(void);
 int gam_dist_built_with_mpi(void);
 int gam_dist_rank(void);
 int gam_dist_size(void);
-int gam_dist_all_reduce(gam_tensor *t, int mean);     /* sum, or mean (float32) */
+int gam_dist_all_reduce(gam_tensor *t, int mean); /* sum, or mean (float32) */
 int gam_dist_broadcast(gam_tensor *t, int root);
 int gam_dist_barrier(void);
 int gam_dist_min_max(const double *v, int n, double *lo, double *hi);
 int gam_dist_sum_doubles(double *v, int n);
-void gam_dist_abort(int code);                         /* ends the job; never returns */
+void gam_dist_abort(int code); /* ends the job; never returns */
 /* *out = Σ_ranks x as a new tensor, differentiable (its backward all-reduces
  * the gradient): the cross-rank statistics of nn.SyncBatchNorm */
 int gam_dist_all_reduce_sum_grad(gam_tensor **out, gam_tensor *x);

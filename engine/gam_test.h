@@ -12,19 +12,19 @@
 #include "gam.h"
 
 /* GAM_TEST_FFI_BEGIN */
-int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w);       /* ‖g⊙|w|‖, w may be NULL */
-int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                   gam_tensor *g_save, double scale, int adaptive);            /* saves may be NULL */
-int gam_opt_dot3(double *out, const gam_tensor *a, const gam_tensor *b);        /* ‖a‖², ⟨a,b⟩, ‖b‖² */
-int gam_opt_decompose(gam_tensor *h, const gam_tensor *v, double weight, double c); /* h -= weight (v − c h) */
+int gam_opt_norm(double *norm, const gam_tensor *g, const gam_tensor *w); /* ‖g⊙|w|‖, w may be NULL */
+int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g, gam_tensor *g_save,
+                   double scale, int adaptive);                          /* saves may be NULL */
+int gam_opt_dot3(double *out, const gam_tensor *a, const gam_tensor *b); /* ‖a‖², ⟨a,b⟩, ‖b‖² */
+int gam_opt_decompose(gam_tensor *h, const gam_tensor *v, double weight,
+                      double c); /* h -= weight (v − c h) */
 int gam_gam_pass1(double *norm, gam_tensor *hplus, const gam_tensor *g, const gam_tensor *g0,
                   const gam_tensor *theta0, double alpha, int adaptive);
-int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
-                      const gam_tensor *g0, double scale, int adaptive);
-int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g,
-                  const gam_tensor *theta, double c0, double c1, int adaptive);
-int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
-                  double c);
+int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g, const gam_tensor *g0,
+                      double scale, int adaptive);
+int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g, const gam_tensor *theta,
+                  double c0, double c1, int adaptive);
+int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus, double c);
 /* GAM_TEST_FFI_END */
 
 #endif

@@ -96,8 +96,10 @@ static void setup_paths(lua_State *L) {
   exe[n] = 0;
   strcpy(dir, exe);
   char *slash = strrchr(dir, '/');
-  if (slash) *slash = 0;
-  else strcpy(dir, ".");
+  if (slash)
+    *slash = 0;
+  else
+    strcpy(dir, ".");
   snprintf(lib, sizeof lib, "%s/libgam.so", dir);
   snprintf(luadir, sizeof luadir, "%s/../lua", dir);
   snprintf(probe, sizeof probe, "%s/gam/init.lua", luadir);
@@ -122,7 +124,7 @@ static void setup_paths(lua_State *L) {
   char rocks[PATH_MAX];
   snprintf(rocks, sizeof rocks, "%s/.luarocks", home && *home ? home : "/nonexistent");
   char cdir[PATH_MAX + 128], cpath_first[PATH_MAX + 16] = "";
-  snprintf(cdir, sizeof cdir, "%s/../../../lib/lua/5.1", luadir);   /* a luarocks tree's C modules */
+  snprintf(cdir, sizeof cdir, "%s/../../../lib/lua/5.1", luadir); /* a luarocks tree's C modules */
   if (realpath(cdir, rl)) snprintf(cpath_first, sizeof cpath_first, "%s/?.so;", rl);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
@@ -181,7 +183,8 @@ static void on_sigint(int sig) {
     /* Compiled loops do not run hooks: a second Ctrl-C ends the program. */
     static const char hint[] = "\n(interrupting at the next Lua instruction; Ctrl-C again to quit)\n";
     signal(sig, SIG_DFL);
-    if (write(STDERR_FILENO, hint, sizeof hint - 1) < 0) { /* nothing to do */ }
+    if (write(STDERR_FILENO, hint, sizeof hint - 1) < 0) { /* nothing to do */
+    }
     lua_sethook(interrupt_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   } else {
     sigint_at_prompt = 1;
@@ -347,8 +350,10 @@ static void print_results(lua_State *L, int base) {
   int n = lua_gettop(L) - base;
   if (n <= 0) return;
   lua_getglobal(L, "_GAMLUA");
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "repl_print");
-  else lua_pushnil(L);
+  if (lua_istable(L, -1))
+    lua_getfield(L, -1, "repl_print");
+  else
+    lua_pushnil(L);
   lua_remove(L, -2);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -428,8 +433,10 @@ static char **complete(const char *text, int start, int end) {
   lua_State *L = complete_L;
   int top = lua_gettop(L);
   lua_getglobal(L, "_GAMLUA");
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "complete");
-  else lua_pushnil(L);
+  if (lua_istable(L, -1))
+    lua_getfield(L, -1, "complete");
+  else
+    lua_pushnil(L);
   if (lua_isfunction(L, -1)) {
     lua_pushstring(L, text);
     if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
@@ -451,8 +458,10 @@ static char **complete(const char *text, int start, int end) {
 static void repl(lua_State *L) {
   const char *home = getenv("HOME");
   const char *hist = getenv("GAMLUA_HISTORY");
-  if (hist && *hist) snprintf(history_path, sizeof history_path, "%s", hist);
-  else snprintf(history_path, sizeof history_path, "%s/.gamlua_history", home ? home : ".");
+  if (hist && *hist)
+    snprintf(history_path, sizeof history_path, "%s", hist);
+  else
+    snprintf(history_path, sizeof history_path, "%s/.gamlua_history", home ? home : ".");
   rl_readline_name = "gamlua";
   rl_catch_signals = 0; /* Ctrl-C is ours (on_sigint) */
   rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],?";
@@ -466,8 +475,10 @@ static void repl(lua_State *L) {
 
   /* help(x), ?x and the printer of results (lua/gam/repl.lua); the REPL works without them */
   const char *install = "local ok, repl = pcall(require, 'gam.repl') if ok then repl.install() end";
-  if (luaL_loadstring(L, install) == 0) report(L, docall(L, 0, 0));
-  else lua_pop(L, 1);
+  if (luaL_loadstring(L, install) == 0)
+    report(L, docall(L, 0, 0));
+  else
+    lua_pop(L, 1);
   printf("gamlua %s (%s) -- Ctrl-D to exit, Ctrl-C to interrupt, help() for help; try  gam = require 'gam'\n",
          GAM_VERSION, LUAJIT_VERSION);
   fflush(stdout);
@@ -495,7 +506,10 @@ static void repl(lua_State *L) {
       if (!more) break; /* Ctrl-C or Ctrl-D drop the unfinished chunk */
       lua_pop(L, 1);
       char *grown = malloc(strlen(chunk) + strlen(more) + 2);
-      if (!grown) { free(more); break; }
+      if (!grown) {
+        free(more);
+        break;
+      }
       sprintf(grown, "%s\n%s", chunk, more);
       free(chunk);
       free(more);
@@ -519,8 +533,10 @@ static void repl(lua_State *L) {
         status = docall(L, 0, LUA_MULTRET);
       }
     }
-    if (status == 0) print_results(L, base);
-    else report(L, status);
+    if (status == 0)
+      print_results(L, base);
+    else
+      report(L, status);
     lua_settop(L, base);
   }
   printf("\n");
@@ -573,7 +589,10 @@ int main(int argc, char **argv) {
       } else {
         status = require_lib(L, argv[i + 1]);
       }
-      if (status) { lua_close(L); return 1; }
+      if (status) {
+        lua_close(L);
+        return 1;
+      }
       i++;
     } else if (strcmp(a, "--") == 0) {
       i++;
@@ -597,8 +616,10 @@ int main(int argc, char **argv) {
     lua_setglobal(L, "arg");
     const char *script = argv[i];
     int nargs = argc - i - 1;
-    if (strcmp(script, "-") == 0) status = luaL_loadfile(L, NULL);
-    else status = interactive ? load_keeping_locals(L, script) : luaL_loadfile(L, script);
+    if (strcmp(script, "-") == 0)
+      status = luaL_loadfile(L, NULL);
+    else
+      status = interactive ? load_keeping_locals(L, script) : luaL_loadfile(L, script);
     if (status == 0) {
       for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
       status = docall(L, nargs, 0);
@@ -608,8 +629,10 @@ int main(int argc, char **argv) {
     ran_code = 1;
   }
   if (status == 0 && (interactive || !ran_code)) {
-    if (!interactive && !isatty(0)) status = run_chunk(L, luaL_loadfile(L, NULL));
-    else repl(L);
+    if (!interactive && !isatty(0))
+      status = run_chunk(L, luaL_loadfile(L, NULL));
+    else
+      repl(L);
   }
   lua_close(L);
   return status ? 1 : 0;

@@ -9,8 +9,14 @@
 
 /* ---- errors: gam__err sets the message and returns -1 -------------------- */
 int gam__err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define GAM_TRY(x) do { if ((x) != 0) return -1; } while (0)
-#define GAM_CHECK(cond, ...) do { if (!(cond)) return gam__err(__VA_ARGS__); } while (0)
+#define GAM_TRY(x)           \
+  do {                       \
+    if ((x) != 0) return -1; \
+  } while (0)
+#define GAM_CHECK(cond, ...)                   \
+  do {                                         \
+    if (!(cond)) return gam__err(__VA_ARGS__); \
+  } while (0)
 
 /* ---- dtype and shape helpers ---------------------------------------------- */
 size_t gam__dtype_size(int dtype);
@@ -41,8 +47,7 @@ static inline void *gam__data(const gam_tensor *t) {
   return (char *)t->storage->data + (size_t)t->offset * gam__dtype_size(t->dtype);
 }
 /* View t as [outer, size, inner] around dim d (reductions, softmax, gather). */
-static inline void gam__split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size,
-                                 int64_t *inner) {
+static inline void gam__split_at(const gam_tensor *t, int d, int64_t *outer, int64_t *size, int64_t *inner) {
   *outer = 1;
   *inner = 1;
   for (int k = 0; k < d; k++) *outer *= t->shape[k];
@@ -53,11 +58,11 @@ static inline float *gam__f32(const gam_tensor *t) { return (float *)gam__data(t
 static inline int64_t *gam__i64(const gam_tensor *t) { return (int64_t *)gam__data(t); }
 
 /* ---- allocation (counted; CPU and device blocks come from caching allocators) */
-void *gam__host_alloc(size_t bytes);            /* 64-byte aligned, NULL on failure */
+void *gam__host_alloc(size_t bytes); /* 64-byte aligned, NULL on failure */
 void gam__host_free(void *p, size_t bytes);
 /* Drops one reference to a storage and frees it (on its device) at zero. */
 void gam__storage_release(gam_storage *s);
-void gam__count_tensor(int delta);              /* live tensor header count */
+void gam__count_tensor(int delta); /* live tensor header count */
 /* New tensor with fresh storage (uninitialised). NULL + error set on failure. */
 gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape);
 gam_tensor *gam__new_like(const gam_tensor *t);
@@ -75,17 +80,17 @@ struct gam_node {
   const char *name;
   gam_backward_fn backward;
   int ninputs;
-  gam_tensor **inputs;                  /* owned refs, ninputs of them */
-  gam_tensor *saved[GAM_NODE_SAVED];    /* owned refs to what backward needs */
-  void *ctx;                             /* the op's typed state (its own struct, see
+  gam_tensor **inputs;               /* owned refs, ninputs of them */
+  gam_tensor *saved[GAM_NODE_SAVED]; /* owned refs to what backward needs */
+  void *ctx;                         /* the op's typed state (its own struct, see
                                             gam__node_ctx), freed with ctx_free */
   void (*ctx_free)(void *);
   int64_t out_shape[GAM_MAX_DIMS];
   int out_ndim;
   /* backward bookkeeping */
-  gam_tensor *grad;                      /* gradient w.r.t. this node's output */
+  gam_tensor *grad; /* gradient w.r.t. this node's output */
   unsigned mark;
-  int freed;                             /* saved state released after backward */
+  int freed; /* saved state released after backward */
 };
 
 /* 1 when grad mode is on and some input requires grad. */
@@ -129,12 +134,13 @@ static inline uint64_t gam__xoro_next(uint64_t *s) {
 /* uniform integer in [0, n), n > 0, without modulo bias */
 static inline uint64_t gam__xoro_below(uint64_t *s, uint64_t n) {
   uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
-  do x = gam__xoro_next(s); while (x >= limit);
+  do x = gam__xoro_next(s);
+  while (x >= limit);
   return x % n;
 }
 uint64_t gam__rng_next(void);
-double gam__rng_uniform(void);          /* [0, 1) */
-uint64_t gam__rng_below(uint64_t n);    /* [0, n) */
+double gam__rng_uniform(void);       /* [0, 1) */
+uint64_t gam__rng_below(uint64_t n); /* [0, n) */
 
 /* ---- threads -------------------------------------------------------------- */
 /* true where a loop of n elements is worth an OpenMP team */

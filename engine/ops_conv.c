@@ -50,9 +50,9 @@ static int dnnl_ready(const char *op) {
   return 0;
 }
 
-#define DNNL_TRY(call, what)                                                              \
-  do {                                                                                    \
-    dnnl_status_t st_ = (call);                                                           \
+#define DNNL_TRY(call, what)                                                                          \
+  do {                                                                                                \
+    dnnl_status_t st_ = (call);                                                                       \
     if (st_ != dnnl_success) return gam__err("conv2d: oneDNN failed %s (status %d)", what, (int)st_); \
   } while (0)
 
@@ -64,21 +64,21 @@ static int dnnl_ready(const char *op) {
 enum { PASS_FWD, PASS_BWD_DATA, PASS_BWD_WEIGHTS };
 
 typedef struct conv_arg {
-  int id;                       /* DNNL_ARG_* */
-  int written;                  /* 1 for the pass's output */
-  dnnl_memory_desc_t plain;     /* nchw / oihw */
+  int id;                         /* DNNL_ARG_* */
+  int written;                    /* 1 for the pass's output */
+  dnnl_memory_desc_t plain;       /* nchw / oihw */
   const dnnl_memory_desc_t *want; /* owned by the pass's primitive descriptor */
-  dnnl_memory_t mem;            /* in the wanted layout; data handle set per call */
-  dnnl_primitive_t reorder;     /* plain -> want (read) or want -> plain (written); NULL when same */
-  dnnl_memory_t plain_mem;      /* plain side of the reorder */
-  size_t bytes;                 /* size of the wanted layout */
+  dnnl_memory_t mem;              /* in the wanted layout; data handle set per call */
+  dnnl_primitive_t reorder;       /* plain -> want (read) or want -> plain (written); NULL when same */
+  dnnl_memory_t plain_mem;        /* plain side of the reorder */
+  size_t bytes;                   /* size of the wanted layout */
 } conv_arg;
 
 typedef struct conv_pass {
   dnnl_primitive_desc_t pd;
   dnnl_primitive_t prim;
   conv_arg arg[3];
-  int bias_id;                  /* DNNL_ARG_BIAS, DNNL_ARG_DIFF_BIAS or 0 */
+  int bias_id; /* DNNL_ARG_BIAS, DNNL_ARG_DIFF_BIAS or 0 */
   dnnl_memory_t bias_mem;
 } conv_pass;
 
@@ -165,26 +165,33 @@ static int pass_create(conv_plan *pl, int which) {
     dnnl_alg_kind_t alg = wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
     dnnl_convolution_desc_t cd;
     if (which == PASS_FWD)
-      st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &x_md, &w_md,
-                                                      bias, &y_md, strides, dil, pad_l, pad_r);
+      st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &x_md, &w_md, bias,
+                                                      &y_md, strides, dil, pad_l, pad_r);
     else if (which == PASS_BWD_DATA)
-      st = dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &x_md, &w_md, &y_md, strides,
-                                                            dil, pad_l, pad_r);
+      st = dnnl_dilated_convolution_backward_data_desc_init(&cd, alg, &x_md, &w_md, &y_md, strides, dil,
+                                                            pad_l, pad_r);
     else
-      st = dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &x_md, &w_md, bias, &y_md,
-                                                               strides, dil, pad_l, pad_r);
+      st = dnnl_dilated_convolution_backward_weights_desc_init(&cd, alg, &x_md, &w_md, bias, &y_md, strides,
+                                                               dil, pad_l, pad_r);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&p->pd, &cd, NULL, dnnl_eng, hint);
   }
   DNNL_TRY(st, "choosing a convolution kernel");
   DNNL_TRY(dnnl_primitive_create(&p->prim, p->pd), "creating a convolution primitive");
-  static const struct { int id, written; dnnl_query_t q; int which_plain; } layout[3][3] = {
-    /* which_plain: 0 = x, 1 = w, 2 = y */
-    {{DNNL_ARG_SRC, 0, dnnl_query_src_md, 0}, {DNNL_ARG_WEIGHTS, 0, dnnl_query_weights_md, 1},
-     {DNNL_ARG_DST, 1, dnnl_query_dst_md, 2}},
-    {{DNNL_ARG_DIFF_DST, 0, dnnl_query_diff_dst_md, 2}, {DNNL_ARG_WEIGHTS, 0, dnnl_query_weights_md, 1},
-     {DNNL_ARG_DIFF_SRC, 1, dnnl_query_diff_src_md, 0}},
-    {{DNNL_ARG_SRC, 0, dnnl_query_src_md, 0}, {DNNL_ARG_DIFF_DST, 0, dnnl_query_diff_dst_md, 2},
-     {DNNL_ARG_DIFF_WEIGHTS, 1, dnnl_query_diff_weights_md, 1}},
+  static const struct {
+    int id, written;
+    dnnl_query_t q;
+    int which_plain;
+  } layout[3][3] = {
+      /* which_plain: 0 = x, 1 = w, 2 = y */
+      {{DNNL_ARG_SRC, 0, dnnl_query_src_md, 0},
+       {DNNL_ARG_WEIGHTS, 0, dnnl_query_weights_md, 1},
+       {DNNL_ARG_DST, 1, dnnl_query_dst_md, 2}},
+      {{DNNL_ARG_DIFF_DST, 0, dnnl_query_diff_dst_md, 2},
+       {DNNL_ARG_WEIGHTS, 0, dnnl_query_weights_md, 1},
+       {DNNL_ARG_DIFF_SRC, 1, dnnl_query_diff_src_md, 0}},
+      {{DNNL_ARG_SRC, 0, dnnl_query_src_md, 0},
+       {DNNL_ARG_DIFF_DST, 0, dnnl_query_diff_dst_md, 2},
+       {DNNL_ARG_DIFF_WEIGHTS, 1, dnnl_query_diff_weights_md, 1}},
   };
   const dnnl_memory_desc_t *plains[3] = {&x_plain, &w_plain, &y_plain};
   for (int k = 0; k < 3; k++) {
@@ -212,8 +219,8 @@ static int pass_create(conv_plan *pl, int which) {
 static int conv_winograd;
 
 int gam_conv2d_set_algorithm(int algorithm) {
-  GAM_CHECK(algorithm == 0 || algorithm == 1,
-            "conv2d: algorithm must be 0 (direct) or 1 (winograd), got %d", algorithm);
+  GAM_CHECK(algorithm == 0 || algorithm == 1, "conv2d: algorithm must be 0 (direct) or 1 (winograd), got %d",
+            algorithm);
   conv_winograd = algorithm;
   return 0;
 }
@@ -221,8 +228,8 @@ int gam_conv2d_set_algorithm(int algorithm) {
 int gam_conv2d_get_algorithm(void) { return conv_winograd; }
 
 static int winograd_fits(const gam_conv_geom *s) {
-  return conv_winograd && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 &&
-         s->dw == 1 && s->c >= 16 && s->o >= 16;
+  return conv_winograd && s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->dh == 1 && s->dw == 1 &&
+         s->c >= 16 && s->o >= 16;
 }
 
 /* ---- the plan cache: least recently used goes --------------------------------
@@ -237,8 +244,8 @@ static uint64_t plan_clock;
 static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int gam_conv2d_set_cache_capacity(int capacity) {
-  GAM_CHECK(capacity >= 1 && capacity <= PLAN_CACHE_MAX,
-            "conv2d: cache capacity must be in 1..%d, got %d", PLAN_CACHE_MAX, capacity);
+  GAM_CHECK(capacity >= 1 && capacity <= PLAN_CACHE_MAX, "conv2d: cache capacity must be in 1..%d, got %d",
+            PLAN_CACHE_MAX, capacity);
   pthread_mutex_lock(&plan_lock);
   for (int k = 0; k < PLAN_CACHE_MAX; k++) { /* start afresh */
     if (plans[k]) plan_destroy(plans[k]);
@@ -273,9 +280,15 @@ static conv_plan *plan_get(const conv_shape *s, int which) {
   }
   if (!pl) {
     pl = calloc(1, sizeof *pl);
-    if (!pl) { gam__err("conv2d: out of memory caching a convolution plan"); return NULL; }
+    if (!pl) {
+      gam__err("conv2d: out of memory caching a convolution plan");
+      return NULL;
+    }
     pl->s = *s;
-    if (pass_create(pl, PASS_FWD) != 0) { plan_destroy(pl); return NULL; }
+    if (pass_create(pl, PASS_FWD) != 0) {
+      plan_destroy(pl);
+      return NULL;
+    }
     if (plans[slot]) plan_destroy(plans[slot]);
     plans[slot] = pl;
   }
@@ -302,7 +315,10 @@ static int pass_run(conv_pass *p, float *const data[3], float *bias) {
       continue;
     }
     tmp[k] = gam__host_alloc(a->bytes);
-    if (!tmp[k]) { rc = -1; break; }
+    if (!tmp[k]) {
+      rc = -1;
+      break;
+    }
     dnnl_memory_set_data_handle(a->mem, tmp[k]);
     dnnl_memory_set_data_handle(a->plain_mem, data[k]);
     if (!a->written) {
@@ -346,16 +362,27 @@ static int conv_run(const conv_shape *s, int which, float *const data[3], float 
 /* ---- the cpu backend's entries --------------------------------------------- */
 static void shape_of_geom(const gam_conv_geom *g, conv_shape *s) {
   memset(s, 0, sizeof *s);
-  s->n = g->n; s->c = g->c; s->h = g->h; s->w = g->w;
-  s->o = g->o; s->kh = g->kh; s->kw = g->kw; s->oh = g->oh; s->ow = g->ow;
-  s->sh = g->sh; s->sw = g->sw; s->ph = g->ph; s->pw = g->pw; s->dh = g->dh; s->dw = g->dw;
+  s->n = g->n;
+  s->c = g->c;
+  s->h = g->h;
+  s->w = g->w;
+  s->o = g->o;
+  s->kh = g->kh;
+  s->kw = g->kw;
+  s->oh = g->oh;
+  s->ow = g->ow;
+  s->sh = g->sh;
+  s->sw = g->sw;
+  s->ph = g->ph;
+  s->pw = g->pw;
+  s->dh = g->dh;
+  s->dw = g->dw;
   s->bias = g->bias != 0;
   s->winograd = g->winograd != 0;
 }
 
 /* y = conv(x, w) (+ b), g->n >= 1 */
-int gam_cpu_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w, const float *b,
-                           float *y) {
+int gam_cpu_conv2d_forward(const gam_conv_geom *g, const float *x, const float *w, const float *b, float *y) {
   conv_shape s;
   shape_of_geom(g, &s);
   float *data[3] = {(float *)x, (float *)w, y};
@@ -373,8 +400,8 @@ int gam_cpu_conv2d_backward_data(const gam_conv_geom *g, const float *dy, const 
 /* dw = sum_n dy[n] * x[n] (correlation), db = sum dy; oneDNN's pass computes
  * both (db when the convolution has a bias), so one not asked for (NULL) is
  * computed into a scratch block */
-int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy,
-                                   float *dw, float *db) {
+int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const float *dy, float *dw,
+                                   float *db) {
   conv_shape s;
   shape_of_geom(g, &s);
   size_t wbytes = (size_t)(g->o * g->c * g->kh * g->kw) * sizeof(float);
@@ -394,7 +421,9 @@ int gam_cpu_conv2d_backward_filter(const gam_conv_geom *g, const float *x, const
 /* ---- autograd ---------------------------------------------------------------
  * The node's state is the convolution's geometry (conv_ctx), with the cpu
  * kernel choice of the forward: backward uses the same kernels. */
-typedef struct conv_ctx { gam_conv_geom geo; } conv_ctx;
+typedef struct conv_ctx {
+  gam_conv_geom geo;
+} conv_ctx;
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   int rc = gam__accumulate(n, i, g);
@@ -409,16 +438,23 @@ static int conv2d_backward(gam_node *n, gam_tensor *g) {
   int need_x = gam__input_needs_grad(n, 0), need_w = gam__input_needs_grad(n, 1);
   int need_b = b && gam__input_needs_grad(n, 2);
   if (geo->n == 0) { /* empty batch: zero gradients */
-    if (need_w) { gam_tensor *z = gam__new_zeros_like(w); if (!z) return -1; GAM_TRY(accumulate_new(n, 1, z)); }
-    if (need_b) { gam_tensor *z = gam__new_zeros_like(b); if (!z) return -1; GAM_TRY(accumulate_new(n, 2, z)); }
+    if (need_w) {
+      gam_tensor *z = gam__new_zeros_like(w);
+      if (!z) return -1;
+      GAM_TRY(accumulate_new(n, 1, z));
+    }
+    if (need_b) {
+      gam_tensor *z = gam__new_zeros_like(b);
+      if (!z) return -1;
+      GAM_TRY(accumulate_new(n, 2, z));
+    }
     return 0;
   }
   const gam_backend *be = gam__be(x);
   if (need_x) {
     gam_tensor *gx = gam__new_like(x);
     if (!gx) return -1;
-    if (be->conv2d_backward_data(geo, gam__f32(g), gam__f32(w), gam__f32(gx)) != 0)
-      return gam__fail(1, gx);
+    if (be->conv2d_backward_data(geo, gam__f32(g), gam__f32(w), gam__f32(gx)) != 0) return gam__fail(1, gx);
     GAM_TRY(accumulate_new(n, 0, gx));
   }
   if (need_w || need_b) {
@@ -436,15 +472,14 @@ static int conv2d_backward(gam_node *n, gam_tensor *g) {
   }
   return 0;
 }
-int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h,
-               int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
+int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, int stride_h, int stride_w,
+               int pad_h, int pad_w, int dil_h, int dil_w) {
   GAM_TRY(gam__check_float_dev(x, "conv2d", "input"));
   GAM_TRY(gam__check_float_dev(w, "conv2d", "weight"));
   GAM_TRY(gam__same_device("conv2d", x, w));
   char b1[160], b2[160];
   GAM_CHECK(x->ndim == 4, "conv2d: input must be 4-D [N, C, H, W], got %s", gam__shape_str(x, b1));
-  GAM_CHECK(w->ndim == 4, "conv2d: weight must be 4-D [out, in, kh, kw], got %s",
-            gam__shape_str(w, b1));
+  GAM_CHECK(w->ndim == 4, "conv2d: weight must be 4-D [out, in, kh, kw], got %s", gam__shape_str(w, b1));
   GAM_CHECK(x->shape[1] == w->shape[1], "conv2d: input has %lld channels, weight expects %lld",
             (long long)x->shape[1], (long long)w->shape[1]);
   GAM_CHECK(w->shape[0] > 0 && w->shape[1] > 0 && w->shape[2] > 0 && w->shape[3] > 0,
@@ -456,26 +491,34 @@ int gam_conv2d(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b, in
               "conv2d: bias %s does not match weight %s (expected [%lld])", gam__shape_str(b, b1),
               gam__shape_str(w, b2), (long long)w->shape[0]);
   }
-  GAM_CHECK(stride_h >= 1 && stride_w >= 1, "conv2d: stride must be positive, got (%d, %d)",
-            stride_h, stride_w);
-  GAM_CHECK(pad_h >= 0 && pad_w >= 0, "conv2d: padding must be non-negative, got (%d, %d)", pad_h,
-            pad_w);
-  GAM_CHECK(dil_h >= 1 && dil_w >= 1, "conv2d: dilation must be positive, got (%d, %d)", dil_h,
-            dil_w);
+  GAM_CHECK(stride_h >= 1 && stride_w >= 1, "conv2d: stride must be positive, got (%d, %d)", stride_h,
+            stride_w);
+  GAM_CHECK(pad_h >= 0 && pad_w >= 0, "conv2d: padding must be non-negative, got (%d, %d)", pad_h, pad_w);
+  GAM_CHECK(dil_h >= 1 && dil_w >= 1, "conv2d: dilation must be positive, got (%d, %d)", dil_h, dil_w);
   int64_t ekh = (w->shape[2] - 1) * dil_h + 1, ekw = (w->shape[3] - 1) * dil_w + 1;
   int64_t hp = x->shape[2] + 2 * (int64_t)pad_h, wp = x->shape[3] + 2 * (int64_t)pad_w;
   GAM_CHECK(ekh <= hp && ekw <= wp,
             "conv2d: kernel %lldx%lld (dilation %dx%d) is larger than the padded input %lldx%lld",
-            (long long)w->shape[2], (long long)w->shape[3], dil_h, dil_w, (long long)hp,
-            (long long)wp);
-  GAM_CHECK(x->shape[1] > 0 && x->shape[2] > 0 && x->shape[3] > 0,
-            "conv2d: input %s has an empty dimension", gam__shape_str(x, b1));
+            (long long)w->shape[2], (long long)w->shape[3], dil_h, dil_w, (long long)hp, (long long)wp);
+  GAM_CHECK(x->shape[1] > 0 && x->shape[2] > 0 && x->shape[3] > 0, "conv2d: input %s has an empty dimension",
+            gam__shape_str(x, b1));
   gam_conv_geom geo;
   memset(&geo, 0, sizeof geo);
-  geo.n = x->shape[0]; geo.c = x->shape[1]; geo.h = x->shape[2]; geo.w = x->shape[3];
-  geo.o = w->shape[0]; geo.kh = w->shape[2]; geo.kw = w->shape[3];
-  geo.oh = (hp - ekh) / stride_h + 1; geo.ow = (wp - ekw) / stride_w + 1;
-  geo.sh = stride_h; geo.sw = stride_w; geo.ph = pad_h; geo.pw = pad_w; geo.dh = dil_h; geo.dw = dil_w;
+  geo.n = x->shape[0];
+  geo.c = x->shape[1];
+  geo.h = x->shape[2];
+  geo.w = x->shape[3];
+  geo.o = w->shape[0];
+  geo.kh = w->shape[2];
+  geo.kw = w->shape[3];
+  geo.oh = (hp - ekh) / stride_h + 1;
+  geo.ow = (wp - ekw) / stride_w + 1;
+  geo.sh = stride_h;
+  geo.sw = stride_w;
+  geo.ph = pad_h;
+  geo.pw = pad_w;
+  geo.dh = dil_h;
+  geo.dw = dil_w;
   geo.bias = b != NULL;
   geo.winograd = winograd_fits(&geo); /* the cpu's kernel choice; the cuda backend ignores it */
   int64_t shape[4] = {geo.n, geo.o, geo.oh, geo.ow};

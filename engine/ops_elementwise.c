@@ -11,10 +11,14 @@ static const char *binary_names[] = {"add", "sub", "mul", "div"};
 
 static inline float apply(int op, float x, float y) {
   switch (op) {
-    case OP_ADD: return x + y;
-    case OP_SUB: return x - y;
-    case OP_MUL: return x * y;
-    default: return x / y;
+    case OP_ADD:
+      return x + y;
+    case OP_SUB:
+      return x - y;
+    case OP_MUL:
+      return x * y;
+    default:
+      return x / y;
   }
 }
 
@@ -22,10 +26,17 @@ static inline float apply(int op, float x, float y) {
 static void run(int op, const float *a, int64_t sa, const float *b, int64_t sb, float *o, int64_t n) {
   if (sa && sb) {
     switch (op) {
-      case OP_ADD: for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i]; break;
-      case OP_SUB: for (int64_t i = 0; i < n; i++) o[i] = a[i] - b[i]; break;
-      case OP_MUL: for (int64_t i = 0; i < n; i++) o[i] = a[i] * b[i]; break;
-      default: for (int64_t i = 0; i < n; i++) o[i] = a[i] / b[i];
+      case OP_ADD:
+        for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i];
+        break;
+      case OP_SUB:
+        for (int64_t i = 0; i < n; i++) o[i] = a[i] - b[i];
+        break;
+      case OP_MUL:
+        for (int64_t i = 0; i < n; i++) o[i] = a[i] * b[i];
+        break;
+      default:
+        for (int64_t i = 0; i < n; i++) o[i] = a[i] / b[i];
     }
   } else if (sa) {
     float y = b[0];
@@ -66,7 +77,10 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
   int64_t n = r->numel;
-  if (n == 0) { *out = r; return 0; }
+  if (n == 0) {
+    *out = r;
+    return 0;
+  }
   /* strides of a and b per output dim (0 where broadcast) */
   int64_t sa[GAM_MAX_DIMS], sb[GAM_MAX_DIMS], ka = 1, kb = 1;
   for (int d = nd - 1; d >= 0; d--) {
@@ -85,8 +99,8 @@ static int binary_forward(gam_tensor **out, int op, gam_tensor *a, gam_tensor *b
 
 /* o[i] = a[.] op b[.] over the output shape (ndim dims, n >= 1 elements);
  * sa/sb: the element strides of a and b per output dim, 0 where broadcast */
-int gam_cpu_binary(int op, const float *pa, const float *pb, float *po, int nd,
-                   const int64_t *shape, const int64_t *sa, const int64_t *sb, int64_t n) {
+int gam_cpu_binary(int op, const float *pa, const float *pb, float *po, int nd, const int64_t *shape,
+                   const int64_t *sa, const int64_t *sb, int64_t n) {
   int full_a = 1, full_b = 1; /* not broadcast in any dim: a->numel == n */
   for (int d = 0; d < nd; d++) {
     full_a &= sa[d] != 0 || shape[d] == 1;
@@ -132,14 +146,17 @@ static int accumulate_reduced(gam_node *n, int i, gam_tensor *g) {
   return rc;
 }
 
-typedef struct binary_ctx { int op; } binary_ctx; /* OP_* */
+typedef struct binary_ctx {
+  int op;
+} binary_ctx; /* OP_* */
 
 static int binary_backward(gam_node *n, gam_tensor *g) {
   int op = ((const binary_ctx *)n->ctx)->op;
   gam_tensor *a = n->inputs[0], *b = n->inputs[1], *t = NULL, *u = NULL;
   int rc = 0;
   if (gam__input_needs_grad(n, 0)) {
-    if (op == OP_ADD || op == OP_SUB) rc = accumulate_reduced(n, 0, g);
+    if (op == OP_ADD || op == OP_SUB)
+      rc = accumulate_reduced(n, 0, g);
     else {
       rc = binary_forward(&t, op == OP_MUL ? OP_MUL : OP_DIV, g, b); /* g*b or g/b */
       if (!rc) rc = accumulate_reduced(n, 0, t);
@@ -149,7 +166,8 @@ static int binary_backward(gam_node *n, gam_tensor *g) {
     GAM_TRY(rc);
   }
   if (gam__input_needs_grad(n, 1)) {
-    if (op == OP_ADD) rc = accumulate_reduced(n, 1, g);
+    if (op == OP_ADD)
+      rc = accumulate_reduced(n, 1, g);
     else if (op == OP_SUB) {
       rc = gam_neg(&t, g);
       if (!rc) rc = accumulate_reduced(n, 1, t);
@@ -195,8 +213,8 @@ int gam_add_(gam_tensor *a, gam_tensor *b, double alpha) {
   GAM_TRY(gam__check_float_dev(b, "add_", "source"));
   GAM_TRY(gam__same_device("add_", a, b));
   char b1[160], b2[160];
-  GAM_CHECK(a->numel == b->numel, "add_: destination %s and source %s differ in size",
-            gam__shape_str(a, b1), gam__shape_str(b, b2));
+  GAM_CHECK(a->numel == b->numel, "add_: destination %s and source %s differ in size", gam__shape_str(a, b1),
+            gam__shape_str(b, b2));
   return gam__be(a)->axpy(gam__f32(a), gam__f32(b), (float)alpha, a->numel);
 }
 
@@ -208,27 +226,56 @@ int gam_cpu_axpy(float *pa, const float *pb, float s, int64_t n) {
 }
 
 /* ---- unary and scalar ops -------------------------------------------------- */
-enum { U_NEG = GAM_UN_NEG, U_EXP = GAM_UN_EXP, U_LOG = GAM_UN_LOG, U_SQRT = GAM_UN_SQRT,
-       U_ABS = GAM_UN_ABS, U_RELU = GAM_UN_RELU, U_POW = GAM_UN_POW, U_ADDS = GAM_UN_ADDS,
-       U_MULS = GAM_UN_MULS, U_RSUB = GAM_UN_RSUB, U_RDIV = GAM_UN_RDIV };
+enum {
+  U_NEG = GAM_UN_NEG,
+  U_EXP = GAM_UN_EXP,
+  U_LOG = GAM_UN_LOG,
+  U_SQRT = GAM_UN_SQRT,
+  U_ABS = GAM_UN_ABS,
+  U_RELU = GAM_UN_RELU,
+  U_POW = GAM_UN_POW,
+  U_ADDS = GAM_UN_ADDS,
+  U_MULS = GAM_UN_MULS,
+  U_RSUB = GAM_UN_RSUB,
+  U_RDIV = GAM_UN_RDIV
+};
 static const char *unary_names[] = {"neg", "exp", "log", "sqrt", "abs", "relu",
                                     "pow", "add", "mul", "rsub", "rdiv"};
 
 int gam_cpu_unary(int op, const float *x, float *y, int64_t n, float s) {
-#define LOOP(expr) _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") \
-  for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = (expr); }
+#define LOOP(expr)                                                                        \
+  _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") for (int64_t i = 0; i < n; i++) { \
+    float v = x[i];                                                                       \
+    y[i] = (expr);                                                                        \
+  }
   switch (op) {
-    case U_NEG: LOOP(-v) break;
-    case U_EXP: LOOP(expf(v)) break;
-    case U_LOG: LOOP(logf(v)) break;
-    case U_SQRT: LOOP(sqrtf(v)) break;
-    case U_ABS: LOOP(fabsf(v)) break;
-    case U_RELU: LOOP(v > 0.f ? v : 0.f) break;
-    case U_POW: if (s == 2.f) { LOOP(v * v) } else { LOOP(powf(v, s)) } break;
-    case U_ADDS: LOOP(v + s) break;
-    case U_MULS: LOOP(v * s) break;
-    case U_RSUB: LOOP(s - v) break;
-    default: LOOP(s / v) break;
+    case U_NEG:
+      LOOP(-v) break;
+    case U_EXP:
+      LOOP(expf(v)) break;
+    case U_LOG:
+      LOOP(logf(v)) break;
+    case U_SQRT:
+      LOOP(sqrtf(v)) break;
+    case U_ABS:
+      LOOP(fabsf(v)) break;
+    case U_RELU:
+      LOOP(v > 0.f ? v : 0.f) break;
+    case U_POW:
+      if (s == 2.f) {
+        LOOP(v * v)
+      } else {
+        LOOP(powf(v, s))
+      }
+      break;
+    case U_ADDS:
+      LOOP(v + s) break;
+    case U_MULS:
+      LOOP(v * s) break;
+    case U_RSUB:
+      LOOP(s - v) break;
+    default:
+      LOOP(s / v) break;
   }
 #undef LOOP
   return 0;
@@ -237,35 +284,49 @@ int gam_cpu_unary(int op, const float *x, float *y, int64_t n, float s) {
 /* gx = g * dy/dx, from x, y = f(x) and the scalar */
 int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
                        float s) {
-#define LOOP(expr) _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") \
-  for (int64_t i = 0; i < n; i++) { gx[i] = (expr); }
+#define LOOP(expr) \
+  _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") for (int64_t i = 0; i < n; i++) { gx[i] = (expr); }
   switch (op) {
-    case U_NEG: LOOP(-g[i]) break;
-    case U_EXP: LOOP(g[i] * y[i]) break;
-    case U_LOG: LOOP(g[i] / x[i]) break;
-    case U_SQRT: LOOP(g[i] * 0.5f / y[i]) break;
-    case U_ABS: LOOP(x[i] > 0.f ? g[i] : x[i] < 0.f ? -g[i] : 0.f) break;
-    case U_RELU: LOOP(y[i] > 0.f ? g[i] : 0.f) break;
-    case U_POW: LOOP(g[i] * s * powf(x[i], s - 1.f)) break;
-    case U_ADDS: LOOP(g[i]) break;
-    case U_MULS: LOOP(g[i] * s) break;
-    case U_RSUB: LOOP(-g[i]) break;
-    default: LOOP(-g[i] * y[i] / x[i]) break; /* d(s/x) = -s/x^2 = -y/x */
+    case U_NEG:
+      LOOP(-g[i]) break;
+    case U_EXP:
+      LOOP(g[i] * y[i]) break;
+    case U_LOG:
+      LOOP(g[i] / x[i]) break;
+    case U_SQRT:
+      LOOP(g[i] * 0.5f / y[i]) break;
+    case U_ABS:
+      LOOP(x[i] > 0.f ? g[i] : x[i] < 0.f ? -g[i] : 0.f) break;
+    case U_RELU:
+      LOOP(y[i] > 0.f ? g[i] : 0.f) break;
+    case U_POW:
+      LOOP(g[i] * s * powf(x[i], s - 1.f)) break;
+    case U_ADDS:
+      LOOP(g[i]) break;
+    case U_MULS:
+      LOOP(g[i] * s) break;
+    case U_RSUB:
+      LOOP(-g[i]) break;
+    default:
+      LOOP(-g[i] * y[i] / x[i]) break; /* d(s/x) = -s/x^2 = -y/x */
   }
 #undef LOOP
   return 0;
 }
 
 /* the op (U_*) and its scalar (pow's exponent, the scalar ops' operand) */
-typedef struct unary_ctx { int op; double s; } unary_ctx;
+typedef struct unary_ctx {
+  int op;
+  double s;
+} unary_ctx;
 
 static int unary_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
   const unary_ctx *c = n->ctx;
   gam_tensor *gx = gam__new_like(x);
   if (!gx) return -1;
-  if (gam__be(x)->unary_grad(c->op, gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx),
-                             x->numel, (float)c->s) != 0)
+  if (gam__be(x)->unary_grad(c->op, gam__f32(g), gam__f32(x), y ? gam__f32(y) : NULL, gam__f32(gx), x->numel,
+                             (float)c->s) != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -278,8 +339,7 @@ static int unary(gam_tensor **out, int op, gam_tensor *x, double s) {
             "%s: exponent %g is not finite", unary_names[op], s);
   gam_tensor *y = gam__new_like(x);
   if (!y) return -1;
-  if (gam__be(x)->unary(op, gam__f32(x), gam__f32(y), x->numel, (float)s) != 0)
-    return gam__fail(1, y);
+  if (gam__be(x)->unary(op, gam__f32(x), gam__f32(y), x->numel, (float)s) != 0) return gam__fail(1, y);
   if (gam__grad_needed(1, &x)) {
     gam_node *n = gam__record(y, unary_names[op], unary_backward, 1, &x);
     unary_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;

@@ -4,16 +4,16 @@
 #include <cblas.h>
 
 /* C[m,n] = op(A) op(B) + beta C, row-major (OpenBLAS) */
-int gam_cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b,
-                 float *c, float beta) {
+int gam_cpu_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, const float *b, float *c,
+                 float beta) {
   if (m == 0 || n == 0) return 0;
   if (k == 0) { /* sgemm leaves C alone for k = 0 */
     if (beta == 0.f) memset(c, 0, (size_t)(m * n) * sizeof(float));
     return 0;
   }
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (blasint)m, (blasint)n, (blasint)k, 1.0f, a, ta ? (blasint)m : (blasint)k, b,
-              tb ? (blasint)k : (blasint)n, beta, c, (blasint)n);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+              (blasint)n, (blasint)k, 1.0f, a, ta ? (blasint)m : (blasint)k, b, tb ? (blasint)k : (blasint)n,
+              beta, c, (blasint)n);
   return 0;
 }
 
@@ -50,17 +50,16 @@ int gam_matmul(gam_tensor **out, gam_tensor *a, gam_tensor *b) {
   GAM_TRY(gam__same_device("matmul", a, b));
   char b1[160], b2[160];
   GAM_CHECK(a->ndim == 2 && b->ndim == 2 && a->shape[1] == b->shape[0],
-            "matmul: shapes %s and %s do not multiply (expected [m,k] and [k,n])",
-            gam__shape_str(a, b1), gam__shape_str(b, b2));
+            "matmul: shapes %s and %s do not multiply (expected [m,k] and [k,n])", gam__shape_str(a, b1),
+            gam__shape_str(b, b2));
   int64_t shape[2] = {a->shape[0], b->shape[1]};
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, 2, shape);
   if (!r) return -1;
-  if (gam__be(a)->gemm(0, 0, shape[0], shape[1], a->shape[1], gam__f32(a), gam__f32(b), gam__f32(r),
-                       0.f) != 0)
+  if (gam__be(a)->gemm(0, 0, shape[0], shape[1], a->shape[1], gam__f32(a), gam__f32(b), gam__f32(r), 0.f) !=
+      0)
     return gam__fail(1, r);
   gam_tensor *in[2] = {a, b};
-  if (gam__grad_needed(2, in) && !gam__record(r, "matmul", matmul_backward, 2, in))
-    return gam__fail(1, r);
+  if (gam__grad_needed(2, in) && !gam__record(r, "matmul", matmul_backward, 2, in)) return gam__fail(1, r);
   *out = r;
   return 0;
 }
@@ -108,17 +107,17 @@ int gam_cpu_repeat_rows(float *pr, const float *pb, int64_t rows, int64_t outf) 
 int gam_linear(gam_tensor **out, gam_tensor *x, gam_tensor *w, gam_tensor *b) {
   GAM_TRY(gam__check_float_dev(x, "linear", "input"));
   GAM_TRY(gam__check_float_dev(w, "linear", "weight"));
-  GAM_CHECK(x->device == w->device, "linear: input is on %s, weight on %s",
-            gam__device_name(x->device), gam__device_name(w->device));
+  GAM_CHECK(x->device == w->device, "linear: input is on %s, weight on %s", gam__device_name(x->device),
+            gam__device_name(w->device));
   char b1[160], b2[160];
   GAM_CHECK(w->ndim == 2, "linear: weight must be [out, in], got %s", gam__shape_str(w, b1));
   GAM_CHECK(x->ndim == 2 && x->shape[1] == w->shape[1],
-            "linear: input %s does not match weight %s (expected input [n, %lld])",
-            gam__shape_str(x, b1), gam__shape_str(w, b2), (long long)w->shape[1]);
+            "linear: input %s does not match weight %s (expected input [n, %lld])", gam__shape_str(x, b1),
+            gam__shape_str(w, b2), (long long)w->shape[1]);
   if (b) {
     GAM_TRY(gam__check_float_dev(b, "linear", "bias"));
-    GAM_CHECK(b->device == w->device, "linear: bias is on %s, weight on %s",
-              gam__device_name(b->device), gam__device_name(w->device));
+    GAM_CHECK(b->device == w->device, "linear: bias is on %s, weight on %s", gam__device_name(b->device),
+              gam__device_name(w->device));
     GAM_CHECK(b->ndim == 1 && b->shape[0] == w->shape[0],
               "linear: bias %s does not match weight %s (expected [%lld])", gam__shape_str(b, b1),
               gam__shape_str(w, b2), (long long)w->shape[0]);

@@ -33,7 +33,9 @@ int gam_cpu_softmax(const float *x, float *y, int64_t outer, int64_t size, int64
 }
 
 /* softmax and log_softmax (saved[0]: the output y) */
-typedef struct softmax_ctx { int dim, log_out; } softmax_ctx;
+typedef struct softmax_ctx {
+  int dim, log_out;
+} softmax_ctx;
 
 static int softmax_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *y = n->saved[0];
@@ -79,8 +81,7 @@ static int softmax_op(gam_tensor **out, gam_tensor *a, int dim, int log_out) {
   gam__split_at(a, d, &outer, &size, &inner);
   gam_tensor *r = gam__new_like(a);
   if (!r) return -1;
-  if (gam__be(a)->softmax(gam__f32(a), gam__f32(r), outer, size, inner, log_out) != 0)
-    return gam__fail(1, r);
+  if (gam__be(a)->softmax(gam__f32(a), gam__f32(r), outer, size, inner, log_out) != 0) return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, softmax_backward, 1, &a);
     softmax_ctx *c = n && gam__save(n, 0, r) == 0 ? gam__node_ctx(n, sizeof *c) : NULL;
@@ -96,7 +97,9 @@ int gam_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(ou
 int gam_log_softmax(gam_tensor **out, gam_tensor *a, int dim) { return softmax_op(out, a, dim, 1); }
 
 /* ---- gather: out[.., j, ..] = a[.., index[.., j, ..], ..] along dim ----- */
-typedef struct gather_ctx { int dim; } gather_ctx;
+typedef struct gather_ctx {
+  int dim;
+} gather_ctx;
 
 static int gather_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *a = n->inputs[0], *index = n->inputs[1];
@@ -125,8 +128,8 @@ int gam_cpu_gather_grad(const float *gp, const int64_t *ip, float *p, int64_t ou
 }
 
 /* q[o,j,i] = p[o, idx[o,j,i], i] */
-int gam_cpu_gather(const float *p, const int64_t *ip, float *q, int64_t outer, int64_t size,
-                   int64_t osize, int64_t inner) {
+int gam_cpu_gather(const float *p, const int64_t *ip, float *q, int64_t outer, int64_t size, int64_t osize,
+                   int64_t inner) {
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < osize; j++)
       for (int64_t i = 0; i < inner; i++) {
@@ -153,15 +156,14 @@ int gam_cpu_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t
 int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
   GAM_TRY(gam__check_float_dev(a, "gather", "input"));
   GAM_TRY(gam__check_dev(index, "gather", "index"));
-  GAM_CHECK(index->device == a->device, "gather: input is on %s, index on %s",
-            gam__device_name(a->device), gam__device_name(index->device));
-  GAM_CHECK(index->dtype == GAM_INT64, "gather: index must be int64, got %s",
-            gam__dtype_name(index->dtype));
+  GAM_CHECK(index->device == a->device, "gather: input is on %s, index on %s", gam__device_name(a->device),
+            gam__device_name(index->device));
+  GAM_CHECK(index->dtype == GAM_INT64, "gather: index must be int64, got %s", gam__dtype_name(index->dtype));
   int d;
   GAM_TRY(gam__dim("gather", dim, a->ndim, &d));
   char b1[160], b2[160];
-  GAM_CHECK(index->ndim == a->ndim, "gather: index %s and input %s differ in dims",
-            gam__shape_str(index, b1), gam__shape_str(a, b2));
+  GAM_CHECK(index->ndim == a->ndim, "gather: index %s and input %s differ in dims", gam__shape_str(index, b1),
+            gam__shape_str(a, b2));
   for (int k = 0; k < a->ndim; k++)
     GAM_CHECK(k == d || index->shape[k] == a->shape[k],
               "gather: index %s must match input %s except along dim %d", gam__shape_str(index, b1),
@@ -172,8 +174,7 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
   const int64_t *ip = gam__i64(index);
   int64_t pos = -1, value = 0;
   GAM_TRY(be->find_out_of_range(ip, index->numel, 0, size, &pos, &value, "gather"));
-  GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value,
-            (long long)size);
+  GAM_CHECK(pos < 0, "gather: index value %lld is outside [0, %lld)", (long long)value, (long long)size);
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, index->ndim, index->shape);
   if (!r) return -1;
   if (be->gather(gam__f32(a), ip, gam__f32(r), outer, size, osize, inner) != 0) return gam__fail(1, r);
@@ -192,8 +193,7 @@ int gam_gather(gam_tensor **out, gam_tensor *a, int dim, gam_tensor *index) {
  * The target distribution q puts 1-s on the class and s/(k-1) on the others
  * (s = 0: plain cross-entropy). The loss is KL(q || softmax) summed over
  * classes, with 0 log 0 = 0; its gradient is softmax - q, as cross-entropy's. */
-int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
-                              int code) {
+int gam_cpu_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s, int code) {
   for (int64_t i = 0; i < n; i++) {
     if (idx[i] >= lo && idx[i] < hi) continue;
     if (s[GAM_OPT_FLAG] == 0) {
@@ -229,13 +229,12 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
   GAM_CHECK(target->device == logits->device, "%s: logits are on %s, target on %s", name,
             gam__device_name(logits->device), gam__device_name(target->device));
   char b1[160], b2[160];
-  GAM_CHECK(logits->ndim == 2, "%s: logits must be [n, classes], got %s", name,
-            gam__shape_str(logits, b1));
+  GAM_CHECK(logits->ndim == 2, "%s: logits must be [n, classes], got %s", name, gam__shape_str(logits, b1));
   GAM_CHECK(target->dtype == GAM_INT64, "%s: target must be int64 class ids, got %s", name,
             gam__dtype_name(target->dtype));
   GAM_CHECK(target->ndim == 1 && target->shape[0] == logits->shape[0],
-            "%s: target %s does not match logits %s (expected [%lld])", name,
-            gam__shape_str(target, b1), gam__shape_str(logits, b2), (long long)logits->shape[0]);
+            "%s: target %s does not match logits %s (expected [%lld])", name, gam__shape_str(target, b1),
+            gam__shape_str(logits, b2), (long long)logits->shape[0]);
   /* inside a watched optimiser step: recorded in its block, read at its end
    * (the cross-entropy kernels only compare targets with class ids, so a bad
    * one reads nothing out of bounds meanwhile) */
@@ -243,15 +242,17 @@ static int check_targets(const char *name, gam_tensor *logits, gam_tensor *targe
     return gam__be(target)->flag_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1],
                                               (double *)gam__data(watched), GAM_OPT_CODE_TARGET);
   int64_t pos = -1, value = 0;
-  GAM_TRY(gam__be(target)->find_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1],
-                                             &pos, &value, name));
+  GAM_TRY(gam__be(target)->find_out_of_range(gam__i64(target), target->numel, 0, logits->shape[1], &pos,
+                                             &value, name));
   GAM_CHECK(pos < 0, "%s: target %lld of sample %lld is outside the classes [0, %lld)", name,
             (long long)value, (long long)pos + 1, (long long)logits->shape[1]);
   return 0;
 }
 
 /* the label smoothing s (saved[0]: log_softmax of the logits) */
-typedef struct ce_ctx { double smoothing; } ce_ctx;
+typedef struct ce_ctx {
+  double smoothing;
+} ce_ctx;
 
 static int ce_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *logits = n->inputs[0], *target = n->inputs[1], *logp = n->saved[0];
@@ -260,8 +261,8 @@ static int ce_backward(gam_node *n, gam_tensor *g) {
   float on = (float)(1.0 - s), off = k > 1 ? (float)(s / (double)(k - 1)) : 0.f;
   gam_tensor *gx = gam__new_like(logits);
   if (!gx) return -1;
-  if (gam__be(gx)->ce_backward(gam__f32(g), gam__f32(logp), gam__i64(target), gam__f32(gx), rows, k,
-                               on, off) != 0)
+  if (gam__be(gx)->ce_backward(gam__f32(g), gam__f32(logp), gam__i64(target), gam__f32(gx), rows, k, on,
+                               off) != 0)
     return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
@@ -272,14 +273,13 @@ static int ce_backward(gam_node *n, gam_tensor *g) {
 int gam_cpu_ce_backward(const float *gp, const float *lp, const int64_t *tp, float *p, int64_t rows,
                         int64_t k, float on, float off) {
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < k; c++)
-      p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
+    for (int64_t c = 0; c < k; c++) p[r * k + c] = gp[r] * (expf(lp[r * k + c]) - (c == tp[r] ? on : off));
   return 0;
 }
 
 /* loss[r] = ent - sum_c q_c logp[r,c], the sum in double */
-int gam_cpu_ce_forward(const float *lp, const int64_t *tp, float *loss, int64_t rows, int64_t k,
-                       double on, double off, double ent) {
+int gam_cpu_ce_forward(const float *lp, const int64_t *tp, float *loss, int64_t rows, int64_t k, double on,
+                       double off, double ent) {
   for (int64_t i = 0; i < rows; i++) {
     double cross = 0;
     for (int64_t c = 0; c < k; c++) cross += (c == tp[i] ? on : off) * lp[i * k + c];

@@ -24,7 +24,9 @@
 #include "backend.h"
 #include <math.h>
 
-typedef struct bn_dims { int64_t n, c, inner; } bn_dims;
+typedef struct bn_dims {
+  int64_t n, c, inner;
+} bn_dims;
 
 static bn_dims dims_of(const gam_tensor *x) {
   bn_dims d = {x->shape[0], x->shape[1], 1};
@@ -92,23 +94,24 @@ static void bn_backward_cpu(const float *xp, const float *gp, const float *wp, c
   }
 }
 
-int gam_cpu_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                              int64_t inner, const float *weight, float *dw, float *db, double eps,
-                              const float *stats) {
+int gam_cpu_bn_train_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                              const float *weight, float *dw, float *db, double eps, const float *stats) {
   (void)eps; /* the stats hold invstd already */
   bn_backward_cpu(x, dy, weight, stats, 1, (bn_dims){n, c, inner}, dx, dw, db);
   return 0;
 }
 
-int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                             int64_t inner, const float *weight, float *dw, float *db,
-                             const float *stats) {
+int gam_cpu_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                             const float *weight, float *dw, float *db, const float *stats) {
   bn_backward_cpu(x, dy, weight, stats, 0, (bn_dims){n, c, inner}, dx, dw, db);
   return 0;
 }
 
 /* the mode of the forward and its eps (saved[0]: stats [2, C]: mean, invstd) */
-typedef struct bn_ctx { int training; double eps; } bn_ctx;
+typedef struct bn_ctx {
+  int training;
+  double eps;
+} bn_ctx;
 
 static int bn_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *w = n->inputs[1], *b = n->inputs[2];
@@ -124,10 +127,10 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
   const gam_backend *be = gam__be(x);
   float *px = gx ? gam__f32(gx) : NULL, *pw = gw ? gam__f32(gw) : NULL, *pb = gb ? gam__f32(gb) : NULL;
   const float *wp = w ? gam__f32(w) : NULL;
-  int rc = training ? be->bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
-                                            pb, ctx->eps, stats)
-                    : be->bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw,
-                                           pb, stats);
+  int rc = training
+               ? be->bn_train_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw, pb, ctx->eps,
+                                       stats)
+               : be->bn_eval_backward(gam__f32(x), gam__f32(g), px, d.n, d.c, d.inner, wp, pw, pb, stats);
   if (rc != 0) return gam__fail(3, gx, gw, gb);
   if (gx) rc = gam__accumulate(n, 0, gx);
   if (rc == 0 && gw) rc = gam__accumulate(n, 1, gw);
@@ -140,9 +143,8 @@ static int bn_backward(gam_node *n, gam_tensor *g) {
 
 /* the cpu forward: y and stats sp [2, C] (mean, invstd); running statistics
  * moved when training with momentum != 0 (and rm given) */
-static void bn_forward_cpu(const float *xp, bn_dims d, float *rm, float *rv, const float *wp,
-                           const float *bp, int training, double momentum, double eps, float *yp,
-                           float *sp) {
+static void bn_forward_cpu(const float *xp, bn_dims d, float *rm, float *rv, const float *wp, const float *bp,
+                           int training, double momentum, double eps, float *yp, float *sp) {
   int64_t m = d.n * d.inner;
   int update = training && rm && momentum != 0;
 #pragma omp parallel for schedule(static) if (d.n * d.c * d.inner > GAM_PAR_MIN)
@@ -175,18 +177,17 @@ static void bn_forward_cpu(const float *xp, bn_dims d, float *rm, float *rv, con
 }
 
 int gam_cpu_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                             const float *weight, const float *bias, float *rm, float *rv,
-                             double momentum, double eps, float *stats) {
+                             const float *weight, const float *bias, float *rm, float *rv, double momentum,
+                             double eps, float *stats) {
   bn_forward_cpu(x, (bn_dims){n, c, inner}, rm, rv, weight, bias, 1, momentum, eps, y, stats);
   return 0;
 }
 
 /* evaluation reads the running statistics and never writes them */
 int gam_cpu_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                            const float *weight, const float *bias, const float *rm,
-                            const float *rv, double eps, float *stats) {
-  bn_forward_cpu(x, (bn_dims){n, c, inner}, (float *)rm, (float *)rv, weight, bias, 0, 0.0, eps, y,
-                 stats);
+                            const float *weight, const float *bias, const float *rm, const float *rv,
+                            double eps, float *stats) {
+  bn_forward_cpu(x, (bn_dims){n, c, inner}, (float *)rm, (float *)rv, weight, bias, 0, 0.0, eps, y, stats);
   return 0;
 }
 
@@ -201,14 +202,12 @@ static int check_vec(const gam_tensor *x, const gam_tensor *v, const char *what,
   return 0;
 }
 
-int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
-                   gam_tensor *running_var, gam_tensor *weight, gam_tensor *bias, int training,
-                   double momentum, double eps) {
+int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean, gam_tensor *running_var,
+                   gam_tensor *weight, gam_tensor *bias, int training, double momentum, double eps) {
   GAM_TRY(gam__check_float_dev(x, "batch_norm", "input"));
   char b1[160];
   GAM_CHECK(x->ndim >= 2 && x->ndim <= 4,
-            "batch_norm: input must be [N, C, H, W] (or [N, C] / [N, C, L]), got %s",
-            gam__shape_str(x, b1));
+            "batch_norm: input must be [N, C, H, W] (or [N, C] / [N, C, L]), got %s", gam__shape_str(x, b1));
   bn_dims d = dims_of(x);
   GAM_CHECK(d.c > 0, "batch_norm: input %s has no channels", gam__shape_str(x, b1));
   GAM_CHECK((running_mean == NULL) == (running_var == NULL),
@@ -222,8 +221,7 @@ int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
   GAM_CHECK(isfinite(momentum) && momentum >= 0 && momentum <= 1,
             "batch_norm: momentum must be in [0, 1], got %g", momentum);
   GAM_CHECK(isfinite(eps) && eps >= 0, "batch_norm: eps must be a non-negative number, got %g", eps);
-  GAM_CHECK(training || running_mean,
-            "batch_norm: evaluation mode needs running_mean and running_var");
+  GAM_CHECK(training || running_mean, "batch_norm: evaluation mode needs running_mean and running_var");
   int64_t m = d.n * d.inner;
   GAM_CHECK(!training || m > 1,
             "batch_norm: expected more than 1 value per channel when training, got input %s",
@@ -237,11 +235,11 @@ int gam_batch_norm(gam_tensor **out, gam_tensor *x, gam_tensor *running_mean,
   if (training) { /* running statistics only when they move (momentum 0: not handed over) */
     int update = running_mean && momentum != 0;
     rc = be->bn_train_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
-                              update ? gam__f32(running_mean) : NULL,
-                              update ? gam__f32(running_var) : NULL, momentum, eps, gam__f32(stats));
+                              update ? gam__f32(running_mean) : NULL, update ? gam__f32(running_var) : NULL,
+                              momentum, eps, gam__f32(stats));
   } else {
-    rc = be->bn_eval_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp,
-                             gam__f32(running_mean), gam__f32(running_var), eps, gam__f32(stats));
+    rc = be->bn_eval_forward(gam__f32(x), gam__f32(y), d.n, d.c, d.inner, wp, bp, gam__f32(running_mean),
+                             gam__f32(running_var), eps, gam__f32(stats));
   }
   if (rc != 0) return gam__fail(2, y, stats);
   gam_tensor *in[3] = {x, weight, bias};

@@ -29,8 +29,8 @@ static int64_t pool_out(int64_t in, int k, int s, int p, int ceil_mode) {
   return o;
 }
 
-static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, int sh, int sw,
-                         int ph, int pw, int ceil_mode, pool_geom *g) {
+static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw,
+                         int ceil_mode, pool_geom *g) {
   GAM_TRY(gam__check_float_dev(x, op, "input"));
   char b1[160];
   GAM_CHECK(x->ndim == 4, "%s: input must be 4-D [N, C, H, W], got %s", op, gam__shape_str(x, b1));
@@ -44,12 +44,16 @@ static int pool_geometry(const char *op, const gam_tensor *x, int kh, int kw, in
   g->planes = x->shape[0] * x->shape[1];
   g->h = x->shape[2];
   g->w = x->shape[3];
-  g->kh = kh; g->kw = kw; g->sh = sh; g->sw = sw; g->ph = ph; g->pw = pw;
+  g->kh = kh;
+  g->kw = kw;
+  g->sh = sh;
+  g->sw = sw;
+  g->ph = ph;
+  g->pw = pw;
   g->oh = pool_out(g->h, kh, sh, ph, ceil_mode);
   g->ow = pool_out(g->w, kw, sw, pw, ceil_mode);
-  GAM_CHECK(g->oh >= 1 && g->ow >= 1,
-            "%s: kernel %dx%d is larger than the padded input %lldx%lld", op, kh, kw,
-            (long long)(g->h + 2 * ph), (long long)(g->w + 2 * pw));
+  GAM_CHECK(g->oh >= 1 && g->ow >= 1, "%s: kernel %dx%d is larger than the padded input %lldx%lld", op, kh,
+            kw, (long long)(g->h + 2 * ph), (long long)(g->w + 2 * pw));
   return 0;
 }
 
@@ -59,7 +63,10 @@ static gam_tensor *pool_output(const gam_tensor *x, int dtype, int64_t oh, int64
 }
 
 /* max and average pooling: the forward's geometry (and the divisor rule) */
-typedef struct pool_ctx { pool_geom geo; int count_include_pad; } pool_ctx;
+typedef struct pool_ctx {
+  pool_geom geo;
+  int count_include_pad;
+} pool_ctx;
 
 static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
   int rc = gam__accumulate(n, i, g);
@@ -144,13 +151,15 @@ int gam_max_pool2d(gam_tensor **out, gam_tensor *x, int kh, int kw, int sh, int 
 
 /* ---- average pooling ---------------------------------------------------------------- */
 /* window of output (oh, ow): rows [*h0, *h1), cols [*w0, *w1) of the input; returns the divisor */
-static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int count_include_pad,
-                          int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+static int64_t avg_window(const pool_geom *g, int64_t oh, int64_t ow, int count_include_pad, int64_t *h0,
+                          int64_t *h1, int64_t *w0, int64_t *w1) {
   int64_t a0 = oh * g->sh - g->ph, a1 = min64(a0 + g->kh, g->h + g->ph);
   int64_t b0 = ow * g->sw - g->pw, b1 = min64(b0 + g->kw, g->w + g->pw);
   int64_t padded = (a1 - a0) * (b1 - b0);
-  *h0 = max64(a0, 0); *h1 = min64(a1, g->h);
-  *w0 = max64(b0, 0); *w1 = min64(b1, g->w);
+  *h0 = max64(a0, 0);
+  *h1 = min64(a1, g->h);
+  *w0 = max64(b0, 0);
+  *w1 = min64(b1, g->w);
   return count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0);
 }
 
@@ -184,8 +193,7 @@ static int avg_pool_backward(gam_node *n, gam_tensor *g) {
   return accumulate_new(n, 0, gx);
 }
 
-int gam_cpu_avg_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp,
-                             int count_include_pad) {
+int gam_cpu_avg_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp, int count_include_pad) {
   const gam_pool_geom g = *gg;
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
@@ -246,12 +254,11 @@ int gam_cpu_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *gp, 
 
 static int adaptive_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0];
-  gam_pool_geom geo = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3],
-                       0, 0, 0, 0, 0, 0};
+  gam_pool_geom geo = {
+      x->shape[0] * x->shape[1], x->shape[2], x->shape[3], g->shape[2], g->shape[3], 0, 0, 0, 0, 0, 0};
   gam_tensor *gx = gam__new_like(x); /* every element is written */
   if (!gx) return -1;
-  if (gam__be(x)->adaptive_avg_pool_backward(&geo, gam__f32(g), gam__f32(gx)) != 0)
-    return gam__fail(1, gx);
+  if (gam__be(x)->adaptive_avg_pool_backward(&geo, gam__f32(g), gam__f32(gx)) != 0) return gam__fail(1, gx);
   return accumulate_new(n, 0, gx);
 }
 
@@ -277,16 +284,14 @@ int gam_adaptive_avg_pool2d(gam_tensor **out, gam_tensor *x, int oh, int ow) {
   char b1[160];
   GAM_CHECK(x->ndim == 4, "adaptive_avg_pool2d: input must be 4-D [N, C, H, W], got %s",
             gam__shape_str(x, b1));
-  GAM_CHECK(oh >= 1 && ow >= 1, "adaptive_avg_pool2d: output size must be positive, got (%d, %d)",
-            oh, ow);
+  GAM_CHECK(oh >= 1 && ow >= 1, "adaptive_avg_pool2d: output size must be positive, got (%d, %d)", oh, ow);
   GAM_CHECK(x->shape[2] > 0 && x->shape[3] > 0,
             "adaptive_avg_pool2d: input %s has an empty spatial dimension", gam__shape_str(x, b1));
   int64_t planes = x->shape[0] * x->shape[1], h = x->shape[2], w = x->shape[3];
   gam_tensor *y = pool_output(x, GAM_FLOAT32, oh, ow);
   if (!y) return -1;
   gam_pool_geom geo = {planes, h, w, oh, ow, 0, 0, 0, 0, 0, 0};
-  if (gam__be(x)->adaptive_avg_pool_forward(&geo, gam__f32(x), gam__f32(y)) != 0)
-    return gam__fail(1, y);
+  if (gam__be(x)->adaptive_avg_pool_forward(&geo, gam__f32(x), gam__f32(y)) != 0) return gam__fail(1, y);
   if (gam__grad_needed(1, &x) && !gam__record(y, "adaptive_avg_pool2d", adaptive_backward, 1, &x))
     return gam__fail(1, y);
   *out = y;

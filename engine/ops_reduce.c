@@ -8,14 +8,19 @@
 static void reduced_shape(const gam_tensor *t, int d, int keepdim, int *nd, int64_t *shape) {
   int n = 0;
   for (int k = 0; k < t->ndim; k++) {
-    if (k != d) shape[n++] = t->shape[k];
-    else if (keepdim) shape[n++] = 1;
+    if (k != d)
+      shape[n++] = t->shape[k];
+    else if (keepdim)
+      shape[n++] = 1;
   }
   *nd = n;
 }
 
 /* sum and mean: the dim reduced (over one dim) and the scale (1 or 1/size) */
-typedef struct reduce_ctx { int dim; double scale; } reduce_ctx;
+typedef struct reduce_ctx {
+  int dim;
+  double scale;
+} reduce_ctx;
 
 /* ---- sum / mean over everything ----------------------------------------- */
 static int sum_all_backward(gam_node *n, gam_tensor *g) {
@@ -24,8 +29,7 @@ static int sum_all_backward(gam_node *n, gam_tensor *g) {
   if (!gx) return -1;
   /* g stays on its device: no wait for the host */
   float scale = (float)((const reduce_ctx *)n->ctx)->scale;
-  if (gam__be(x)->fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), scale) != 0)
-    return gam__fail(1, gx);
+  if (gam__be(x)->fill_scaled(gam__f32(gx), gx->numel, gam__f32(g), scale) != 0) return gam__fail(1, gx);
   int rc = gam__accumulate(n, 0, gx);
   gam_release(gx);
   return rc;
@@ -78,8 +82,7 @@ static int sum_dim_backward(gam_node *n, gam_tensor *g) {
 }
 
 /* p[o,k,i] = scale * g[o,i] */
-int gam_cpu_spread_lines(const float *gp, float *p, int64_t outer, int64_t size, int64_t inner,
-                         float scale) {
+int gam_cpu_spread_lines(const float *gp, float *p, int64_t outer, int64_t size, int64_t inner, float scale) {
 #pragma omp parallel for collapse(2) if (outer * size * inner > GAM_PAR_MIN)
   for (int64_t o = 0; o < outer; o++)
     for (int64_t k = 0; k < size; k++)
@@ -90,8 +93,7 @@ int gam_cpu_spread_lines(const float *gp, float *p, int64_t outer, int64_t size,
 /* q[o,i] = scale * sum_k p[o,k,i] for p viewed as [outer, size, inner].
  * Lines along k are strided by inner, so for inner > 1 a block of up to 256
  * columns is accumulated row by row (contiguous reads) in doubles. */
-int gam_cpu_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
-                      double scale) {
+int gam_cpu_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner, double scale) {
   int64_t total = outer * size * inner;
   if (inner == 1) {
     if (outer == 1) {
@@ -139,8 +141,7 @@ static int reduce_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim, int
   gam_tensor *r = gam__new(GAM_FLOAT32, a->device, nd, shape);
   if (!r) return -1;
   double scale = mean ? 1.0 / (double)size : 1.0;
-  if (gam__be(a)->sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale) != 0)
-    return gam__fail(1, r);
+  if (gam__be(a)->sum_lines(gam__f32(a), gam__f32(r), outer, size, inner, scale) != 0) return gam__fail(1, r);
   if (gam__grad_needed(1, &a)) {
     gam_node *n = gam__record(r, name, sum_dim_backward, 1, &a);
     reduce_ctx *c = n ? gam__node_ctx(n, sizeof *c) : NULL;
@@ -162,7 +163,9 @@ int gam_mean_dim(gam_tensor **out, gam_tensor *a, int dim, int keepdim) {
 /* ---- max ------------------------------------------------------------------ */
 /* gradient flows to the first maximal element of each reduced line (saved[0]:
  * the indices, the node's max_ctx: the dim) */
-typedef struct max_ctx { int dim; } max_ctx;
+typedef struct max_ctx {
+  int dim;
+} max_ctx;
 
 static int max_dim_backward(gam_node *n, gam_tensor *g) {
   gam_tensor *x = n->inputs[0], *idx = n->saved[0];
@@ -211,7 +214,10 @@ int gam_cpu_argmax_lines(const float *p, float *values, int64_t *ip, int64_t out
       float bv = p[o * size * inner + i];
       for (int64_t k = 1; k < size; k++) {
         float x = p[(o * size + k) * inner + i];
-        if (x > bv || (x != x && bv == bv)) { bv = x; best = k; } /* NaN wins, as in PyTorch */
+        if (x > bv || (x != x && bv == bv)) {
+          bv = x;
+          best = k;
+        } /* NaN wins, as in PyTorch */
       }
       ip[o * inner + i] = best;
       if (values) values[o * inner + i] = bv;

@@ -55,14 +55,12 @@ static int vec(const call *c, const gam_tensor *t, const char *arg) {
   GAM_CHECK(t->device == c->device, "%s: %s is on %s, the other vectors on %s", c->op, arg,
             gam__device_name(t->device), gam__device_name(c->device));
   char b[160];
-  GAM_CHECK(t->numel == c->n, "%s: %s has %lld elements %s, expected %lld", c->op, arg,
-            (long long)t->numel, gam__shape_str(t, b), (long long)c->n);
+  GAM_CHECK(t->numel == c->n, "%s: %s has %lld elements %s, expected %lld", c->op, arg, (long long)t->numel,
+            gam__shape_str(t, b), (long long)c->n);
   return 0;
 }
 
-static int opt_vec(const call *c, const gam_tensor *t, const char *arg) {
-  return t ? vec(c, t, arg) : 0;
-}
+static int opt_vec(const call *c, const gam_tensor *t, const char *arg) { return t ? vec(c, t, arg) : 0; }
 
 static float *fp(const gam_tensor *t) { return t ? gam__f32(t) : NULL; }
 
@@ -72,8 +70,8 @@ static int block(const gam_tensor *s, const char *op, int device) {
   GAM_TRY(gam__check_dev(s, op, "scalars block"));
   GAM_CHECK(s->dtype == GAM_INT64 && s->numel == GAM_OPT_NSCALARS,
             "%s: the scalars block must come from gam_opt_scalars (int64 [%d])", op, GAM_OPT_NSCALARS);
-  GAM_CHECK(device < 0 || s->device == device, "%s: the scalars block is on %s, the vectors on %s",
-            op, gam__device_name(s->device), gam__device_name(device));
+  GAM_CHECK(device < 0 || s->device == device, "%s: the scalars block is on %s, the vectors on %s", op,
+            gam__device_name(s->device), gam__device_name(device));
   return 0;
 }
 
@@ -150,8 +148,8 @@ int gam_opt_norm_s(gam_tensor *s, const gam_tensor *g, const gam_tensor *w, int 
 
 /* theta_save = θ (optional); g_save = g (optional);
  * θ += scale · g · (adaptive ? θ² : 1), scale = coef (s: the block it reads, or NULL). */
-static int ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                  gam_tensor *g_save, gam_coef coef, const gam_tensor *s, int adaptive) {
+static int ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g, gam_tensor *g_save,
+                  gam_coef coef, const gam_tensor *s, int adaptive) {
   call c;
   GAM_TRY(first(&c, "opt_ascend", theta, "parameters"));
   if (s) GAM_TRY(block(s, c.op, c.device));
@@ -159,13 +157,13 @@ static int ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g
   GAM_TRY(opt_vec(&c, theta_save, "parameter copy"));
   GAM_TRY(opt_vec(&c, g_save, "gradient copy"));
   GAM_CHECK(theta_save || !g_save, "opt_ascend: a gradient copy needs a parameter copy too");
-  return gam__be(theta)->opt_ascend(gam__f32(theta), fp(theta_save), gam__f32(g), fp(g_save), c.n,
-                                    coef, adaptive);
+  return gam__be(theta)->opt_ascend(gam__f32(theta), fp(theta_save), gam__f32(g), fp(g_save), c.n, coef,
+                                    adaptive);
 }
 
 /* the scale rho / (s[NORM] + ξ) */
-int gam_opt_ascend_s(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                     gam_tensor *g_save, double rho, const gam_tensor *s, int adaptive) {
+int gam_opt_ascend_s(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g, gam_tensor *g_save,
+                     double rho, const gam_tensor *s, int adaptive) {
   GAM_TRY(block(s, "opt_ascend", -1));
   return ascend(theta, theta_save, g, g_save, radius(rho, s), s, adaptive);
 }
@@ -182,8 +180,7 @@ int gam_opt_dot3_s(gam_tensor *s, const gam_tensor *a, const gam_tensor *b, int 
 /* h = h − weight · (v − c h): the gradient decomposition of GSAM (h = SAM's
  * gradient, v = the plain gradient) and of GAM (h = h+, v = h−), with
  * c = cos ‖v‖ / (‖h‖ + ξ) (coef). */
-static int decompose(gam_tensor *h, const gam_tensor *v, double weight, gam_coef coef,
-                     const gam_tensor *s) {
+static int decompose(gam_tensor *h, const gam_tensor *v, double weight, gam_coef coef, const gam_tensor *s) {
   call c;
   GAM_TRY(first(&c, "opt_decompose", h, "direction"));
   GAM_TRY(vec(&c, v, "vertical source"));
@@ -207,22 +204,22 @@ int gam_gam_pass1_s(gam_tensor *s, gam_tensor *hplus, const gam_tensor *g, const
   GAM_TRY(vec(&c, g0, "g0 buffer"));
   GAM_TRY(adaptive ? vec(&c, theta0, "parameter copy") : opt_vec(&c, theta0, "parameter copy"));
   GAM_TRY(block(s, c.op, c.device));
-  return gam__be(g)->opt_gam_pass1(slots(s), gam__f32(hplus), gam__f32(g), gam__f32(g0), fp(theta0),
-                                   c.n, alpha, adaptive, code);
+  return gam__be(g)->opt_gam_pass1(slots(s), gam__f32(hplus), gam__f32(g), gam__f32(g0), fp(theta0), c.n,
+                                   alpha, adaptive, code);
 }
 
 /* GAM's second perturbation, from the restored θ0:
  * θ = θ0 + scale · (g1 − g0) · (adaptive ? θ0² : 1). */
-static int ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
-                     const gam_tensor *g0, gam_coef coef, const gam_tensor *s, int adaptive) {
+static int ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g, const gam_tensor *g0,
+                     gam_coef coef, const gam_tensor *s, int adaptive) {
   call c;
   GAM_TRY(first(&c, "gam_ascend_h0", theta, "parameters"));
   if (s) GAM_TRY(block(s, c.op, c.device));
   GAM_TRY(vec(&c, theta0, "parameter copy"));
   GAM_TRY(vec(&c, g, "gradient"));
   GAM_TRY(vec(&c, g0, "g0 buffer"));
-  return gam__be(theta)->opt_gam_ascend_h0(gam__f32(theta), gam__f32(theta0), gam__f32(g),
-                                           gam__f32(g0), c.n, coef, adaptive);
+  return gam__be(theta)->opt_gam_ascend_h0(gam__f32(theta), gam__f32(theta0), gam__f32(g), gam__f32(g0), c.n,
+                                           coef, adaptive);
 }
 
 /* the scale rho / (s[NORM] + ξ) */
@@ -235,15 +232,15 @@ int gam_gam_ascend_h0_s(gam_tensor *theta, const gam_tensor *theta0, const gam_t
 /* GAM after pass 2 (g = g2): the g0 buffer becomes h− = c0 g0 + c1 g2
  * (reference: c0 = 1, paper: c0 = β; c1 = 1 − β), and s[NORM] = ‖g2 ⊙ |θ2|‖
  * (not adaptive: ‖g2‖; theta may be NULL), θ2 being the current weights. */
-int gam_gam_pass2_s(gam_tensor *s, gam_tensor *g0_hminus, const gam_tensor *g,
-                    const gam_tensor *theta, double c0, double c1, int adaptive, int code) {
+int gam_gam_pass2_s(gam_tensor *s, gam_tensor *g0_hminus, const gam_tensor *g, const gam_tensor *theta,
+                    double c0, double c1, int adaptive, int code) {
   call c;
   GAM_TRY(first(&c, "gam_pass2", g, "gradient"));
   GAM_TRY(vec(&c, g0_hminus, "g0 buffer"));
   GAM_TRY(adaptive ? vec(&c, theta, "parameters") : opt_vec(&c, theta, "parameters"));
   GAM_TRY(block(s, c.op, c.device));
-  return gam__be(g)->opt_gam_pass2(slots(s), gam__f32(g0_hminus), gam__f32(g), fp(theta), c.n, c0,
-                                   c1, adaptive, code);
+  return gam__be(g)->opt_gam_pass2(slots(s), gam__f32(g0_hminus), gam__f32(g), fp(theta), c.n, c0, c1,
+                                   adaptive, code);
 }
 
 /* GAM after pass 3 (g = g3): g = h+ = hplus + c g3 (c = 1 − α), and
@@ -255,16 +252,16 @@ int gam_gam_pass3_s(gam_tensor *s, gam_tensor *g, const gam_tensor *hplus, const
   GAM_TRY(vec(&c, hplus, "h+ buffer"));
   GAM_TRY(vec(&c, hminus, "h- buffer"));
   GAM_TRY(block(s, c.op, c.device));
-  return gam__be(g)->opt_gam_pass3(slots(s), gam__f32(g), gam__f32(hplus), gam__f32(hminus), c.n, cc,
-                                   code0, code2);
+  return gam__be(g)->opt_gam_pass3(slots(s), gam__f32(g), gam__f32(hplus), gam__f32(hminus), c.n, cc, code0,
+                                   code2);
 }
 
 /* ---- base optimisers (PyTorch's update rules, optim_math.h) ------------------------
  * guard (NULL: none): a scalars block whose flag, when set, turns the step
  * into param = src, leaving the optimiser state alone. */
-int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                   const gam_tensor *src, double lr, double momentum, double dampening,
-                   double weight_decay, int nesterov, int first_step, const gam_tensor *guard) {
+int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf, const gam_tensor *src,
+                   double lr, double momentum, double dampening, double weight_decay, int nesterov,
+                   int first_step, const gam_tensor *guard) {
   call c;
   GAM_TRY(first(&c, "sgd", param, "parameter"));
   if (guard) GAM_TRY(block(guard, c.op, c.device));
@@ -274,15 +271,13 @@ int gam_sgd_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *moment
   GAM_TRY(opt_vec(&c, momentum_buf, "momentum buffer"));
   /* momentum 0 keeps no buffer: the plain rule */
   return gam__be(param)->opt_sgd_step(gam__f32(param), gam__f32(grad),
-                                      momentum == 0 ? NULL : fp(momentum_buf), fp(src), c.n, lr,
-                                      momentum, dampening, weight_decay, nesterov, first_step,
-                                      slots(guard));
+                                      momentum == 0 ? NULL : fp(momentum_buf), fp(src), c.n, lr, momentum,
+                                      dampening, weight_decay, nesterov, first_step, slots(guard));
 }
 
-int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                    gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                    double beta2, double eps, double weight_decay, int decoupled, int64_t step,
-                    const gam_tensor *guard) {
+int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg, gam_tensor *exp_avg_sq,
+                    const gam_tensor *src, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int decoupled, int64_t step, const gam_tensor *guard) {
   call c;
   GAM_TRY(first(&c, decoupled ? "adamw" : "adam", param, "parameter"));
   if (guard) GAM_TRY(block(guard, c.op, c.device));
@@ -297,29 +292,29 @@ int gam_adam_step_s(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_a
 }
 
 /* the base steps without a guard (gam.h) */
-int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf,
-                 const gam_tensor *src, double lr, double momentum, double dampening,
-                 double weight_decay, int nesterov, int first_step) {
-  return gam_sgd_step_s(param, grad, momentum_buf, src, lr, momentum, dampening, weight_decay,
-                        nesterov, first_step, NULL);
+int gam_sgd_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *momentum_buf, const gam_tensor *src,
+                 double lr, double momentum, double dampening, double weight_decay, int nesterov,
+                 int first_step) {
+  return gam_sgd_step_s(param, grad, momentum_buf, src, lr, momentum, dampening, weight_decay, nesterov,
+                        first_step, NULL);
 }
 
-int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg,
-                  gam_tensor *exp_avg_sq, const gam_tensor *src, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int decoupled, int64_t step) {
+int gam_adam_step(gam_tensor *param, const gam_tensor *grad, gam_tensor *exp_avg, gam_tensor *exp_avg_sq,
+                  const gam_tensor *src, double lr, double beta1, double beta2, double eps,
+                  double weight_decay, int decoupled, int64_t step) {
   return gam_adam_step_s(param, grad, exp_avg, exp_avg_sq, src, lr, beta1, beta2, eps, weight_decay,
                          decoupled, step, NULL);
 }
 
 /* ---- the host-scalar forms taking a coefficient (gam_test.h) ----------------------
  * The others, compositions of the _s forms above, are in optim_test.c. */
-int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g,
-                   gam_tensor *g_save, double scale, int adaptive) {
+int gam_opt_ascend(gam_tensor *theta, gam_tensor *theta_save, const gam_tensor *g, gam_tensor *g_save,
+                   double scale, int adaptive) {
   return ascend(theta, theta_save, g, g_save, value(scale), NULL, adaptive);
 }
 
-int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g,
-                      const gam_tensor *g0, double scale, int adaptive) {
+int gam_gam_ascend_h0(gam_tensor *theta, const gam_tensor *theta0, const gam_tensor *g, const gam_tensor *g0,
+                      double scale, int adaptive) {
   return ascend_h0(theta, theta0, g, g0, value(scale), NULL, adaptive);
 }
 

@@ -17,10 +17,11 @@
 
 /* an OpenMP-parallel vector loop over i in [0, n), and one summing into the double s */
 #define PAR_LOOP _Pragma("omp parallel for simd if (n > GAM_PAR_MIN)") for (int64_t i = 0; i < n; i++)
-#define PAR_SUM_S _Pragma("omp parallel for simd reduction(+ : s) if (n > GAM_PAR_MIN)") \
-  for (int64_t i = 0; i < n; i++)
-#define PAR_SUM3 _Pragma("omp parallel for simd reduction(+ : aa, ab, bb) if (n > GAM_PAR_MIN)") \
-  for (int64_t i = 0; i < n; i++)
+#define PAR_SUM_S \
+  _Pragma("omp parallel for simd reduction(+ : s) if (n > GAM_PAR_MIN)") for (int64_t i = 0; i < n; i++)
+#define PAR_SUM3                                                                                             \
+  _Pragma("omp parallel for simd reduction(+ : aa, ab, bb) if (n > GAM_PAR_MIN)") for (int64_t i = 0; i < n; \
+                                                                                       i++)
 
 /* ---- the scalars block and copies ------------------------------------------------ */
 int gam_cpu_opt_copy(float *dst, const float *src, int64_t n) {
@@ -60,21 +61,27 @@ int gam_cpu_opt_norm(double *sc, const float *g, const float *w, int64_t n, int 
 int gam_cpu_opt_ascend(float *p, float *ps, const float *pg, float *gs, int64_t n, gam_coef scale,
                        int adaptive) {
   const float s = (float)gam_coef_value(scale);
-#define ASCEND(SAVE, AD)                                    \
-  PAR_LOOP {                                                \
-    float w = p[i], gi = pg[i];                             \
-    SAVE;                                                   \
-    p[i] = gam_opt_ascend_el(w, gi, s, AD);                 \
+#define ASCEND(SAVE, AD)                    \
+  PAR_LOOP {                                \
+    float w = p[i], gi = pg[i];             \
+    SAVE;                                   \
+    p[i] = gam_opt_ascend_el(w, gi, s, AD); \
   }
   if (gs) {
-    if (adaptive) ASCEND((ps[i] = w, gs[i] = gi), 1)
-    else ASCEND((ps[i] = w, gs[i] = gi), 0)
+    if (adaptive)
+      ASCEND((ps[i] = w, gs[i] = gi), 1)
+    else
+      ASCEND((ps[i] = w, gs[i] = gi), 0)
   } else if (ps) {
-    if (adaptive) ASCEND(ps[i] = w, 1)
-    else ASCEND(ps[i] = w, 0)
+    if (adaptive)
+      ASCEND(ps[i] = w, 1)
+    else
+      ASCEND(ps[i] = w, 0)
   } else {
-    if (adaptive) ASCEND((void)0, 1)
-    else ASCEND((void)0, 0)
+    if (adaptive)
+      ASCEND((void)0, 1)
+    else
+      ASCEND((void)0, 0)
   }
 #undef ASCEND
   return 0;
@@ -101,8 +108,8 @@ int gam_cpu_opt_decompose(float *h, const float *v, int64_t n, double weight, ga
 }
 
 /* GAM pass 1: h+ = α g1 ; s[NORM] = ‖(g1 − g0) ⊙ |θ0|‖ (not adaptive: ‖g1 − g0‖) */
-int gam_cpu_gam_pass1(double *sc, float *hp, const float *g, const float *g0, const float *w,
-                      int64_t n, double alpha, int adaptive, int code) {
+int gam_cpu_gam_pass1(double *sc, float *hp, const float *g, const float *g0, const float *w, int64_t n,
+                      double alpha, int adaptive, int code) {
   const float a = (float)alpha;
   double s = 0;
   if (adaptive) {
@@ -135,8 +142,8 @@ int gam_cpu_gam_ascend_h0(float *p, const float *w, const float *g, const float 
 }
 
 /* GAM pass 2: h− = c0 h− + c1 g2 (in g0's buffer) ; s[NORM] = ‖g2 ⊙ |θ2|‖ (not adaptive: ‖g2‖) */
-int gam_cpu_gam_pass2(double *sc, float *hm, const float *g, const float *w, int64_t n, double c0,
-                      double c1, int adaptive, int code) {
+int gam_cpu_gam_pass2(double *sc, float *hm, const float *g, const float *w, int64_t n, double c0, double c1,
+                      int adaptive, int code) {
   const float a = (float)c0, b = (float)c1;
   double s = 0;
   if (adaptive) {
@@ -157,8 +164,8 @@ int gam_cpu_gam_pass2(double *sc, float *hm, const float *g, const float *w, int
 }
 
 /* GAM pass 3: g = h+ = hplus + c g3 ; s[AA, AB, BB] = {‖h+‖², ⟨h+,h−⟩, ‖h−‖²} */
-int gam_cpu_gam_pass3(double *sc, float *g, const float *hp, const float *hm, int64_t n, double c,
-                      int code0, int code2) {
+int gam_cpu_gam_pass3(double *sc, float *g, const float *hp, const float *hm, int64_t n, double c, int code0,
+                      int code2) {
   const float fc = (float)c;
   double aa = 0, ab = 0, bb = 0;
   PAR_SUM3 {
@@ -182,8 +189,8 @@ static int guarded(float *p, const float *src, int64_t n, const double *guard) {
 }
 
 int gam_cpu_sgd_step(float *p, const float *g, float *buf, const float *src, int64_t n, double lr,
-                     double momentum, double dampening, double weight_decay, int nesterov,
-                     int first, const double *guard) {
+                     double momentum, double dampening, double weight_decay, int nesterov, int first,
+                     const double *guard) {
   if (guarded(p, src, n, guard)) return 0;
   const float *p0 = src ? src : p;
   const gam_sgd_scalars a = gam_sgd_scalars_of(lr, momentum, dampening, weight_decay);
@@ -217,13 +224,12 @@ static void sqrt_block(float *x, int len) {
   for (; j < len; j++) x[j] = sqrtf(x[j]);
 }
 
-int gam_cpu_adam_step(float *p, const float *g, float *m, float *v, const float *src, int64_t n,
-                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                      int decoupled, int64_t step, const double *guard) {
+int gam_cpu_adam_step(float *p, const float *g, float *m, float *v, const float *src, int64_t n, double lr,
+                      double beta1, double beta2, double eps, double weight_decay, int decoupled,
+                      int64_t step, const double *guard) {
   if (guarded(p, src, n, guard)) return 0;
   const float *p0 = src ? src : p;
-  const gam_adam_scalars a =
-      gam_adam_scalars_of(lr, beta1, beta2, eps, weight_decay, decoupled, step);
+  const gam_adam_scalars a = gam_adam_scalars_of(lr, beta1, beta2, eps, weight_decay, decoupled, step);
   /* blocks of ADAM_BLOCK: moments, then √v (sqrt_block), then the update;
    * each inner loop vectorises */
   const int64_t nblocks = (n + ADAM_BLOCK - 1) / ADAM_BLOCK;

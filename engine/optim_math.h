@@ -173,8 +173,7 @@ typedef struct gam_sgd_scalars {
   float lr, momentum, damp1, wd;
 } gam_sgd_scalars;
 
-GAM_HD gam_sgd_scalars gam_sgd_scalars_of(double lr, double momentum, double dampening,
-                                          double weight_decay) {
+GAM_HD gam_sgd_scalars gam_sgd_scalars_of(double lr, double momentum, double dampening, double weight_decay) {
   gam_sgd_scalars a = {(float)lr, (float)momentum, (float)(1.0 - dampening), (float)weight_decay};
   return a;
 }

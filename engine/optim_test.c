@@ -42,16 +42,15 @@ int gam_gam_pass1(double *norm, gam_tensor *hplus, const gam_tensor *g, const ga
   return take(s, gam_gam_pass1_s(s, hplus, g, g0, theta0, alpha, adaptive, 0), norm, 1);
 }
 
-int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g,
-                  const gam_tensor *theta, double c0, double c1, int adaptive) {
+int gam_gam_pass2(double *norm, gam_tensor *g0_hminus, const gam_tensor *g, const gam_tensor *theta,
+                  double c0, double c1, int adaptive) {
   GAM_CHECK(norm, "gam_pass2: no output given");
   gam_tensor *s;
   GAM_TRY(temp_block(&s, g, "gam_pass2", "gradient"));
   return take(s, gam_gam_pass2_s(s, g0_hminus, g, theta, c0, c1, adaptive, 0), norm, 1);
 }
 
-int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus,
-                  double c) {
+int gam_gam_pass3(double *out, gam_tensor *g, const gam_tensor *hplus, const gam_tensor *hminus, double c) {
   GAM_CHECK(out, "gam_pass3: no output given");
   gam_tensor *s;
   GAM_TRY(temp_block(&s, g, "gam_pass3", "gradient"));

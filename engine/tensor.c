@@ -12,9 +12,15 @@ static gam_storage *storage_new(int device, size_t bytes) {
     return NULL;
   }
   gam_storage *s = calloc(1, sizeof *s);
-  if (!s) { gam__err("out of memory allocating a storage header"); return NULL; }
+  if (!s) {
+    gam__err("out of memory allocating a storage header");
+    return NULL;
+  }
   s->data = gam__backend(device)->alloc(bytes);
-  if (!s->data) { free(s); return NULL; }
+  if (!s->data) {
+    free(s);
+    return NULL;
+  }
   s->refcount = 1;
   s->device = device;
   s->bytes = bytes;
@@ -30,8 +36,8 @@ void gam__storage_release(gam_storage *s) {
 static size_t nbytes(const gam_tensor *t) { return (size_t)t->numel * gam__dtype_size(t->dtype); }
 
 static int check_shape(const char *op, int ndim, const int64_t *shape) {
-  GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "%s: a tensor has 0 to %d dims, got %d", op,
-            GAM_MAX_DIMS, ndim);
+  GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "%s: a tensor has 0 to %d dims, got %d", op, GAM_MAX_DIMS,
+            ndim);
   GAM_CHECK(ndim == 0 || shape, "%s: shape is missing", op);
   int64_t n = 1;
   for (int d = 0; d < ndim; d++) {
@@ -45,7 +51,10 @@ static int check_shape(const char *op, int ndim, const int64_t *shape) {
 
 static gam_tensor *header_new(int dtype, int device, int ndim, const int64_t *shape) {
   gam_tensor *t = calloc(1, sizeof *t);
-  if (!t) { gam__err("out of memory allocating a tensor header"); return NULL; }
+  if (!t) {
+    gam__err("out of memory allocating a tensor header");
+    return NULL;
+  }
   t->refcount = 1;
   t->dtype = dtype;
   t->device = device;
@@ -58,7 +67,10 @@ static gam_tensor *header_new(int dtype, int device, int ndim, const int64_t *sh
 
 gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape) {
   if (check_shape("tensor", ndim, shape) != 0) return NULL;
-  if (gam__dtype_size(dtype) == 0) { gam__err("tensor: unknown dtype %d", dtype); return NULL; }
+  if (gam__dtype_size(dtype) == 0) {
+    gam__err("tensor: unknown dtype %d", dtype);
+    return NULL;
+  }
   gam_tensor *t = header_new(dtype, device, ndim, shape);
   if (!t) return NULL;
   t->storage = storage_new(device, (size_t)t->numel * gam__dtype_size(dtype));
@@ -75,9 +87,7 @@ gam_tensor *gam__new(int dtype, int device, int ndim, const int64_t *shape) {
   return t;
 }
 
-gam_tensor *gam__new_like(const gam_tensor *t) {
-  return gam__new(t->dtype, t->device, t->ndim, t->shape);
-}
+gam_tensor *gam__new_like(const gam_tensor *t) { return gam__new(t->dtype, t->device, t->ndim, t->shape); }
 
 gam_tensor *gam__new_zeros_like(const gam_tensor *t) {
   gam_tensor *z = gam__new_like(t);
@@ -106,7 +116,11 @@ void gam_retain(gam_tensor *t) {
  * which may free their nodes in turn: done recursively, a chain of a million
  * ops would need a million stack frames. So the outermost gam_release drains
  * a queue of the tensors whose count reached zero meanwhile. */
-static _Thread_local struct { gam_tensor **v; size_t n, cap; int draining; } dead;
+static _Thread_local struct {
+  gam_tensor **v;
+  size_t n, cap;
+  int draining;
+} dead;
 
 static void free_tensor(gam_tensor *t) {
   gam__storage_release(t->storage);
@@ -160,8 +174,7 @@ int gam_zeros(gam_tensor **out, int dtype, int device, int ndim, const int64_t *
   return gam_full(out, dtype, device, ndim, shape, 0.0);
 }
 
-int gam_full(gam_tensor **out, int dtype, int device, int ndim, const int64_t *shape,
-             double value) {
+int gam_full(gam_tensor **out, int dtype, int device, int ndim, const int64_t *shape, double value) {
   GAM_TRY(gam_empty(out, dtype, device, ndim, shape));
   if (gam_fill_(*out, value) != 0) {
     gam_release(*out);
@@ -190,9 +203,12 @@ int gam_arange(gam_tensor **out, int dtype, double start, double stop, double st
   GAM_TRY(gam_empty(out, dtype, GAM_CPU, 1, shape));
   for (int64_t i = 0; i < shape[0]; i++) {
     double v = start + (double)i * step;
-    if (dtype == GAM_FLOAT32) gam__f32(*out)[i] = (float)v;
-    else if (dtype == GAM_INT64) gam__i64(*out)[i] = (int64_t)v;
-    else ((uint8_t *)gam__data(*out))[i] = (uint8_t)v;
+    if (dtype == GAM_FLOAT32)
+      gam__f32(*out)[i] = (float)v;
+    else if (dtype == GAM_INT64)
+      gam__i64(*out)[i] = (int64_t)v;
+    else
+      ((uint8_t *)gam__data(*out))[i] = (uint8_t)v;
   }
   return 0;
 }
@@ -257,18 +273,24 @@ int gam_to_device(gam_tensor **out, gam_tensor *t, int device) {
 
 static double load_elem(const gam_tensor *t, int64_t i) {
   switch (t->dtype) {
-    case GAM_FLOAT32: return gam__f32(t)[i];
-    case GAM_INT64: return (double)gam__i64(t)[i];
-    default: return ((const uint8_t *)gam__data(t))[i];
+    case GAM_FLOAT32:
+      return gam__f32(t)[i];
+    case GAM_INT64:
+      return (double)gam__i64(t)[i];
+    default:
+      return ((const uint8_t *)gam__data(t))[i];
   }
 }
 
 int gam_item(const gam_tensor *t, double *value) {
   GAM_TRY(gam__check_dev(t, "item", "tensor"));
-  GAM_CHECK(t->numel == 1, "item: tensor has %lld elements, expected exactly one",
-            (long long)t->numel);
+  GAM_CHECK(t->numel == 1, "item: tensor has %lld elements, expected exactly one", (long long)t->numel);
   /* the element to the host (waits for a device) */
-  union { float f; int64_t i; uint8_t u; } v = {.i = 0};
+  union {
+    float f;
+    int64_t i;
+    uint8_t u;
+  } v = {.i = 0};
   GAM_TRY(gam__be(t)->to_host(&v, gam__data(t), nbytes(t), "item"));
   *value = t->dtype == GAM_FLOAT32 ? v.f : t->dtype == GAM_INT64 ? (double)v.i : v.u;
   return 0;
@@ -287,10 +309,12 @@ static int view_backward(gam_node *n, gam_tensor *g) {
 
 static int narrow_backward(gam_node *n, gam_tensor *g);
 /* narrow and select: where the view starts in its input (elements) */
-typedef struct narrow_ctx { int64_t offset; } narrow_ctx;
+typedef struct narrow_ctx {
+  int64_t offset;
+} narrow_ctx;
 
-static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape,
-                     int64_t offset, const char *name, gam_backward_fn bw) {
+static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape, int64_t offset,
+                     const char *name, gam_backward_fn bw) {
   gam_tensor *v = gam__alias(t, ndim, shape, offset);
   if (!v) return -1;
   if (gam__grad_needed(1, &t)) {
@@ -308,8 +332,8 @@ static int make_view(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *s
 
 int gam_reshape(gam_tensor **out, gam_tensor *t, int ndim, const int64_t *shape) {
   GAM_TRY(gam__check_dev(t, "reshape", "tensor"));
-  GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "reshape: a tensor has 0 to %d dims, got %d",
-            GAM_MAX_DIMS, ndim);
+  GAM_CHECK(ndim >= 0 && ndim <= GAM_MAX_DIMS, "reshape: a tensor has 0 to %d dims, got %d", GAM_MAX_DIMS,
+            ndim);
   GAM_CHECK(ndim == 0 || shape, "reshape: shape is missing");
   int64_t s[GAM_MAX_DIMS], known = 1;
   int infer = -1;

@@ -9,9 +9,12 @@ static size_t nbytes(const gam_tensor *t) { return (size_t)t->numel * gam__dtype
 /* ---- conversion ------------------------------------------------------------- */
 static double load(const void *p, int dtype, int64_t i) {
   switch (dtype) {
-    case GAM_FLOAT32: return ((const float *)p)[i];
-    case GAM_INT64: return (double)((const int64_t *)p)[i];
-    default: return ((const uint8_t *)p)[i];
+    case GAM_FLOAT32:
+      return ((const float *)p)[i];
+    case GAM_INT64:
+      return (double)((const int64_t *)p)[i];
+    default:
+      return ((const uint8_t *)p)[i];
   }
 }
 
@@ -33,11 +36,14 @@ int gam_cpu_convert(void *dst, int dst_dtype, const void *src, int src_dtype, in
 int gam_to_dtype(gam_tensor **out, gam_tensor *t, int dtype) {
   GAM_TRY(gam__check_dev(t, "to_dtype", "tensor"));
   GAM_CHECK(gam__dtype_size(dtype), "to_dtype: unknown dtype %d", dtype);
-  if (t->dtype == dtype) { gam_retain(t); *out = t; return 0; }
+  if (t->dtype == dtype) {
+    gam_retain(t);
+    *out = t;
+    return 0;
+  }
   gam_tensor *r = gam__new(dtype, t->device, t->ndim, t->shape);
   if (!r) return -1;
-  if (gam__be(t)->convert(gam__data(r), dtype, gam__data(t), t->dtype, t->numel) != 0)
-    return gam__fail(1, r);
+  if (gam__be(t)->convert(gam__data(r), dtype, gam__data(t), t->dtype, t->numel) != 0) return gam__fail(1, r);
   *out = r;
   return 0;
 }
@@ -50,8 +56,7 @@ int gam_clone(gam_tensor **out, gam_tensor *t) {
   gam_tensor *r = gam__new_like(t);
   if (!r) return -1;
   if (gam__be(t)->copy(gam__data(r), gam__data(t), nbytes(t), "clone") != 0) return gam__fail(1, r);
-  if (gam__grad_needed(1, &t) && !gam__record(r, "clone", clone_backward, 1, &t))
-    return gam__fail(1, r);
+  if (gam__grad_needed(1, &t) && !gam__record(r, "clone", clone_backward, 1, &t)) return gam__fail(1, r);
   *out = r;
   return 0;
 }
@@ -80,8 +85,10 @@ int gam_copy_(gam_tensor *dst, gam_tensor *src) {
     gam_tensor *tmp = NULL;
     if (overlap) {
       tmp = gam__new_like(c);
-      if (!tmp || be->copy(gam__data(tmp), s, bytes, "copy") != 0) rc = -1;
-      else s = gam__data(tmp);
+      if (!tmp || be->copy(gam__data(tmp), s, bytes, "copy") != 0)
+        rc = -1;
+      else
+        s = gam__data(tmp);
     }
     if (!rc) rc = be->copy(d, s, bytes, "copy");
     gam_release(tmp);
@@ -108,8 +115,7 @@ int gam_cpu_fill(void *p, int dtype, int64_t n, double value) {
 int gam_fill_(gam_tensor *t, double value) {
   GAM_TRY(gam__check_dev(t, "fill", "tensor"));
   if (t->dtype == GAM_INT64)
-    GAM_CHECK(isfinite(value) && fabs(value) < 9.2e18, "fill: %g cannot be stored in an int64 tensor",
-              value);
+    GAM_CHECK(isfinite(value) && fabs(value) < 9.2e18, "fill: %g cannot be stored in an int64 tensor", value);
   if (t->dtype == GAM_UINT8)
     GAM_CHECK(value >= 0 && value <= 255, "fill: %g cannot be stored in a uint8 tensor", value);
   return gam__be(t)->fill(gam__data(t), t->dtype, t->numel, value);
@@ -141,8 +147,7 @@ int gam_transpose(gam_tensor **out, gam_tensor *t) {
   int64_t shape[2] = {t->shape[1], t->shape[0]};
   gam_tensor *r = gam__new(t->dtype, t->device, 2, shape);
   if (!r) return -1;
-  if (gam__be(t)->transpose(gam__f32(t), gam__f32(r), t->shape[0], t->shape[1]) != 0)
-    return gam__fail(1, r);
+  if (gam__be(t)->transpose(gam__f32(t), gam__f32(r), t->shape[0], t->shape[1]) != 0) return gam__fail(1, r);
   if (gam__grad_needed(1, &t) && !gam__record(r, "transpose", transpose_backward, 1, &t))
     return gam__fail(1, r);
   *out = r;
@@ -153,7 +158,9 @@ int gam_transpose(gam_tensor **out, gam_tensor *t) {
  * View each input as [outer, size_d * inner]; the output row is the inputs'
  * rows side by side (one strided copy per input). Backward slices the
  * gradient the same way. */
-typedef struct cat_ctx { int dim; } cat_ctx; /* the dim joined along */
+typedef struct cat_ctx {
+  int dim;
+} cat_ctx; /* the dim joined along */
 
 static int cat_backward(gam_node *n, gam_tensor *g) {
   int d = ((const cat_ctx *)n->ctx)->dim;
@@ -196,8 +203,8 @@ int gam_cat(gam_tensor **out, gam_tensor **ts, int n, int dim) {
     GAM_TRY(gam__check_dev(x, "cat", arg));
     GAM_CHECK(x->device == t0->device, "cat: tensor %d is on %s, tensor 1 on %s", k + 1,
               gam__device_name(x->device), gam__device_name(t0->device));
-    GAM_CHECK(x->dtype == t0->dtype, "cat: tensor %d is %s, tensor 1 is %s", k + 1,
-              gam__dtype_name(x->dtype), gam__dtype_name(t0->dtype));
+    GAM_CHECK(x->dtype == t0->dtype, "cat: tensor %d is %s, tensor 1 is %s", k + 1, gam__dtype_name(x->dtype),
+              gam__dtype_name(t0->dtype));
     GAM_CHECK(x->ndim == t0->ndim, "cat: tensor %d has shape %s, tensor 1 has %s", k + 1,
               gam__shape_str(x, b1), gam__shape_str(t0, b2));
     for (int e = 0; e < x->ndim; e++)
@@ -214,9 +221,9 @@ int gam_cat(gam_tensor **out, gam_tensor **ts, int n, int dim) {
   int64_t rrow = outer ? r->numel / outer : 0, col = 0;
   for (int k = 0; k < n; k++) {
     int64_t xrow = outer ? ts[k]->numel / outer : 0;
-    if (xrow && gam__be(r)->copy2d((char *)gam__data(r) + (size_t)col * es, (size_t)rrow * es,
-                                   gam__data(ts[k]), (size_t)xrow * es, (size_t)xrow * es,
-                                   (size_t)outer, "cat") != 0)
+    if (xrow &&
+        gam__be(r)->copy2d((char *)gam__data(r) + (size_t)col * es, (size_t)rrow * es, gam__data(ts[k]),
+                           (size_t)xrow * es, (size_t)xrow * es, (size_t)outer, "cat") != 0)
       return gam__fail(1, r);
     col += xrow;
   }

@@ -11,7 +11,7 @@ extern "C" {
 
 namespace gamk {
 
-constexpr int kThreads = 256;  // threads per block of the elementwise kernels
+constexpr int kThreads = 256; // threads per block of the elementwise kernels
 
 // The stream everything runs on (kernels/runtime.cu). Launch wrappers are only
 // reached through a cuda tensor, which exists only once the runtime is ready.
@@ -36,7 +36,7 @@ inline int launched(const char *op) {
 // with I = int32_t when every index they form, and the grid loop's step past
 // the last one, stays below 2^31; int64_t only beyond. 32-bit division and
 // modulo are several times cheaper than 64-bit ones on the device.
-constexpr int64_t kMaxGridStep = (int64_t)65535 * 1024;  // blocks_for's cap x the largest block
+constexpr int64_t kMaxGridStep = (int64_t)65535 * 1024; // blocks_for's cap x the largest block
 inline bool fits32(int64_t n) { return n >= 0 && n <= (int64_t)INT32_MAX - kMaxGridStep; }
 
 // Reductions over a group of G threads that share one line: G = 32 (one
@@ -48,7 +48,7 @@ template <int G>
 __device__ __forceinline__ double group_sum(double v, double *sh) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   if (G == 32) return v;
-  __syncthreads();  // the previous call's readers of sh are done
+  __syncthreads(); // the previous call's readers of sh are done
   if (threadIdx.x % 32 == 0) sh[threadIdx.x / 32] = v;
   __syncthreads();
   double t = 0;
@@ -68,14 +68,13 @@ __device__ __forceinline__ float group_max(float v, float *sh) {
   return t;
 }
 
-}  // namespace gamk
+} // namespace gamk
 
 // for (int64_t i = ...; i < n; ...) over the whole grid, in 64-bit indices
-#define GAM_GRID_LOOP(i, n)                                                     \
+#define GAM_GRID_LOOP(i, n)                                                 \
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
        i += (int64_t)blockDim.x * gridDim.x)
 
 // the same loop in index type I (int32_t only where gamk::fits32(n) holds)
-#define GAM_GRID_LOOP_T(I, i, n)                                                  \
-  for (I i = (I)(blockIdx.x * blockDim.x + threadIdx.x); i < (I)(n);             \
-       i += (I)(blockDim.x * gridDim.x))
+#define GAM_GRID_LOOP_T(I, i, n) \
+  for (I i = (I)(blockIdx.x * blockDim.x + threadIdx.x); i < (I)(n); i += (I)(blockDim.x * gridDim.x))

@@ -29,10 +29,10 @@
 namespace {
 
 constexpr int kPlans = 1024;
-constexpr size_t kWorkspaceLimit = (size_t)1 << 30;  // 1 GiB
+constexpr size_t kWorkspaceLimit = (size_t)1 << 30; // 1 GiB
 
 struct Plan {
-  gam_conv_geom g;  // the key (zeroed, then filled field by field)
+  gam_conv_geom g; // the key (zeroed, then filled field by field)
   cudnnTensorDescriptor_t x, y, b;
   cudnnFilterDescriptor_t w;
   cudnnConvolutionDescriptor_t conv;
@@ -41,18 +41,18 @@ struct Plan {
   int bwd_data[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT], nbwd_data, bwd_data_at;
   int bwd_filter[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT], nbwd_filter, bwd_filter_at;
   uint64_t last_use;
-  unsigned mode;  // gam__cudnn_flags' version the choices above were made under
+  unsigned mode; // gam__cudnn_flags' version the choices above were made under
 };
 
 Plan *plans[kPlans];
 uint64_t plan_clock;
 pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 
-#define CUDNN_TRY(call, what)                                                                   \
-  do {                                                                                          \
-    cudnnStatus_t st_ = (call);                                                                 \
-    if (st_ != CUDNN_STATUS_SUCCESS)                                                            \
-      return gam__err("conv2d: cuDNN failed %s: %s", what, cudnnGetErrorString(st_));          \
+#define CUDNN_TRY(call, what)                                                         \
+  do {                                                                                \
+    cudnnStatus_t st_ = (call);                                                       \
+    if (st_ != CUDNN_STATUS_SUCCESS)                                                  \
+      return gam__err("conv2d: cuDNN failed %s: %s", what, cudnnGetErrorString(st_)); \
   } while (0)
 
 void plan_destroy(Plan *p) {
@@ -71,9 +71,21 @@ bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 gam_conv_geom key_of(const gam_conv_geom *g) {
   gam_conv_geom k;
   memset(&k, 0, sizeof k);
-  k.n = g->n; k.c = g->c; k.h = g->h; k.w = g->w; k.o = g->o; k.kh = g->kh; k.kw = g->kw;
-  k.oh = g->oh; k.ow = g->ow; k.sh = g->sh; k.sw = g->sw; k.ph = g->ph; k.pw = g->pw;
-  k.dh = g->dh; k.dw = g->dw;
+  k.n = g->n;
+  k.c = g->c;
+  k.h = g->h;
+  k.w = g->w;
+  k.o = g->o;
+  k.kh = g->kh;
+  k.kw = g->kw;
+  k.oh = g->oh;
+  k.ow = g->ow;
+  k.sh = g->sh;
+  k.sw = g->sw;
+  k.ph = g->ph;
+  k.pw = g->pw;
+  k.dh = g->dh;
+  k.dw = g->dw;
   return k;
 }
 
@@ -90,9 +102,11 @@ int plan_init(Plan *p) {
   CUDNN_TRY(cudnnCreateFilterDescriptor(&p->w), "creating a descriptor");
   CUDNN_TRY(cudnnCreateConvolutionDescriptor(&p->conv), "creating a descriptor");
   CUDNN_TRY(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)g.n, (int)g.c,
-                                       (int)g.h, (int)g.w), "describing the input");
+                                       (int)g.h, (int)g.w),
+            "describing the input");
   CUDNN_TRY(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)g.o, (int)g.c,
-                                       (int)g.kh, (int)g.kw), "describing the weight");
+                                       (int)g.kh, (int)g.kw),
+            "describing the weight");
   CUDNN_TRY(cudnnSetConvolution2dDescriptor(p->conv, g.ph, g.pw, g.sh, g.sw, g.dh, g.dw,
                                             CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
             "describing the convolution");
@@ -101,14 +115,14 @@ int plan_init(Plan *p) {
   CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &on, &oc, &oh, &ow),
             "sizing the output");
   if (on != g.n || oc != g.o || oh != g.oh || ow != g.ow)
-    return gam__err("conv2d: cuDNN sizes the output [%d,%d,%d,%d], expected [%lld,%lld,%lld,%lld]", on,
-                    oc, oh, ow, (long long)g.n, (long long)g.o, (long long)g.oh, (long long)g.ow);
+    return gam__err("conv2d: cuDNN sizes the output [%d,%d,%d,%d], expected [%lld,%lld,%lld,%lld]", on, oc,
+                    oh, ow, (long long)g.n, (long long)g.o, (long long)g.oh, (long long)g.ow);
   CUDNN_TRY(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, on, oc, oh, ow),
             "describing the output");
   CUDNN_TRY(cudnnSetTensor4dDescriptor(p->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, oc, 1, 1),
             "describing the bias");
   p->fwd_at = p->bwd_data_at = p->bwd_filter_at = -1;
-  p->nfwd = p->nbwd_data = p->nbwd_filter = -1;  // candidates not asked for yet
+  p->nfwd = p->nbwd_data = p->nbwd_filter = -1; // candidates not asked for yet
   return 0;
 }
 
@@ -171,7 +185,8 @@ bool fft_or_winograd(Pass pass, int a) {
              a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD ||
              a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
     default:
-      return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+      return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT ||
+             a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
              a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
   }
 }
@@ -180,8 +195,8 @@ bool fft_or_winograd(Pass pass, int a) {
 bool allowed(Pass pass, const Plan *p, int a, bool det) {
   if (pass == kBwdData && (p->g.sh > 1 || p->g.sw > 1) &&
       (a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING))
-    return false;  // wrong results with strides (PyTorch blocklists them too)
-  if (pass == kBwdFilter && a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD) return false;  // not implemented
+    return false; // wrong results with strides (PyTorch blocklists them too)
+  if (pass == kBwdFilter && a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD) return false; // not implemented
   return !det || (!nondeterministic(pass, a) && !fft_or_winograd(pass, a));
 }
 
@@ -234,11 +249,15 @@ int candidates_fwd(cudnnHandle_t h, Plan *p, const float *x, const float *w, flo
   if (benchmark) {
     void *ws;
     size_t bytes;
-    find_workspace(kFwd, p, count, det, [&](int a, size_t *b) {
-      return cudnnGetConvolutionForwardWorkspaceSize(h, p->x, p->w, p->conv, p->y, (cudnnConvolutionFwdAlgo_t)a, b);
-    }, &ws, &bytes);
-    CUDNN_TRY(cudnnFindConvolutionForwardAlgorithmEx(h, p->x, x, p->w, w, p->conv, p->y, y, count, &got,
-                                                     perf, ws, bytes),
+    find_workspace(
+        kFwd, p, count, det,
+        [&](int a, size_t *b) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, p->x, p->w, p->conv, p->y,
+                                                         (cudnnConvolutionFwdAlgo_t)a, b);
+        },
+        &ws, &bytes);
+    CUDNN_TRY(cudnnFindConvolutionForwardAlgorithmEx(h, p->x, x, p->w, w, p->conv, p->y, y, count, &got, perf,
+                                                     ws, bytes),
               "timing forward algorithms");
     p->nfwd = order(kFwd, p, perf, got, count, p->fwd, det, true);
     if (p->nfwd > 0) return 0;
@@ -257,10 +276,13 @@ int candidates_bwd_data(cudnnHandle_t h, Plan *p, const float *dy, const float *
   if (benchmark) {
     void *ws;
     size_t bytes;
-    find_workspace(kBwdData, p, count, det, [&](int a, size_t *b) {
-      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w, p->y, p->conv, p->x,
-                                                          (cudnnConvolutionBwdDataAlgo_t)a, b);
-    }, &ws, &bytes);
+    find_workspace(
+        kBwdData, p, count, det,
+        [&](int a, size_t *b) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w, p->y, p->conv, p->x,
+                                                              (cudnnConvolutionBwdDataAlgo_t)a, b);
+        },
+        &ws, &bytes);
     CUDNN_TRY(cudnnFindConvolutionBackwardDataAlgorithmEx(h, p->w, w, p->y, dy, p->conv, p->x, dx, count,
                                                           &got, perf, ws, bytes),
               "timing backward-data algorithms");
@@ -286,10 +308,13 @@ int candidates_bwd_filter(cudnnHandle_t h, Plan *p, const float *x, const float 
     if (!scratch) return -1;
     void *ws;
     size_t bytes;
-    find_workspace(kBwdFilter, p, count, det, [&](int a, size_t *b) {
-      return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x, p->y, p->conv, p->w,
-                                                            (cudnnConvolutionBwdFilterAlgo_t)a, b);
-    }, &ws, &bytes);
+    find_workspace(
+        kBwdFilter, p, count, det,
+        [&](int a, size_t *b) {
+          return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x, p->y, p->conv, p->w,
+                                                                (cudnnConvolutionBwdFilterAlgo_t)a, b);
+        },
+        &ws, &bytes);
     cudnnStatus_t st = cudnnFindConvolutionBackwardFilterAlgorithmEx(h, p->x, x, p->y, dy, p->conv, p->w,
                                                                      scratch, count, &got, perf, ws, bytes);
     gam__device_free(scratch, wbytes);
@@ -314,8 +339,14 @@ int run_pass(const char *what, const int *cand, int ncand, int *at, Size size, R
   for (int i = from; i < to; i++) {
     size_t bytes = 0;
     cudnnStatus_t st = size(cand[i], &bytes);
-    if (st != CUDNN_STATUS_SUCCESS) { last = st; continue; }
-    if (bytes > kWorkspaceLimit) { last = CUDNN_STATUS_NOT_SUPPORTED; continue; }
+    if (st != CUDNN_STATUS_SUCCESS) {
+      last = st;
+      continue;
+    }
+    if (bytes > kWorkspaceLimit) {
+      last = CUDNN_STATUS_NOT_SUPPORTED;
+      continue;
+    }
     void *ws = NULL;
     if (bytes && gam_cuda__workspace(&ws, bytes, "conv2d") != 0) {
       if (*at >= 0) return -1;
@@ -369,7 +400,7 @@ gam_conv_geom with_batch(const gam_conv_geom *g, int64_t n) {
 
 const float kOne = 1.f, kZero = 0.f;
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -394,12 +425,13 @@ int gam_cuda_conv2d_forward(const gam_conv_geom *g, const float *x, const float 
                                                            (cudnnConvolutionFwdAlgo_t)a, bytes);
           },
           [&](int a, void *ws, size_t bytes) {
-            return cudnnConvolutionForward(h, &kOne, p->x, xc, p->w, w, p->conv,
-                                           (cudnnConvolutionFwdAlgo_t)a, ws, bytes, &kZero, p->y, yc);
+            return cudnnConvolutionForward(h, &kOne, p->x, xc, p->w, w, p->conv, (cudnnConvolutionFwdAlgo_t)a,
+                                           ws, bytes, &kZero, p->y, yc);
           });
     if (rc == 0 && b) {
       cudnnStatus_t st = cudnnAddTensor(h, &kOne, p->b, b, &kOne, p->y, yc);
-      if (st != CUDNN_STATUS_SUCCESS) rc = gam__err("conv2d: cuDNN failed adding the bias: %s", cudnnGetErrorString(st));
+      if (st != CUDNN_STATUS_SUCCESS)
+        rc = gam__err("conv2d: cuDNN failed adding the bias: %s", cudnnGetErrorString(st));
     }
   }
   pthread_mutex_unlock(&plan_lock);
@@ -427,8 +459,8 @@ int gam_cuda_conv2d_backward_data(const gam_conv_geom *g, const float *dy, const
           },
           [&](int a, void *ws, size_t bytes) {
             return cudnnConvolutionBackwardData(h, &kOne, p->w, w, p->y, dyc, p->conv,
-                                                (cudnnConvolutionBwdDataAlgo_t)a, ws, bytes, &kZero,
-                                                p->x, dxc);
+                                                (cudnnConvolutionBwdDataAlgo_t)a, ws, bytes, &kZero, p->x,
+                                                dxc);
           });
   }
   pthread_mutex_unlock(&plan_lock);
@@ -459,8 +491,8 @@ int gam_cuda_conv2d_backward_filter(const gam_conv_geom *g, const float *x, cons
           },
           [&](int a, void *ws, size_t bytes) {
             return cudnnConvolutionBackwardFilter(h, &kOne, p->x, xc, p->y, dyc, p->conv,
-                                                  (cudnnConvolutionBwdFilterAlgo_t)a, ws, bytes, beta,
-                                                  p->w, dw);
+                                                  (cudnnConvolutionBwdFilterAlgo_t)a, ws, bytes, beta, p->w,
+                                                  dw);
           });
     if (rc == 0 && db) {
       cudnnStatus_t st = cudnnConvolutionBackwardBias(h, &kOne, p->y, dyc, beta, p->b, db);
@@ -481,4 +513,4 @@ int gam_cuda_conv2d_plans(int *count) {
   return 0;
 }
 
-}  // extern "C"
+} // extern "C"

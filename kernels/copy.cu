@@ -17,11 +17,17 @@ __global__ void fill_kernel(T *p, int64_t n, T v) {
 template <typename D>
 __device__ D from_double(double v);
 template <>
-__device__ float from_double<float>(double v) { return (float)v; }
+__device__ float from_double<float>(double v) {
+  return (float)v;
+}
 template <>
-__device__ int64_t from_double<int64_t>(double v) { return (int64_t)v; }
+__device__ int64_t from_double<int64_t>(double v) {
+  return (int64_t)v;
+}
 template <>
-__device__ uint8_t from_double<uint8_t>(double v) { return (uint8_t)(int64_t)v; }
+__device__ uint8_t from_double<uint8_t>(double v) {
+  return (uint8_t)(int64_t)v;
+}
 
 template <typename S, typename D>
 __global__ void convert_kernel(D *dst, const S *src, int64_t n) {
@@ -37,10 +43,14 @@ int convert(void *dst, const void *src, int64_t n) {
 template <typename S>
 int convert_from(void *dst, int dst_dtype, const void *src, int64_t n) {
   switch (dst_dtype) {
-    case GAM_FLOAT32: return convert<S, float>(dst, src, n);
-    case GAM_INT64: return convert<S, int64_t>(dst, src, n);
-    case GAM_UINT8: return convert<S, uint8_t>(dst, src, n);
-    default: return gam__err("to_dtype: unknown dtype %d", dst_dtype);
+    case GAM_FLOAT32:
+      return convert<S, float>(dst, src, n);
+    case GAM_INT64:
+      return convert<S, int64_t>(dst, src, n);
+    case GAM_UINT8:
+      return convert<S, uint8_t>(dst, src, n);
+    default:
+      return gam__err("to_dtype: unknown dtype %d", dst_dtype);
   }
 }
 
@@ -72,14 +82,15 @@ __global__ void out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, i
 // One block scans idx in chunks of kThreads, in order, and stops at the
 // first chunk holding an index outside [lo, hi): its first such index is
 // recorded in s (deterministic, no atomics; n is a batch of targets).
-__global__ void flag_out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi,
-                                         double *s, int code) {
+__global__ void flag_out_of_range_kernel(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
+                                         int code) {
   __shared__ int64_t first;
   for (int64_t base = 0; base < n; base += kThreads) {
     if (threadIdx.x == 0) first = n;
     __syncthreads();
     int64_t i = base + threadIdx.x;
-    if (i < n && (idx[i] < lo || idx[i] >= hi)) atomicMin((unsigned long long *)&first, (unsigned long long)i);
+    if (i < n && (idx[i] < lo || idx[i] >= hi))
+      atomicMin((unsigned long long *)&first, (unsigned long long)i);
     __syncthreads();
     if (first < n) {
       if (threadIdx.x == 0 && s[GAM_OPT_FLAG] == 0) {
@@ -88,13 +99,13 @@ __global__ void flag_out_of_range_kernel(const int64_t *idx, int64_t n, int64_t 
         s[GAM_OPT_POS] = (double)first;
         s[GAM_OPT_HI] = (double)hi;
       }
-      return;  // (uniform: every thread read the same first)
+      return; // (uniform: every thread read the same first)
     }
-    __syncthreads();  // first is reset only after every thread has read it
+    __syncthreads(); // first is reset only after every thread has read it
   }
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -102,10 +113,17 @@ int gam_cuda_fill(void *p, int dtype, int64_t n, double value) {
   if (n <= 0) return 0;
   cudaStream_t s = gamk::stream();
   switch (dtype) {
-    case GAM_FLOAT32: fill_kernel<float><<<blocks_for(n), kThreads, 0, s>>>((float *)p, n, (float)value); break;
-    case GAM_INT64: fill_kernel<int64_t><<<blocks_for(n), kThreads, 0, s>>>((int64_t *)p, n, (int64_t)value); break;
-    case GAM_UINT8: fill_kernel<uint8_t><<<blocks_for(n), kThreads, 0, s>>>((uint8_t *)p, n, (uint8_t)(int)value); break;
-    default: return gam__err("fill: unknown dtype %d", dtype);
+    case GAM_FLOAT32:
+      fill_kernel<float><<<blocks_for(n), kThreads, 0, s>>>((float *)p, n, (float)value);
+      break;
+    case GAM_INT64:
+      fill_kernel<int64_t><<<blocks_for(n), kThreads, 0, s>>>((int64_t *)p, n, (int64_t)value);
+      break;
+    case GAM_UINT8:
+      fill_kernel<uint8_t><<<blocks_for(n), kThreads, 0, s>>>((uint8_t *)p, n, (uint8_t)(int)value);
+      break;
+    default:
+      return gam__err("fill: unknown dtype %d", dtype);
   }
   return gamk::launched("fill");
 }
@@ -113,10 +131,14 @@ int gam_cuda_fill(void *p, int dtype, int64_t n, double value) {
 int gam_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n) {
   if (n <= 0) return 0;
   switch (src_dtype) {
-    case GAM_FLOAT32: return convert_from<float>(dst, dst_dtype, src, n);
-    case GAM_INT64: return convert_from<int64_t>(dst, dst_dtype, src, n);
-    case GAM_UINT8: return convert_from<uint8_t>(dst, dst_dtype, src, n);
-    default: return gam__err("to_dtype: unknown dtype %d", src_dtype);
+    case GAM_FLOAT32:
+      return convert_from<float>(dst, dst_dtype, src, n);
+    case GAM_INT64:
+      return convert_from<int64_t>(dst, dst_dtype, src, n);
+    case GAM_UINT8:
+      return convert_from<uint8_t>(dst, dst_dtype, src, n);
+    default:
+      return gam__err("to_dtype: unknown dtype %d", src_dtype);
   }
 }
 
@@ -132,9 +154,11 @@ int gam_cuda_transpose(const float *x, float *y, int64_t rows, int64_t cols) {
 int gam_cuda_repeat_rows(float *out, const float *row, int64_t rows, int64_t cols) {
   if (rows * cols <= 0) return 0;
   if (gamk::fits32(rows * cols))
-    repeat_rows_kernel<int32_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+    repeat_rows_kernel<int32_t>
+        <<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
   else
-    repeat_rows_kernel<int64_t><<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
+    repeat_rows_kernel<int64_t>
+        <<<blocks_for(rows * cols), kThreads, 0, gamk::stream()>>>(out, row, rows, cols);
   return gamk::launched("linear");
 }
 
@@ -146,7 +170,7 @@ int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_
   unsigned long long *first = (unsigned long long *)gam__device_alloc(sizeof *first);
   if (!first) return -1;
   unsigned long long host = 0;
-  int rc = gam_cuda__memset(first, 0xff, sizeof *first, op);  // ~0: none found
+  int rc = gam_cuda__memset(first, 0xff, sizeof *first, op); // ~0: none found
   if (rc == 0) {
     out_of_range_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(idx, n, lo, hi, first);
     rc = gamk::launched(op);
@@ -161,11 +185,10 @@ int gam_cuda_find_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_
   return 0;
 }
 
-int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s,
-                               int code) {
+int gam_cuda_flag_out_of_range(const int64_t *idx, int64_t n, int64_t lo, int64_t hi, double *s, int code) {
   if (n <= 0) return 0;
   flag_out_of_range_kernel<<<1, kThreads, 0, gamk::stream()>>>(idx, n, lo, hi, s, code);
   return gamk::launched("cross_entropy");
 }
 
-}  // extern "C"
+} // extern "C"

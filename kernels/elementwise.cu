@@ -51,7 +51,8 @@ template <typename I>
 Bcast<I> narrow(const Bcast<int64_t> &w) {
   Bcast<I> bc;
   bc.ndim = w.ndim;
-  for (int k = 0; k < GAM_MAX_DIMS; k++) bc.shape[k] = (I)w.shape[k], bc.sa[k] = (I)w.sa[k], bc.sb[k] = (I)w.sb[k];
+  for (int k = 0; k < GAM_MAX_DIMS; k++)
+    bc.shape[k] = (I)w.shape[k], bc.sa[k] = (I)w.sa[k], bc.sb[k] = (I)w.sb[k];
   return bc;
 }
 
@@ -64,7 +65,8 @@ int binary_launch(const float *a, const float *b, float *o, int64_t n, const Bca
   }
   // the furthest element each input reaches (strides are >= 0)
   int64_t far_a = 0, far_b = 0;
-  for (int d = 0; d < bc.ndim; d++) far_a += (bc.shape[d] - 1) * bc.sa[d], far_b += (bc.shape[d] - 1) * bc.sb[d];
+  for (int d = 0; d < bc.ndim; d++)
+    far_a += (bc.shape[d] - 1) * bc.sa[d], far_b += (bc.shape[d] - 1) * bc.sb[d];
   if (gamk::fits32(n) && gamk::fits32(far_a + 1) && gamk::fits32(far_b + 1))
     binary_bcast_kernel<OP, int32_t><<<blocks_for(n), kThreads, 0, s>>>(a, b, o, n, narrow<int32_t>(bc));
   else
@@ -74,34 +76,56 @@ int binary_launch(const float *a, const float *b, float *o, int64_t n, const Bca
 
 __device__ __forceinline__ float unary_op(int op, float v, float s) {
   switch (op) {
-    case GAM_UN_NEG: return -v;
-    case GAM_UN_EXP: return expf(v);
-    case GAM_UN_LOG: return logf(v);
-    case GAM_UN_SQRT: return sqrtf(v);
-    case GAM_UN_ABS: return fabsf(v);
-    case GAM_UN_RELU: return v > 0.f ? v : 0.f;
-    case GAM_UN_POW: return s == 2.f ? v * v : powf(v, s);
-    case GAM_UN_ADDS: return v + s;
-    case GAM_UN_MULS: return v * s;
-    case GAM_UN_RSUB: return s - v;
-    default: return s / v;  // GAM_UN_RDIV
+    case GAM_UN_NEG:
+      return -v;
+    case GAM_UN_EXP:
+      return expf(v);
+    case GAM_UN_LOG:
+      return logf(v);
+    case GAM_UN_SQRT:
+      return sqrtf(v);
+    case GAM_UN_ABS:
+      return fabsf(v);
+    case GAM_UN_RELU:
+      return v > 0.f ? v : 0.f;
+    case GAM_UN_POW:
+      return s == 2.f ? v * v : powf(v, s);
+    case GAM_UN_ADDS:
+      return v + s;
+    case GAM_UN_MULS:
+      return v * s;
+    case GAM_UN_RSUB:
+      return s - v;
+    default:
+      return s / v; // GAM_UN_RDIV
   }
 }
 
 // g * dy/dx from x and y = f(x)
 __device__ __forceinline__ float unary_grad_op(int op, float g, float x, float y, float s) {
   switch (op) {
-    case GAM_UN_NEG: return -g;
-    case GAM_UN_EXP: return g * y;
-    case GAM_UN_LOG: return g / x;
-    case GAM_UN_SQRT: return g * 0.5f / y;
-    case GAM_UN_ABS: return x > 0.f ? g : x < 0.f ? -g : 0.f;
-    case GAM_UN_RELU: return y > 0.f ? g : 0.f;
-    case GAM_UN_POW: return g * s * powf(x, s - 1.f);
-    case GAM_UN_ADDS: return g;
-    case GAM_UN_MULS: return g * s;
-    case GAM_UN_RSUB: return -g;
-    default: return -g * y / x;  // d(s/x) = -s/x^2 = -y/x
+    case GAM_UN_NEG:
+      return -g;
+    case GAM_UN_EXP:
+      return g * y;
+    case GAM_UN_LOG:
+      return g / x;
+    case GAM_UN_SQRT:
+      return g * 0.5f / y;
+    case GAM_UN_ABS:
+      return x > 0.f ? g : x < 0.f ? -g : 0.f;
+    case GAM_UN_RELU:
+      return y > 0.f ? g : 0.f;
+    case GAM_UN_POW:
+      return g * s * powf(x, s - 1.f);
+    case GAM_UN_ADDS:
+      return g;
+    case GAM_UN_MULS:
+      return g * s;
+    case GAM_UN_RSUB:
+      return -g;
+    default:
+      return -g * y / x; // d(s/x) = -s/x^2 = -y/x
   }
 }
 
@@ -118,7 +142,7 @@ __global__ void axpy_kernel(float *a, const float *b, float alpha, int64_t n) {
   GAM_GRID_LOOP(i, n) a[i] += alpha * b[i];
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -144,7 +168,7 @@ int gam_cuda_binary(int op, const float *a, const float *b, float *o, int ndim, 
   }
   Bcast<int64_t> bc;
   bc.ndim = m;
-  for (int k = 0; k < m; k++) {  // outermost first
+  for (int k = 0; k < m; k++) { // outermost first
     bc.shape[k] = sh[m - 1 - k];
     bc.sa[k] = xa[m - 1 - k];
     bc.sb[k] = xb[m - 1 - k];
@@ -152,11 +176,20 @@ int gam_cuda_binary(int op, const float *a, const float *b, float *o, int ndim, 
   for (int k = m; k < GAM_MAX_DIMS; k++) bc.shape[k] = 1, bc.sa[k] = 0, bc.sb[k] = 0;
   static const char *names[] = {"add", "sub", "mul", "div"};
   switch (op) {
-    case GAM_BIN_ADD: binary_launch<GAM_BIN_ADD>(a, b, o, n, bc); break;
-    case GAM_BIN_SUB: binary_launch<GAM_BIN_SUB>(a, b, o, n, bc); break;
-    case GAM_BIN_MUL: binary_launch<GAM_BIN_MUL>(a, b, o, n, bc); break;
-    case GAM_BIN_DIV: binary_launch<GAM_BIN_DIV>(a, b, o, n, bc); break;
-    default: return gam__err("binary op: unknown op %d", op);
+    case GAM_BIN_ADD:
+      binary_launch<GAM_BIN_ADD>(a, b, o, n, bc);
+      break;
+    case GAM_BIN_SUB:
+      binary_launch<GAM_BIN_SUB>(a, b, o, n, bc);
+      break;
+    case GAM_BIN_MUL:
+      binary_launch<GAM_BIN_MUL>(a, b, o, n, bc);
+      break;
+    case GAM_BIN_DIV:
+      binary_launch<GAM_BIN_DIV>(a, b, o, n, bc);
+      break;
+    default:
+      return gam__err("binary op: unknown op %d", op);
   }
   return gamk::launched(names[op]);
 }
@@ -180,4 +213,4 @@ int gam_cuda_axpy(float *a, const float *b, float alpha, int64_t n) {
   return gamk::launched("add_");
 }
 
-}  // extern "C"
+} // extern "C"

@@ -20,12 +20,12 @@ namespace {
 using gamk::group_max;
 using gamk::group_sum;
 
-constexpr int64_t kWarpLine = 1024;  // contiguous lines up to this long: a warp each
+constexpr int64_t kWarpLine = 1024; // contiguous lines up to this long: a warp each
 
 // ---- contiguous lines: a group of G threads per line ------------------------------
 // The lines handled by this group: the loop is uniform across the group (G =
 // kThreads: across the block, so the group reductions may synchronise it).
-#define GROUP_LINES(r, rows)                                                             \
+#define GROUP_LINES(r, rows)                                                           \
   for (int64_t r = (int64_t)blockIdx.x * (kThreads / G) + threadIdx.x / G; r < (rows); \
        r += (int64_t)gridDim.x * (kThreads / G))
 
@@ -79,8 +79,8 @@ __global__ void softmax_grad_rows_kernel(const float *g, const float *y, float *
 }
 
 template <int G, typename I>
-__global__ void ce_forward_rows_kernel(const float *logp, const int64_t *target, float *loss,
-                                       int64_t rows, int64_t k, double on, double off, double ent) {
+__global__ void ce_forward_rows_kernel(const float *logp, const int64_t *target, float *loss, int64_t rows,
+                                       int64_t k, double on, double off, double ent) {
   __shared__ double sh[kThreads / 32];
   const I n = (I)k, lane = (I)(threadIdx.x % G);
   GROUP_LINES(r, rows) {
@@ -98,7 +98,7 @@ __global__ void ce_forward_rows_kernel(const float *logp, const int64_t *target,
   do {                                                                                         \
     cudaStream_t s_ = gamk::stream();                                                          \
     if ((size) <= kWarpLine)                                                                   \
-      kernel<32, int32_t><<<row_blocks(rows, 32), kThreads, 0, s_>>>(__VA_ARGS__);           \
+      kernel<32, int32_t><<<row_blocks(rows, 32), kThreads, 0, s_>>>(__VA_ARGS__);             \
     else if (gamk::fits32(size))                                                               \
       kernel<kThreads, int32_t><<<row_blocks(rows, kThreads), kThreads, 0, s_>>>(__VA_ARGS__); \
     else                                                                                       \
@@ -140,8 +140,8 @@ __global__ void softmax_kernel(const float *x, float *y, int64_t outer, int64_t 
 
 // log_softmax: gx = g - softmax * sum(g); softmax: gx = y * (g - sum(g * y))
 template <typename I>
-__global__ void softmax_grad_kernel(const float *g, const float *y, float *gx, int64_t outer,
-                                    int64_t size, int64_t inner, int log_out) {
+__global__ void softmax_grad_kernel(const float *g, const float *y, float *gx, int64_t outer, int64_t size,
+                                    int64_t inner, int log_out) {
   const I in = (I)inner;
   GAM_GRID_LOOP_T(I, line, outer * inner) {
     int64_t o = line / in, i = line % in, base = o * size * inner + i;
@@ -160,8 +160,8 @@ __global__ void softmax_grad_kernel(const float *g, const float *y, float *gx, i
 
 // q[at] = p[o, idx[at], i] for at = (o * osize + j) * inner + i
 template <typename I>
-__global__ void gather_kernel(const float *p, const int64_t *idx, float *q, int64_t outer,
-                              int64_t size, int64_t osize, int64_t inner) {
+__global__ void gather_kernel(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size,
+                              int64_t osize, int64_t inner) {
   const I in = (I)inner, oline = (I)(osize * inner);
   GAM_GRID_LOOP_T(I, at, outer * osize * inner) {
     int64_t i = at % in, o = at / oline;
@@ -172,8 +172,8 @@ __global__ void gather_kernel(const float *p, const int64_t *idx, float *q, int6
 // One thread per column (o, i) adds its j in order: columns write disjoint
 // elements, so there are no races and the sums are deterministic.
 template <typename I>
-__global__ void gather_grad_kernel(const float *g, const int64_t *idx, float *p, int64_t outer,
-                                   int64_t size, int64_t osize, int64_t inner) {
+__global__ void gather_grad_kernel(const float *g, const int64_t *idx, float *p, int64_t outer, int64_t size,
+                                   int64_t osize, int64_t inner) {
   const I in = (I)inner;
   GAM_GRID_LOOP_T(I, col, outer * inner) {
     int64_t o = col / in, i = col % in;
@@ -185,8 +185,8 @@ __global__ void gather_grad_kernel(const float *g, const int64_t *idx, float *p,
 }
 
 template <typename I>
-__global__ void ce_backward_kernel(const float *g, const float *logp, const int64_t *target,
-                                   float *gx, int64_t rows, int64_t k, float on, float off) {
+__global__ void ce_backward_kernel(const float *g, const float *logp, const int64_t *target, float *gx,
+                                   int64_t rows, int64_t k, float on, float off) {
   const I ki = (I)k;
   GAM_GRID_LOOP_T(I, e, rows * k) {
     I r = e / ki, c = e % ki;
@@ -194,7 +194,7 @@ __global__ void ce_backward_kernel(const float *g, const float *logp, const int6
   }
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -203,9 +203,11 @@ int gam_cuda_softmax(const float *x, float *y, int64_t outer, int64_t size, int6
   if (inner == 1)
     ROWS_LAUNCH(softmax_rows_kernel, outer, size, x, y, outer, size, log_out);
   else if (gamk::fits32(outer * inner))
-    softmax_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(x, y, outer, size, inner, log_out);
+    softmax_kernel<int32_t>
+        <<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(x, y, outer, size, inner, log_out);
   else
-    softmax_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(x, y, outer, size, inner, log_out);
+    softmax_kernel<int64_t>
+        <<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(x, y, outer, size, inner, log_out);
   return gamk::launched(log_out ? "log_softmax" : "softmax");
 }
 
@@ -215,20 +217,24 @@ int gam_cuda_softmax_grad(const float *g, const float *y, float *gx, int64_t out
   if (inner == 1)
     ROWS_LAUNCH(softmax_grad_rows_kernel, outer, size, g, y, gx, outer, size, log_out);
   else if (gamk::fits32(outer * inner))
-    softmax_grad_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(g, y, gx, outer, size, inner, log_out);
+    softmax_grad_kernel<int32_t>
+        <<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(g, y, gx, outer, size, inner, log_out);
   else
-    softmax_grad_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(g, y, gx, outer, size, inner, log_out);
+    softmax_grad_kernel<int64_t>
+        <<<blocks_for(outer * inner), kThreads, 0, gamk::stream()>>>(g, y, gx, outer, size, inner, log_out);
   return gamk::launched(log_out ? "log_softmax backward" : "softmax backward");
 }
 
-int gam_cuda_gather(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size,
-                    int64_t osize, int64_t inner) {
+int gam_cuda_gather(const float *p, const int64_t *idx, float *q, int64_t outer, int64_t size, int64_t osize,
+                    int64_t inner) {
   int64_t n = outer * osize * inner;
   if (n <= 0) return 0;
   if (gamk::fits32(n))
-    gather_kernel<int32_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(p, idx, q, outer, size, osize, inner);
+    gather_kernel<int32_t>
+        <<<blocks_for(n), kThreads, 0, gamk::stream()>>>(p, idx, q, outer, size, osize, inner);
   else
-    gather_kernel<int64_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(p, idx, q, outer, size, osize, inner);
+    gather_kernel<int64_t>
+        <<<blocks_for(n), kThreads, 0, gamk::stream()>>>(p, idx, q, outer, size, osize, inner);
   return gamk::launched("gather");
 }
 
@@ -237,9 +243,11 @@ int gam_cuda_gather_grad(const float *g, const int64_t *idx, float *p, int64_t o
   if (outer * osize * inner <= 0) return 0;
   const int64_t cols = outer * inner;
   if (gamk::fits32(cols))
-    gather_grad_kernel<int32_t><<<blocks_for(cols), kThreads, 0, gamk::stream()>>>(g, idx, p, outer, size, osize, inner);
+    gather_grad_kernel<int32_t>
+        <<<blocks_for(cols), kThreads, 0, gamk::stream()>>>(g, idx, p, outer, size, osize, inner);
   else
-    gather_grad_kernel<int64_t><<<blocks_for(cols), kThreads, 0, gamk::stream()>>>(g, idx, p, outer, size, osize, inner);
+    gather_grad_kernel<int64_t>
+        <<<blocks_for(cols), kThreads, 0, gamk::stream()>>>(g, idx, p, outer, size, osize, inner);
   return gamk::launched("gather backward");
 }
 
@@ -250,14 +258,16 @@ int gam_cuda_ce_forward(const float *logp, const int64_t *target, float *loss, i
   return gamk::launched("cross_entropy");
 }
 
-int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target, float *gx,
-                         int64_t rows, int64_t k, float on, float off) {
+int gam_cuda_ce_backward(const float *g, const float *logp, const int64_t *target, float *gx, int64_t rows,
+                         int64_t k, float on, float off) {
   if (rows * k <= 0) return 0;
   if (gamk::fits32(rows * k))
-    ce_backward_kernel<int32_t><<<blocks_for(rows * k), kThreads, 0, gamk::stream()>>>(g, logp, target, gx, rows, k, on, off);
+    ce_backward_kernel<int32_t>
+        <<<blocks_for(rows * k), kThreads, 0, gamk::stream()>>>(g, logp, target, gx, rows, k, on, off);
   else
-    ce_backward_kernel<int64_t><<<blocks_for(rows * k), kThreads, 0, gamk::stream()>>>(g, logp, target, gx, rows, k, on, off);
+    ce_backward_kernel<int64_t>
+        <<<blocks_for(rows * k), kThreads, 0, gamk::stream()>>>(g, logp, target, gx, rows, k, on, off);
   return gamk::launched("cross_entropy backward");
 }
 
-}  // extern "C"
+} // extern "C"

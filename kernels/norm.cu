@@ -24,15 +24,15 @@ using gamk::kThreads;
 
 namespace {
 
-constexpr int kBlock = 256;  // threads of a per-channel reduction block (a power of two)
+constexpr int kBlock = 256; // threads of a per-channel reduction block (a power of two)
 
-#define CUDNN_TRY(call, what)                                                                   \
-  do {                                                                                          \
-    cudnnStatus_t st_ = (call);                                                                 \
-    if (st_ != CUDNN_STATUS_SUCCESS) {                                                          \
-      rc = gam__err("batch_norm: cuDNN failed %s: %s", what, cudnnGetErrorString(st_));        \
-      goto done;                                                                                \
-    }                                                                                           \
+#define CUDNN_TRY(call, what)                                                           \
+  do {                                                                                  \
+    cudnnStatus_t st_ = (call);                                                         \
+    if (st_ != CUDNN_STATUS_SUCCESS) {                                                  \
+      rc = gam__err("batch_norm: cuDNN failed %s: %s", what, cudnnGetErrorString(st_)); \
+      goto done;                                                                        \
+    }                                                                                   \
   } while (0)
 
 bool fits(int64_t n, int64_t c, int64_t inner) {
@@ -63,8 +63,8 @@ float *or_scratch(float *want, size_t bytes, float **scratch) {
 
 // ---- evaluation kernels ----------------------------------------------------------------
 // per channel: stats (mean, invstd) and the affine map a, s0 (coef[c], coef[C + c])
-__global__ void eval_coef_kernel(const float *w, const float *b, const float *rm, const float *rv,
-                                 int64_t c, double eps, float *stats, float *coef) {
+__global__ void eval_coef_kernel(const float *w, const float *b, const float *rm, const float *rv, int64_t c,
+                                 double eps, float *stats, float *coef) {
   GAM_GRID_LOOP(ch, c) {
     double mu = rm[ch], var = rv[ch];
     double invstd = 1.0 / sqrt(var + eps);
@@ -96,8 +96,8 @@ __global__ void eval_grad_coef_kernel(const float *w, const float *stats, int64_
 // k-th chunk of the channel's m = n inner values (value j: row j / inner,
 // column j % inner) into partial[(ch * chunks + k) * 2 + {0, 1}]
 template <typename I>
-__global__ void channel_sums_kernel(const float *x, const float *dy, const float *stats, int64_t n,
-                                    int64_t c, int64_t inner, int64_t clen, double *partial) {
+__global__ void channel_sums_kernel(const float *x, const float *dy, const float *stats, int64_t n, int64_t c,
+                                    int64_t inner, int64_t clen, double *partial) {
   __shared__ double sh[2 * kBlock];
   const int64_t ch = blockIdx.x, chunks = gridDim.y, k = blockIdx.y;
   const I m = (I)(n * inner), in = (I)inner, ci = (I)c, chi = (I)ch;
@@ -128,8 +128,8 @@ __global__ void channel_sums_kernel(const float *x, const float *dy, const float
 }
 
 // db = sum dy, dw = sum dy (x - mean) invstd, the chunks added in order
-__global__ void channel_finish_kernel(const double *partial, int64_t c, int64_t chunks,
-                                      const float *stats, float *dw, float *db) {
+__global__ void channel_finish_kernel(const double *partial, int64_t c, int64_t chunks, const float *stats,
+                                      float *dw, float *db) {
   GAM_GRID_LOOP(ch, c) {
     double sg = 0, sgx = 0;
     for (int64_t k = 0; k < chunks; k++) {
@@ -150,13 +150,13 @@ void affine(const float *x, float *y, int64_t total, int64_t c, int64_t inner, c
     affine_kernel<int64_t><<<blocks_for(total), kThreads, 0, gamk::stream()>>>(x, y, total, c, inner, a, s0);
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
 int gam_cuda_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, int64_t inner,
-                              const float *weight, const float *bias, float *rm, float *rv,
-                              double momentum, double eps, float *stats) {
+                              const float *weight, const float *bias, float *rm, float *rv, double momentum,
+                              double eps, float *stats) {
   if (!fits(n, c, inner)) return too_big(n, c, inner);
   if (eps < CUDNN_BN_MIN_EPSILON)
     return gam__err("batch_norm: eps %g is below cuDNN's minimum %g", eps, (double)CUDNN_BN_MIN_EPSILON);
@@ -184,18 +184,18 @@ int gam_cuda_bn_train_forward(const float *x, float *y, int64_t n, int64_t c, in
   }
   CUDNN_TRY(cudnnCreateTensorDescriptor(&xd), "creating a descriptor");
   CUDNN_TRY(cudnnCreateTensorDescriptor(&bd), "creating a descriptor");
-  CUDNN_TRY(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)n, (int)c,
-                                       (int)inner, 1), "describing the input");
+  CUDNN_TRY(
+      cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)n, (int)c, (int)inner, 1),
+      "describing the input");
   CUDNN_TRY(cudnnDeriveBNTensorDescriptor(bd, xd, CUDNN_BATCHNORM_SPATIAL), "describing the statistics");
-  CUDNN_TRY(cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd, x, xd,
-                                                   y, bd, weight, bias, momentum, rm, rv, eps, stats,
-                                                   stats + c),
+  CUDNN_TRY(cudnnBatchNormalizationForwardTraining(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd, x, xd, y, bd,
+                                                   weight, bias, momentum, rm, rv, eps, stats, stats + c),
             "in the forward pass");
   rc = gamk::launched("batch_norm");
 done:
   if (xd) cudnnDestroyTensorDescriptor(xd);
   if (bd) cudnnDestroyTensorDescriptor(bd);
-  gam__device_free(ones, cbytes);  // stream-ordered: after the queued pass
+  gam__device_free(ones, cbytes); // stream-ordered: after the queued pass
   gam__device_free(zeros, cbytes);
   gam__device_free(scratch, 2 * cbytes);
   return rc;
@@ -223,11 +223,12 @@ int gam_cuda_bn_train_backward(const float *x, const float *dy, float *dx, int64
   }
   CUDNN_TRY(cudnnCreateTensorDescriptor(&xd), "creating a descriptor");
   CUDNN_TRY(cudnnCreateTensorDescriptor(&bd), "creating a descriptor");
-  CUDNN_TRY(cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)n, (int)c,
-                                       (int)inner, 1), "describing the input");
+  CUDNN_TRY(
+      cudnnSetTensor4dDescriptor(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, (int)n, (int)c, (int)inner, 1),
+      "describing the input");
   CUDNN_TRY(cudnnDeriveBNTensorDescriptor(bd, xd, CUDNN_BATCHNORM_SPATIAL), "describing the statistics");
-  CUDNN_TRY(cudnnBatchNormalizationBackward(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd, x,
-                                            xd, dy, xd, px, bd, weight, pw, pb, eps, stats, stats + c),
+  CUDNN_TRY(cudnnBatchNormalizationBackward(h, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd, x, xd,
+                                            dy, xd, px, bd, weight, pw, pb, eps, stats, stats + c),
             "in the backward pass");
   rc = gamk::launched("batch_norm backward");
 done:
@@ -255,9 +256,8 @@ int gam_cuda_bn_eval_forward(const float *x, float *y, int64_t n, int64_t c, int
   return rc;
 }
 
-int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c,
-                              int64_t inner, const float *weight, float *dw, float *db,
-                              const float *stats) {
+int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_t n, int64_t c, int64_t inner,
+                              const float *weight, float *dw, float *db, const float *stats) {
   cudaStream_t s = gamk::stream();
   int64_t total = n * c * inner;
   if (dx) {
@@ -292,4 +292,4 @@ int gam_cuda_bn_eval_backward(const float *x, const float *dy, float *dx, int64_
   return rc;
 }
 
-}  // extern "C"
+} // extern "C"

@@ -22,8 +22,8 @@ using gamk::kThreads;
 
 namespace {
 
-constexpr int kBlock = 256;   // threads of a reduction block (a power of two)
-constexpr int kGrid = 1024;   // at most this many stage-1 blocks (about one wave on an H100)
+constexpr int kBlock = 256; // threads of a reduction block (a power of two)
+constexpr int kGrid = 1024; // at most this many stage-1 blocks (about one wave on an H100)
 
 // ---- reductions -----------------------------------------------------------------------
 // Sums v[0..K) over the block; the result is in sh[k * kBlock] afterwards.
@@ -61,8 +61,10 @@ __global__ void finish_kernel(const double *partial, int blocks, double *s, int 
     for (int k = 0; k < K; k++) v[k] += partial[b * K + k];
   block_sum<K>(v, sh);
   if (threadIdx.x != 0) return;
-  if (K == 1) gam_opt_finish_norm(s, sh[0], code0);
-  else gam_opt_finish_dot3(s, sh[0], sh[kBlock], sh[2 * kBlock], code0, code2);
+  if (K == 1)
+    gam_opt_finish_norm(s, sh[0], code0);
+  else
+    gam_opt_finish_dot3(s, sh[0], sh[kBlock], sh[2 * kBlock], code0, code2);
 }
 
 int stage1_blocks(int64_t n) {
@@ -80,7 +82,7 @@ int reduce(const char *op, int64_t n, double *s, int code0, int code2, Launch la
   launch(blocks, partial);
   finish_kernel<K><<<1, kBlock, 0, gamk::stream()>>>(partial, blocks, s, code0, code2);
   int rc = gamk::launched(op);
-  gam__device_free(partial, bytes);  // stream-ordered: reused only after these kernels
+  gam__device_free(partial, bytes); // stream-ordered: reused only after these kernels
   return rc;
 }
 
@@ -123,16 +125,16 @@ __global__ void dot3_kernel(const float *__restrict__ a, const float *__restrict
 }
 
 // h -= weight (v − c h)
-__global__ void decompose_kernel(float *__restrict__ h, const float *__restrict__ v, int64_t n,
-                                 float weight, gam_coef c) {
+__global__ void decompose_kernel(float *__restrict__ h, const float *__restrict__ v, int64_t n, float weight,
+                                 gam_coef c) {
   const float fc = (float)gam_coef_value(c);
   GAM_GRID_LOOP(i, n) h[i] = gam_opt_decompose_el(h[i], v[i], weight, fc);
 }
 
 // h+ = α g1 ; Σ ((g1 − g0) |θ0|)²  (not adaptive: Σ (g1 − g0)², w unused)
 __global__ void gam_pass1_kernel(float *__restrict__ hp, const float *__restrict__ g,
-                                 const float *__restrict__ g0, const float *__restrict__ w,
-                                 int64_t n, float alpha, int adaptive, double *partial) {
+                                 const float *__restrict__ g0, const float *__restrict__ w, int64_t n,
+                                 float alpha, int adaptive, double *partial) {
   double v[1] = {0};
   GAM_GRID_LOOP(i, n) {
     float gi = g[i];
@@ -144,16 +146,16 @@ __global__ void gam_pass1_kernel(float *__restrict__ hp, const float *__restrict
 
 // θ = θ0 + s (g1 − g0) (adaptive: times θ0²)
 __global__ void gam_ascend_h0_kernel(float *__restrict__ p, const float *__restrict__ w,
-                                     const float *__restrict__ g, const float *__restrict__ g0,
-                                     int64_t n, gam_coef scale, int adaptive) {
+                                     const float *__restrict__ g, const float *__restrict__ g0, int64_t n,
+                                     gam_coef scale, int adaptive) {
   const float s = (float)gam_coef_value(scale);
   GAM_GRID_LOOP(i, n) p[i] = gam_ascend_h0_el(w[i], g[i], g0[i], s, adaptive);
 }
 
 // h− = c0 h− + c1 g2 (in g0's buffer) ; Σ (g2 |θ2|)²  (not adaptive: Σ g2², w unused)
 __global__ void gam_pass2_kernel(float *__restrict__ hm, const float *__restrict__ g,
-                                 const float *__restrict__ w, int64_t n, float c0, float c1,
-                                 int adaptive, double *partial) {
+                                 const float *__restrict__ w, int64_t n, float c0, float c1, int adaptive,
+                                 double *partial) {
   double v[1] = {0};
   GAM_GRID_LOOP(i, n) {
     float gi = g[i];
@@ -181,21 +183,20 @@ __global__ void gam_pass3_kernel(float *__restrict__ g, const float *__restrict_
 // ---- base steps ------------------------------------------------------------------------------
 // With the guard's flag set a step only restores param = src.
 // p and src may be one vector (no __restrict__ on them); buf NULL: no momentum.
-__global__ void sgd_kernel(float *p, const float *__restrict__ g, float *__restrict__ buf,
-                           const float *src, int64_t n, gam_sgd_scalars a, int nesterov, int first,
-                           const double *guard) {
+__global__ void sgd_kernel(float *p, const float *__restrict__ g, float *__restrict__ buf, const float *src,
+                           int64_t n, gam_sgd_scalars a, int nesterov, int first, const double *guard) {
   if (gam_opt_guarded(guard)) {
     if (src) GAM_GRID_LOOP(i, n) p[i] = src[i];
     return;
   }
   const float *p0 = src ? src : p;
-  GAM_GRID_LOOP(i, n) p[i] = gam_sgd_el(p0[i], g[i], buf ? &buf[i] : nullptr, a, buf != nullptr,
-                                        first, nesterov);
+  GAM_GRID_LOOP(i, n)
+  p[i] = gam_sgd_el(p0[i], g[i], buf ? &buf[i] : nullptr, a, buf != nullptr, first, nesterov);
 }
 
 __global__ void adam_kernel(float *p, const float *__restrict__ g, float *__restrict__ m,
-                            float *__restrict__ v, const float *src, int64_t n,
-                            gam_adam_scalars a, const double *guard) {
+                            float *__restrict__ v, const float *src, int64_t n, gam_adam_scalars a,
+                            const double *guard) {
   if (gam_opt_guarded(guard)) {
     if (src) GAM_GRID_LOOP(i, n) p[i] = src[i];
     return;
@@ -212,7 +213,7 @@ __global__ void check_loss_kernel(double *s, const float *loss, int code, int ke
   gam_opt_loss(s, loss[0], code, keep);
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -238,8 +239,8 @@ int gam_cuda_opt_norm(double *s, const float *g, const float *w, int64_t n, int 
 int gam_cuda_opt_ascend(float *theta, float *theta_save, const float *g, float *g_save, int64_t n,
                         gam_coef scale, int adaptive) {
   if (n <= 0) return 0;
-  ascend_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(theta, theta_save, g, g_save, n,
-                                                                scale, adaptive);
+  ascend_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(theta, theta_save, g, g_save, n, scale,
+                                                                adaptive);
   return gamk::launched("opt_ascend");
 }
 
@@ -258,47 +259,47 @@ int gam_cuda_opt_decompose(float *h, const float *v, int64_t n, double weight, g
 int gam_cuda_gam_pass1(double *s, float *hplus, const float *g, const float *g0, const float *theta0,
                        int64_t n, double alpha, int adaptive, int code) {
   return reduce<1>("gam_pass1", n, s, code, 0, [&](int blocks, double *partial) {
-    gam_pass1_kernel<<<blocks, kBlock, 0, gamk::stream()>>>(hplus, g, g0, theta0, n, (float)alpha,
+    gam_pass1_kernel<<<blocks, kBlock, 0, gamk::stream()>>>(hplus, g, g0, theta0, n, (float)alpha, adaptive,
+                                                            partial);
+  });
+}
+
+int gam_cuda_gam_ascend_h0(float *theta, const float *theta0, const float *g, const float *g0, int64_t n,
+                           gam_coef scale, int adaptive) {
+  if (n <= 0) return 0;
+  gam_ascend_h0_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(theta, theta0, g, g0, n, scale,
+                                                                       adaptive);
+  return gamk::launched("gam_ascend_h0");
+}
+
+int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, const float *theta, int64_t n, double c0,
+                       double c1, int adaptive, int code) {
+  return reduce<1>("gam_pass2", n, s, code, 0, [&](int blocks, double *partial) {
+    gam_pass2_kernel<<<blocks, kBlock, 0, gamk::stream()>>>(hminus, g, theta, n, (float)c0, (float)c1,
                                                             adaptive, partial);
   });
 }
 
-int gam_cuda_gam_ascend_h0(float *theta, const float *theta0, const float *g, const float *g0,
-                           int64_t n, gam_coef scale, int adaptive) {
-  if (n <= 0) return 0;
-  gam_ascend_h0_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(theta, theta0, g, g0, n,
-                                                                       scale, adaptive);
-  return gamk::launched("gam_ascend_h0");
-}
-
-int gam_cuda_gam_pass2(double *s, float *hminus, const float *g, const float *theta, int64_t n,
-                       double c0, double c1, int adaptive, int code) {
-  return reduce<1>("gam_pass2", n, s, code, 0, [&](int blocks, double *partial) {
-    gam_pass2_kernel<<<blocks, kBlock, 0, gamk::stream()>>>(hminus, g, theta, n, (float)c0,
-                                                            (float)c1, adaptive, partial);
-  });
-}
-
-int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus, int64_t n,
-                       double c, int code0, int code2) {
+int gam_cuda_gam_pass3(double *s, float *g, const float *hplus, const float *hminus, int64_t n, double c,
+                       int code0, int code2) {
   return reduce<3>("gam_pass3", n, s, code0, code2, [&](int blocks, double *partial) {
     gam_pass3_kernel<<<blocks, kBlock, 0, gamk::stream()>>>(g, hplus, hminus, n, (float)c, partial);
   });
 }
 
-int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src, int64_t n,
-                      double lr, double momentum, double dampening, double weight_decay,
-                      int nesterov, int first, const double *guard) {
+int gam_cuda_sgd_step(float *param, const float *grad, float *buf, const float *src, int64_t n, double lr,
+                      double momentum, double dampening, double weight_decay, int nesterov, int first,
+                      const double *guard) {
   if (n <= 0) return 0;
   const gam_sgd_scalars a = gam_sgd_scalars_of(lr, momentum, dampening, weight_decay);
-  sgd_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(param, grad, buf, src, n, a, nesterov,
-                                                             first, guard);
+  sgd_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(param, grad, buf, src, n, a, nesterov, first,
+                                                             guard);
   return gamk::launched("sgd");
 }
 
-int gam_cuda_adam_step(float *param, const float *grad, float *m, float *v, const float *src,
-                       int64_t n, double lr, double beta1, double beta2, double eps,
-                       double weight_decay, int decoupled, int64_t step, const double *guard) {
+int gam_cuda_adam_step(float *param, const float *grad, float *m, float *v, const float *src, int64_t n,
+                       double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
+                       int64_t step, const double *guard) {
   if (n <= 0) return 0;
   const gam_adam_scalars a = gam_adam_scalars_of(lr, beta1, beta2, eps, weight_decay, decoupled, step);
   adam_kernel<<<blocks_for(n), kThreads, 0, gamk::stream()>>>(param, grad, m, v, src, n, a, guard);
@@ -310,4 +311,4 @@ int gam_cuda_opt_check_loss(double *s, const float *loss, int code, int keep) {
   return gamk::launched("opt_check_loss");
 }
 
-}  // extern "C"
+} // extern "C"

@@ -24,8 +24,8 @@ struct Geom {
 
 template <typename I>
 Geom<I> geom(const gam_pool_geom *g) {
-  return Geom<I>{(I)g->planes, (I)g->h, (I)g->w, (I)g->oh, (I)g->ow,
-                 g->kh, g->kw, g->sh, g->sw, g->ph, g->pw};
+  return Geom<I>{(I)g->planes, (I)g->h, (I)g->w, (I)g->oh, (I)g->ow, g->kh,
+                 g->kw,        g->sh,   g->sw,   g->ph,    g->pw};
 }
 
 // 32-bit indices when the planes' elements, the window arithmetic (padded
@@ -38,26 +38,28 @@ bool fits32(const gam_pool_geom *g) {
 }
 
 // kernel<int32_t> or kernel<int64_t> over n threads' worth of grid loop
-#define POOL_LAUNCH(kernel, n, g, ...)                                                         \
-  do {                                                                                         \
-    if (fits32(g))                                                                             \
+#define POOL_LAUNCH(kernel, n, g, ...)                                                                \
+  do {                                                                                                \
+    if (fits32(g))                                                                                    \
       kernel<int32_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(geom<int32_t>(g), __VA_ARGS__); \
-    else                                                                                       \
+    else                                                                                              \
       kernel<int64_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(geom<int64_t>(g), __VA_ARGS__); \
   } while (0)
 
-
 template <typename I>
-__device__ __forceinline__ I mn(I a, I b) { return a < b ? a : b; }
+__device__ __forceinline__ I mn(I a, I b) {
+  return a < b ? a : b;
+}
 template <typename I>
-__device__ __forceinline__ I mx(I a, I b) { return a > b ? a : b; }
+__device__ __forceinline__ I mx(I a, I b) {
+  return a > b ? a : b;
+}
 
 // Outputs along one axis whose window [o s - p, o s - p + k) covers input i:
 // [*lo, *hi), clipped to [0, out).
 template <typename I>
-__device__ __forceinline__ void covering(I i, int k, int s, int p, I out, I *lo,
-                                         I *hi) {
-  I first = i + p - k + 1;  // o s >= first
+__device__ __forceinline__ void covering(I i, int k, int s, int p, I out, I *lo, I *hi) {
+  I first = i + p - k + 1; // o s >= first
   *lo = first <= 0 ? 0 : (first + s - 1) / s;
   *hi = mn<I>((i + p) / s + 1, out);
 }
@@ -112,9 +114,8 @@ __global__ void max_pool_grad_kernel(Geom<I> g, const float *dy, const int64_t *
 // ops_pool.c's avg_window: the window of output (oy, ox) clipped to the input,
 // and its divisor
 template <typename I>
-__device__ __forceinline__ I avg_window(const Geom<I> &g, I oy, I ox,
-                                              int count_include_pad, I *h0, I *h1,
-                                              I *w0, I *w1) {
+__device__ __forceinline__ I avg_window(const Geom<I> &g, I oy, I ox, int count_include_pad, I *h0, I *h1,
+                                        I *w0, I *w1) {
   I a0 = oy * g.sh - g.ph, a1 = mn<I>(a0 + g.kh, g.h + g.ph);
   I b0 = ox * g.sw - g.pw, b1 = mn<I>(b0 + g.kw, g.w + g.pw);
   I padded = (a1 - a0) * (b1 - b0);
@@ -161,7 +162,9 @@ __global__ void avg_pool_grad_kernel(Geom<I> g, const float *dy, float *dx, int 
 
 // adaptive windows: output o of `out` covers [o in / out, ceil((o + 1) in / out))
 template <typename I>
-__device__ __forceinline__ I ada_start(I o, I in, I out) { return o * in / out; }
+__device__ __forceinline__ I ada_start(I o, I in, I out) {
+  return o * in / out;
+}
 template <typename I>
 __device__ __forceinline__ I ada_end(I o, I in, I out) {
   return ((o + 1) * in + out - 1) / out;
@@ -203,7 +206,7 @@ __global__ void adaptive_grad_kernel(Geom<I> g, const float *dy, float *dx) {
   }
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -249,4 +252,4 @@ int gam_cuda_adaptive_avg_pool_backward(const gam_pool_geom *g, const float *dy,
   return gamk::launched("adaptive_avg_pool2d backward");
 }
 
-}  // extern "C"
+} // extern "C"

@@ -20,8 +20,7 @@ namespace {
 
 // The Philox4x32 round function and key schedule (Random123's constants);
 // engine/random.c has the same function on the host (gam_philox4x32_10).
-__device__ __forceinline__ void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
-                                                        uint32_t out[4]) {
+__device__ __forceinline__ void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
   const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
   uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3], k0 = key[0], k1 = key[1];
   for (int r = 0; r < 10; r++) {
@@ -51,7 +50,7 @@ __global__ void dropout_mask_kernel(float *mask, int64_t n, float p, float keep,
   }
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
@@ -64,4 +63,4 @@ int gam_cuda_dropout_mask(float *mask, int64_t n, double p, uint64_t seed) {
   return gamk::launched("dropout");
 }
 
-}  // extern "C"
+} // extern "C"

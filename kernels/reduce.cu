@@ -21,9 +21,9 @@ using gamk::kThreads;
 
 namespace {
 
-constexpr int kBlock = 256;         // threads of a line-reduction block (a power of two)
-constexpr int64_t kSmallLine = 64;  // lines up to this long: one thread per line
-constexpr int64_t kManyColumns = 16384;  // strided lines: a thread each from this many on
+constexpr int kBlock = 256;             // threads of a line-reduction block (a power of two)
+constexpr int64_t kSmallLine = 64;      // lines up to this long: one thread per line
+constexpr int64_t kManyColumns = 16384; // strided lines: a thread each from this many on
 
 // The block's threads each hold v; returns the sum (valid in every thread).
 // The leading barrier keeps a previous call's readers of buf[0] safe.
@@ -39,8 +39,7 @@ __device__ double block_sum(double v, double *buf) {
 }
 
 // ---- sums ----------------------------------------------------------------------
-__global__ void sum_short_lines_kernel(const float *p, float *q, int64_t lines, int64_t size,
-                                       double scale) {
+__global__ void sum_short_lines_kernel(const float *p, float *q, int64_t lines, int64_t size, double scale) {
   GAM_GRID_LOOP(l, lines) {
     const float *row = p + l * size;
     double s = 0;
@@ -50,25 +49,27 @@ __global__ void sum_short_lines_kernel(const float *p, float *q, int64_t lines, 
 }
 
 // grid (x: lines, strided; y: chunks); chunk c covers k in [c*clen, (c+1)*clen)
-__global__ void sum_lines_kernel(const float *p, float *q, double *partial, int64_t lines,
-                                 int64_t size, int64_t clen, double scale) {
+__global__ void sum_lines_kernel(const float *p, float *q, double *partial, int64_t lines, int64_t size,
+                                 int64_t clen, double scale) {
   __shared__ double buf[kBlock];
   int64_t chunks = gridDim.y, c = blockIdx.y;
   int64_t k0 = c * clen, k1 = k0 + clen < size ? k0 + clen : size;
-  for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) {  // uniform across the block
+  for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) { // uniform across the block
     const float *row = p + l * size;
     double s = 0;
     for (int64_t k = k0 + threadIdx.x; k < k1; k += kBlock) s += row[k];
     s = block_sum(s, buf);
     if (threadIdx.x == 0) {
-      if (chunks == 1) q[l] = (float)(s * scale);
-      else partial[l * chunks + c] = s;
+      if (chunks == 1)
+        q[l] = (float)(s * scale);
+      else
+        partial[l * chunks + c] = s;
     }
   }
 }
 
-__global__ void sum_line_partials_kernel(const double *partial, float *q, int64_t lines,
-                                         int64_t chunks, double scale) {
+__global__ void sum_line_partials_kernel(const double *partial, float *q, int64_t lines, int64_t chunks,
+                                         double scale) {
   GAM_GRID_LOOP(l, lines) {
     double s = 0;
     for (int64_t c = 0; c < chunks; c++) s += partial[l * chunks + c];
@@ -78,8 +79,8 @@ __global__ void sum_line_partials_kernel(const double *partial, float *q, int64_
 
 // grid (x: columns, grid-stride; y: chunks of k)
 template <typename I>
-__global__ void sum_columns_kernel(const float *p, float *q, double *partial, int64_t outer,
-                                   int64_t size, int64_t inner, int64_t clen, double scale) {
+__global__ void sum_columns_kernel(const float *p, float *q, double *partial, int64_t outer, int64_t size,
+                                   int64_t inner, int64_t clen, double scale) {
   int64_t chunks = gridDim.y, c = blockIdx.y, cols = outer * inner;
   int64_t k0 = c * clen, k1 = k0 + clen < size ? k0 + clen : size;
   const I in = (I)inner;
@@ -88,13 +89,15 @@ __global__ void sum_columns_kernel(const float *p, float *q, double *partial, in
     const float *base = p + o * size * inner + i;
     double s = 0;
     for (int64_t k = k0; k < k1; k++) s += base[k * inner];
-    if (chunks == 1) q[col] = (float)(s * scale);
-    else partial[c * cols + col] = s;
+    if (chunks == 1)
+      q[col] = (float)(s * scale);
+    else
+      partial[c * cols + col] = s;
   }
 }
 
-__global__ void sum_column_partials_kernel(const double *partial, float *q, int64_t cols,
-                                           int64_t chunks, double scale) {
+__global__ void sum_column_partials_kernel(const double *partial, float *q, int64_t cols, int64_t chunks,
+                                           double scale) {
   GAM_GRID_LOOP(col, cols) {
     double s = 0;
     for (int64_t c = 0; c < chunks; c++) s += partial[c * cols + col];
@@ -102,9 +105,7 @@ __global__ void sum_column_partials_kernel(const double *partial, float *q, int6
   }
 }
 
-__global__ void zero_kernel(float *q, int64_t n) {
-  GAM_GRID_LOOP(i, n) q[i] = 0.f;
-}
+__global__ void zero_kernel(float *q, int64_t n) { GAM_GRID_LOOP(i, n) q[i] = 0.f; }
 
 // ---- argmax --------------------------------------------------------------------
 // Does (v, i) replace the best so far (bv, bi)? An index < 0 is "none". NaN
@@ -120,20 +121,19 @@ __device__ __forceinline__ bool replaces(float v, int64_t i, float bv, int64_t b
 
 // line l = (o, i) is p[o, :, i]: contiguous when inner == 1, else strided by
 // inner (few long strided lines: a block each instead of a thread each)
-__global__ void argmax_lines_kernel(const float *p, float *values, int64_t *idx, float *pv,
-                                    int64_t *pi, int64_t lines, int64_t size, int64_t inner,
-                                    int64_t clen) {
+__global__ void argmax_lines_kernel(const float *p, float *values, int64_t *idx, float *pv, int64_t *pi,
+                                    int64_t lines, int64_t size, int64_t inner, int64_t clen) {
   __shared__ float sv[kBlock];
   __shared__ int64_t si[kBlock];
   int64_t chunks = gridDim.y, c = blockIdx.y;
   int64_t k0 = c * clen, k1 = k0 + clen < size ? k0 + clen : size;
-  for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) {  // uniform across the block
+  for (int64_t l = blockIdx.x; l < lines; l += gridDim.x) { // uniform across the block
     const float *row = p + (l / inner) * size * inner + l % inner;
     float bv = 0.f;
     int64_t bi = -1;
     for (int64_t k = k0 + threadIdx.x; k < k1; k += kBlock)
       if (replaces(row[k * inner], k, bv, bi)) bv = row[k * inner], bi = k;
-    __syncthreads();  // readers of the previous line's result are done
+    __syncthreads(); // readers of the previous line's result are done
     sv[threadIdx.x] = bv;
     si[threadIdx.x] = bi;
     __syncthreads();
@@ -154,13 +154,14 @@ __global__ void argmax_lines_kernel(const float *p, float *values, int64_t *idx,
   }
 }
 
-__global__ void argmax_partials_kernel(const float *pv, const int64_t *pi, float *values,
-                                       int64_t *idx, int64_t lines, int64_t chunks) {
+__global__ void argmax_partials_kernel(const float *pv, const int64_t *pi, float *values, int64_t *idx,
+                                       int64_t lines, int64_t chunks) {
   GAM_GRID_LOOP(l, lines) {
     float bv = 0.f;
     int64_t bi = -1;
     for (int64_t c = 0; c < chunks; c++)
-      if (replaces(pv[l * chunks + c], pi[l * chunks + c], bv, bi)) bv = pv[l * chunks + c], bi = pi[l * chunks + c];
+      if (replaces(pv[l * chunks + c], pi[l * chunks + c], bv, bi))
+        bv = pv[l * chunks + c], bi = pi[l * chunks + c];
     if (values) values[l] = bv;
     idx[l] = bi;
   }
@@ -185,8 +186,8 @@ __global__ void argmax_columns_kernel(const float *p, float *values, int64_t *id
 
 // ---- gradients -----------------------------------------------------------------
 template <typename I>
-__global__ void spread_lines_kernel(const float *g, float *p, int64_t outer, int64_t size,
-                                    int64_t inner, float scale) {
+__global__ void spread_lines_kernel(const float *g, float *p, int64_t outer, int64_t size, int64_t inner,
+                                    float scale) {
   const I line = (I)(size * inner), in = (I)inner;
   GAM_GRID_LOOP_T(I, e, outer * size * inner) {
     I o = e / line, i = e % in;
@@ -219,12 +220,11 @@ int64_t line_chunks(int64_t lines, int64_t size) {
 
 unsigned line_blocks(int64_t lines) { return (unsigned)(lines < 65535 ? lines : 65535); }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
-int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner,
-                       double scale) {
+int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, int64_t inner, double scale) {
   int64_t cols = outer * inner;
   if (cols <= 0) return 0;
   cudaStream_t s = gamk::stream();
@@ -239,7 +239,7 @@ int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, in
   int64_t chunks, clen;
   if (inner == 1) {
     chunks = line_chunks(outer, size);
-  } else {  // columns: split k only while there are fewer than 2^17 threads
+  } else { // columns: split k only while there are fewer than 2^17 threads
     chunks = (size + 63) / 64;
     int64_t cap = cols >= 131072 ? 1 : 131072 / cols;
     if (chunks > cap) chunks = cap;
@@ -253,28 +253,31 @@ int gam_cuda_sum_lines(const float *p, float *q, int64_t outer, int64_t size, in
   if (inner == 1) {
     dim3 grid(line_blocks(outer), (unsigned)chunks);
     sum_lines_kernel<<<grid, kBlock, 0, s>>>(p, q, partial, outer, size, clen, scale);
-    if (chunks > 1) sum_line_partials_kernel<<<blocks_for(outer), kThreads, 0, s>>>(partial, q, outer, chunks, scale);
+    if (chunks > 1)
+      sum_line_partials_kernel<<<blocks_for(outer), kThreads, 0, s>>>(partial, q, outer, chunks, scale);
   } else {
     dim3 grid(blocks_for(cols), (unsigned)chunks);
     if (gamk::fits32(cols))
       sum_columns_kernel<int32_t><<<grid, kThreads, 0, s>>>(p, q, partial, outer, size, inner, clen, scale);
     else
       sum_columns_kernel<int64_t><<<grid, kThreads, 0, s>>>(p, q, partial, outer, size, inner, clen, scale);
-    if (chunks > 1) sum_column_partials_kernel<<<blocks_for(cols), kThreads, 0, s>>>(partial, q, cols, chunks, scale);
+    if (chunks > 1)
+      sum_column_partials_kernel<<<blocks_for(cols), kThreads, 0, s>>>(partial, q, cols, chunks, scale);
   }
   int rc = gamk::launched("sum");
-  gam__device_free(partial, pbytes);  // stream-ordered: reused only after these kernels
+  gam__device_free(partial, pbytes); // stream-ordered: reused only after these kernels
   return rc;
 }
 
-int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size, int64_t inner,
-                          float scale) {
+int gam_cuda_spread_lines(const float *g, float *p, int64_t outer, int64_t size, int64_t inner, float scale) {
   int64_t n = outer * size * inner;
   if (n <= 0) return 0;
   if (gamk::fits32(n))
-    spread_lines_kernel<int32_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
+    spread_lines_kernel<int32_t>
+        <<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
   else
-    spread_lines_kernel<int64_t><<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
+    spread_lines_kernel<int64_t>
+        <<<blocks_for(n), kThreads, 0, gamk::stream()>>>(g, p, outer, size, inner, scale);
   return gamk::launched("sum backward");
 }
 
@@ -293,9 +296,11 @@ int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t o
   const int64_t lines = outer * inner;
   if (size <= kSmallLine || (inner > 1 && lines >= kManyColumns)) {
     if (gamk::fits32(outer * inner))
-      argmax_columns_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
+      argmax_columns_kernel<int32_t>
+          <<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
     else
-      argmax_columns_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
+      argmax_columns_kernel<int64_t>
+          <<<blocks_for(outer * inner), kThreads, 0, s>>>(p, values, idx, outer, size, inner);
     return gamk::launched("max");
   }
   int64_t chunks = line_chunks(lines, size), clen = (size + chunks - 1) / chunks;
@@ -312,7 +317,8 @@ int gam_cuda_argmax_lines(const float *p, float *values, int64_t *idx, int64_t o
   }
   dim3 grid(line_blocks(lines), (unsigned)chunks);
   argmax_lines_kernel<<<grid, kBlock, 0, s>>>(p, values, idx, pv, pi, lines, size, inner, clen);
-  if (chunks > 1) argmax_partials_kernel<<<blocks_for(lines), kThreads, 0, s>>>(pv, pi, values, idx, lines, chunks);
+  if (chunks > 1)
+    argmax_partials_kernel<<<blocks_for(lines), kThreads, 0, s>>>(pv, pi, values, idx, lines, chunks);
   int rc = gamk::launched("max");
   gam__device_free(pv, nv);
   gam__device_free(pi, ni);
@@ -324,10 +330,12 @@ int gam_cuda_scatter_lines(const float *g, const int64_t *idx, float *p, int64_t
   if (outer * inner <= 0) return 0;
   cudaStream_t s = gamk::stream();
   if (gamk::fits32(outer * inner))
-    scatter_lines_kernel<int32_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
+    scatter_lines_kernel<int32_t>
+        <<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
   else
-    scatter_lines_kernel<int64_t><<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
+    scatter_lines_kernel<int64_t>
+        <<<blocks_for(outer * inner), kThreads, 0, s>>>(g, idx, p, outer, size, inner);
   return gamk::launched("max backward");
 }
 
-}  // extern "C"
+} // extern "C"

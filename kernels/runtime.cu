@@ -14,17 +14,17 @@
 #include <string.h>
 
 #ifndef GAM_CUDA_ARCH
-#define GAM_CUDA_ARCH 90  // the Makefile passes CUDA_ARCH
+#define GAM_CUDA_ARCH 90 // the Makefile passes CUDA_ARCH
 #endif
 
 namespace {
 
 pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-int state = 0;  // 0: not tried yet, 1: ready, -1: no usable device
+int state = 0; // 0: not tried yet, 1: ready, -1: no usable device
 char failure[512];
 cudaStream_t the_stream;
 cublasHandle_t cublas;
-cudnnHandle_t cudnn;  // created on first use
+cudnnHandle_t cudnn; // created on first use
 // page-locked staging buffers of gam_cuda__upload: a ring, each with the
 // event of its last copy
 constexpr int kStages = 4;
@@ -32,7 +32,7 @@ struct Stage {
   void *p;
   size_t bytes;
   cudaEvent_t done;
-  bool used;  // done was recorded after the buffer's last copy
+  bool used; // done was recorded after the buffer's last copy
 };
 Stage stages[kStages];
 int stage_next;
@@ -52,7 +52,7 @@ void setup() {
     snprintf(failure, sizeof failure,
              "no CUDA device is available, so no cuda tensor can be made (cudaGetDeviceCount: %s)",
              e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports no device");
-    cudaGetLastError();  // not sticky: clear it
+    cudaGetLastError(); // not sticky: clear it
     __atomic_store_n(&state, -1, __ATOMIC_RELEASE);
     return;
   }
@@ -114,7 +114,7 @@ int failed(const char *op, const char *what, cudaError_t e) {
   return gam__err("%s: %s failed on the cuda device: %s", op, what, cudaGetErrorString(e));
 }
 
-}  // namespace
+} // namespace
 
 cudaStream_t gamk::stream() { return the_stream; }
 
@@ -132,7 +132,7 @@ int gam_cuda__ready(void) { return __atomic_load_n(&state, __ATOMIC_ACQUIRE) == 
 int gam_cuda__malloc(void **p, size_t bytes) {
   cudaError_t e = cudaMalloc(p, bytes);
   if (e != cudaSuccess) {
-    cudaGetLastError();  // out of memory is not sticky; keep it from later launch checks
+    cudaGetLastError(); // out of memory is not sticky; keep it from later launch checks
     *p = NULL;
     return -1;
   }
@@ -190,17 +190,19 @@ int gam_cuda__upload(void *dst, const void *src, size_t bytes, const char *op) {
   if (!s.done) e = cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
   // the buffer's previous copy must be done before it is overwritten
   if (e == cudaSuccess && s.used && cudaEventQuery(s.done) == cudaErrorNotReady) {
-    cudaGetLastError();  // "not ready" is no error: keep it from later launch checks
+    cudaGetLastError(); // "not ready" is no error: keep it from later launch checks
     e = waited(cudaEventSynchronize(s.done));
   }
   if (e == cudaSuccess && s.bytes < bytes) {
     gam_cuda__pinned_free(s.p);
     size_t want = s.bytes ? s.bytes : (size_t)1 << 20;
     while (want < bytes) want *= 2;
-    if (gam_cuda__pinned_alloc(&s.p, want) == 0) s.bytes = want;
-    else s.p = NULL, s.bytes = 0;
+    if (gam_cuda__pinned_alloc(&s.p, want) == 0)
+      s.bytes = want;
+    else
+      s.p = NULL, s.bytes = 0;
   }
-  if (e != cudaSuccess || !s.p) {  // no staging: the plain (pageable) copy
+  if (e != cudaSuccess || !s.p) { // no staging: the plain (pageable) copy
     s.used = false;
     pthread_mutex_unlock(&stage_lock);
     cudaGetLastError();
@@ -227,15 +229,14 @@ void gam_cuda__staging_release(void) {
   pthread_mutex_unlock(&stage_lock);
 }
 
-int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
-                       size_t height, const char *op) {
+int gam_cuda__memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                       const char *op) {
   if (width == 0 || height == 0) return 0;
   cudaError_t e;
-  if (height == 1 || (dpitch == width && spitch == width))  // contiguous: one plain copy
+  if (height == 1 || (dpitch == width && spitch == width)) // contiguous: one plain copy
     e = cudaMemcpyAsync(dst, src, width * height, cudaMemcpyDeviceToDevice, the_stream);
   else
-    e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice,
-                          the_stream);
+    e = cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice, the_stream);
   return e == cudaSuccess ? 0 : failed(op, "a strided copy", e);
 }
 
@@ -265,7 +266,7 @@ int gam_cuda__info(struct gam_cuda_info *info) {
     info->cc_minor = prop.minor;
     info->memory_bytes = (int64_t)prop.totalGlobalMem;
   }
-  cudaGetLastError();  // a missing device or driver is not an error here
+  cudaGetLastError(); // a missing device or driver is not an error here
   return 0;
 }
 
@@ -290,12 +291,15 @@ int gam_cuda__cudnn(void **handle, const char *op) {
     st = cudnnCreate(&h);
     if (st == CUDNN_STATUS_SUCCESS) {
       st = cudnnSetStream(h, the_stream);
-      if (st == CUDNN_STATUS_SUCCESS) cudnn = h;
-      else cudnnDestroy(h);
+      if (st == CUDNN_STATUS_SUCCESS)
+        cudnn = h;
+      else
+        cudnnDestroy(h);
     }
   }
   pthread_mutex_unlock(&lock);
-  if (st != CUDNN_STATUS_SUCCESS) return gam__err("%s: cuDNN could not be set up: %s", op, cudnnGetErrorString(st));
+  if (st != CUDNN_STATUS_SUCCESS)
+    return gam__err("%s: cuDNN could not be set up: %s", op, cudnnGetErrorString(st));
   *handle = (void *)cudnn;
   return 0;
 }
@@ -320,8 +324,8 @@ int gam_cuda__workspace(void **p, size_t bytes, const char *op) {
 }
 
 void gam_cuda__workspace_release(void) {
-  if (pthread_mutex_trylock(&ws_lock) != 0) return;  // being grown (its old buffer is back already)
-  gam__device_free(workspace, workspace_bytes);  // stream-ordered, as above
+  if (pthread_mutex_trylock(&ws_lock) != 0) return; // being grown (its old buffer is back already)
+  gam__device_free(workspace, workspace_bytes);     // stream-ordered, as above
   workspace = NULL;
   __atomic_store_n(&workspace_bytes, (size_t)0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&ws_lock);
@@ -331,4 +335,4 @@ int64_t gam_cuda__host_waits(void) { return __atomic_load_n(&host_waits, __ATOMI
 
 size_t gam_cuda__workspace_held(void) { return __atomic_load_n(&workspace_bytes, __ATOMIC_RELAXED); }
 
-}  // extern "C"
+} // extern "C"
