@@ -135,11 +135,11 @@ $(BUILD)/config.stamp: FORCE
 $(BUILD)/obj/dist.o: ALL_CFLAGS += $(MPI_CFLAGS)
 
 $(BUILD)/obj/%.o: engine/%.c engine/gam.h engine/internal.h engine/cuda_backend.h engine/backend.h \
-                   engine/optim_math.h engine/optim_cpu.h engine/gam_test.h $(BUILD)/config.stamp
+                   engine/optim_math.h engine/optim_cpu.h engine/gam_test.h engine/philox.h $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h engine/optim_math.h \
+$(BUILD)/obj/cuda_%.o: kernels/%.cu kernels/common.cuh engine/gam.h engine/cuda_backend.h engine/optim_math.h engine/philox.h \
                         $(BUILD)/config.stamp
 	@mkdir -p $(dir $@)
 	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@

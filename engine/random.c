@@ -4,6 +4,7 @@
  * cuda device are drawn here and copied (lua/gam/tensor.lua), so a seed gives
  * the same values on both devices. */
 #include "internal.h"
+#include "philox.h"
 #include <math.h>
 
 static uint64_t rng[2] = {0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL};
@@ -15,23 +16,9 @@ double gam__rng_uniform(void) { return (double)(gam__rng_next() >> 11) * (1.0 / 
 
 uint64_t gam__rng_below(uint64_t n) { return gam__xoro_below(rng, n); }
 
-/* Philox4x32-10 (Salmon et al., SC 2011; Random123's constants): ten rounds
- * of two 32x32->64 multiplies, the key bumped by the Weyl constants between
- * rounds. kernels/random.cu runs the same function on the device. */
+/* Philox4x32-10 on the host (engine/philox.h; the device's dropout masks use the same function) */
 void gam_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-  const uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u, W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3], k0 = key[0], k1 = key[1];
-  for (int r = 0; r < 10; r++) {
-    if (r > 0) k0 += W0, k1 += W1;
-    uint64_t p0 = (uint64_t)M0 * c0, p1 = (uint64_t)M1 * c2;
-    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-  }
-  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+  gam_philox(ctr, key, out);
 }
 
 int gam_manual_seed(uint64_t seed) {
