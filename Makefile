@@ -15,7 +15,8 @@ VERSION := 0.1.0
 REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
-                libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux
+                libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
+                lua-argparse
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)

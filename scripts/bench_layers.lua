@@ -34,27 +34,23 @@ local function now()
 end
 
 -- ---- options -----------------------------------------------------------------------
-local opt = {threads = gam.get_num_threads(), batches = {32, 128}, models = {'resnet18_c', 'cnn_small'},
-             iters = nil, torch = true, winograd = false, cpu_time = false}
-local function split(s, conv)
-  local r = {}
-  for v in s:gmatch('[^,]+') do r[#r + 1] = conv and conv(v) or v end
-  return r
+local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
+local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
+  {'threads', 'int', gam.get_num_threads(), 'threads of both sides'},
+  {'batches', 'ints', {32, 128}, 'batch sizes'},
+  {'models', 'strings', {'resnet18_c', 'cnn_small'}, 'networks'},
+  {'iters', 'int', nil, 'timed iterations per case', 'per model and batch'},
+  {'no-torch', 'bool', false, 'gamlua only, no PyTorch peer'},
+  {'winograd', 'bool', false, "3x3 stride-1 convolutions through oneDNN's Winograd kernels"},
+  {'cpu-time', 'bool', false, 'measure process CPU time instead of wall time'},
+}
+local a = cli.parse {name = 'bench_layers', flags = FLAGS, argv = arg, description = cli.header(SCRIPT)}
+local opt = {threads = a.threads, batches = a.batches, models = a.models, iters = a.iters, torch = not a['no-torch'],
+             winograd = a.winograd, cpu_time = a['cpu-time']}
+for _, m in ipairs(opt.models) do
+  if m ~= 'resnet18_c' and m ~= 'cnn_small' then cli.fail('bench_layers', "--models: unknown model '" .. m .. "'") end
 end
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  if a == '--help' or a == '-h' then bench.print_help(SCRIPT)
-  elseif a == '--threads' then opt.threads = tonumber(arg[i + 1]); i = i + 1
-  elseif a == '--batches' then opt.batches = split(arg[i + 1], tonumber); i = i + 1
-  elseif a == '--models' then opt.models = split(arg[i + 1]); i = i + 1
-  elseif a == '--iters' then opt.iters = tonumber(arg[i + 1]); i = i + 1
-  elseif a == '--no-torch' then opt.torch = false
-  elseif a == '--winograd' then opt.winograd = true
-  elseif a == '--cpu-time' then opt.cpu_time = true
-  else error('bench_layers: unknown argument ' .. a .. ' (see the header of scripts/bench_layers.lua)', 0) end
-  i = i + 1
-end
+if opt.threads < 1 then cli.fail('bench_layers', '--threads must be at least 1') end
 gam.set_num_threads(opt.threads)
 if opt.winograd then F.set_conv_algorithm('winograd') end
 if opt.cpu_time then clock = CLOCK_PROCESS_CPUTIME_ID end

@@ -48,44 +48,34 @@ local optim, F = gam.optim, gam.F
 local util = require 'gam.optim.util'
 
 -- ---- options ---------------------------------------------------------------------------
-local o = {model = 'cnn_small', opt = 'gam', batch = 128, steps = 10, warmup = 2,
-           threads = gam.get_num_threads(), device = 'cpu', torch = true, sgd = true}
-local i = 1
-local function value(name)
-  local v = arg[i + 1]
-  if v == nil then error('bench_step: ' .. name .. ' needs a value', 0) end
-  i = i + 1
-  return v
-end
-while i <= #arg do
-  local a = arg[i]
-  if a == '--help' or a == '-h' then bench.print_help(SCRIPT)
-  elseif a == '--model' then o.model = value(a)
-  elseif a == '--opt' then o.opt = value(a)
-  elseif a == '--batch' then o.batch = tonumber(value(a))
-  elseif a == '--steps' then o.steps = tonumber(value(a))
-  elseif a == '--warmup' then o.warmup = tonumber(value(a))
-  elseif a == '--threads' then o.threads = tonumber(value(a))
-  elseif a == '--device' then o.device = value(a)
-  elseif a == '--no-torch' then o.torch = false
-  elseif a == '--no-sgd' then o.sgd = false
-  else error('bench_step: unknown argument ' .. a .. ' (see the header of scripts/bench_step.lua)', 0) end
-  i = i + 1
-end
+local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
+local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
+  {'model', 'string', 'cnn_small', 'cnn_small | resnet18_c | pyramidnet110_c'},
+  {'opt', 'string', 'gam', 'sgd | sam | gsam | gam'},
+  {'batch', 'int', 128, 'batch size'},
+  {'steps', 'int', 10, 'timed steps'},
+  {'warmup', 'int', 2, 'untimed steps first'},
+  {'threads', 'int', gam.get_num_threads(), 'CPU threads of both sides'},
+  {'device', 'string', 'cpu', 'cpu | cuda'},
+  {'no-torch', 'bool', false, 'no PyTorch peer'},
+  {'no-sgd', 'bool', false, 'no interleaved SGD steps'},
+}
+local o = cli.parse {name = 'bench_step', flags = FLAGS, argv = arg, description = cli.header(SCRIPT)}
+o.torch, o.sgd = not o['no-torch'], not o['no-sgd']
 local INPUT = {cnn_small = {1, 28, 28}, resnet18_c = {3, 32, 32}, pyramidnet110_c = {3, 32, 32}}
 if not INPUT[o.model] then
-  error('bench_step: --model must be cnn_small, resnet18_c or pyramidnet110_c, got ' .. o.model, 0)
+  cli.fail('bench_step', '--model must be cnn_small, resnet18_c or pyramidnet110_c, got ' .. o.model)
 end
 if not ({sgd = 1, sam = 1, gsam = 1, gam = 1})[o.opt] then
-  error('bench_step: --opt must be sgd, sam, gsam or gam, got ' .. o.opt, 0)
+  cli.fail('bench_step', '--opt must be sgd, sam, gsam or gam, got ' .. o.opt)
 end
-if o.device ~= 'cpu' and o.device ~= 'cuda' then error('bench_step: --device must be cpu or cuda', 0) end
+if o.device ~= 'cpu' and o.device ~= 'cuda' then cli.fail('bench_step', '--device must be cpu or cuda') end
 if o.device == 'cuda' and not gam.cuda_available() then
-  error('bench_step: --device cuda, but no CUDA device is available' ..
-        (gam.cuda_built() and '' or ' (libgam was built without CUDA)'), 0)
+  cli.fail('bench_step', '--device cuda, but no CUDA device is available' ..
+           (gam.cuda_built() and '' or ' (libgam was built without CUDA)'))
 end
 for _, k in ipairs {'batch', 'steps', 'threads'} do
-  if not o[k] or o[k] < 1 then error('bench_step: --' .. k .. ' must be a positive integer', 0) end
+  if o[k] < 1 then cli.fail('bench_step', '--' .. k .. ' must be a positive integer') end
 end
 gam.set_num_threads(o.threads)
 

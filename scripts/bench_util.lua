@@ -17,15 +17,6 @@ function M.run_peer(threads, args, python)
   return out
 end
 
--- Prints the header comment of the script at path (its --help) and exits.
-function M.print_help(path)
-  for line in io.lines(path) do
-    if not line:match('^%-%-') then break end
-    print((line:gsub('^%-%- ?', '')))
-  end
-  os.exit(0)
-end
-
 -- Median of the numbers in t (t is left unchanged).
 function M.median(t)
   local s = {}

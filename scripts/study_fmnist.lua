@@ -23,11 +23,21 @@ local bench = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'bench_util.lua')
 local optim, F = gam.optim, gam.F
 
 -- ---- options -----------------------------------------------------------------------------
-local o = {seeds = {0, 1, 2, 3, 4, 5, 6, 7}, steps = 150, threads = 2, opt = 'gam', lr = 0.05,
-           ['grad-rho'] = 0.03, ['grad-norm-rho'] = 0.2, alpha = 0.1, beta = 0.1, gamma = 0.05,
-           data = nil, torch = true}
-local NUMERIC = {steps = true, threads = true, lr = true, ['grad-rho'] = true, ['grad-norm-rho'] = true,
-                 alpha = true, beta = true, gamma = true}
+local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
+local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
+  {'seeds', 'string', '0-7', 'seeds: a list (0,3,5) or a range (0-7)'},
+  {'steps', 'int', 150, 'steps of the first epoch to train, 1..468'},
+  {'threads', 'int', 2, 'CPU threads'},
+  {'opt', 'string', 'gam', 'gam | sgd'},
+  {'lr', 'number', 0.05, 'learning rate'},
+  {'grad-rho', 'number', 0.03, "GAM rho'"},
+  {'grad-norm-rho', 'number', 0.2, 'GAM rho'},
+  {'alpha', 'number', 0.1, 'GAM alpha'},
+  {'beta', 'number', 0.1, 'GAM beta'},
+  {'gamma', 'number', 0.05, 'GAM gamma'},
+  {'data', 'string', nil, 'Fashion-MNIST folder', gam.data.FASHION_MNIST_SYSTEM_DIR},
+  {'no-torch', 'bool', false, 'gamlua only, no PyTorch side'},
+}
 
 local function fail(msg) io.stderr:write('study_fmnist: ', msg, '\n'); os.exit(2) end
 
@@ -45,23 +55,9 @@ local function parse_seeds(s)
   return t
 end
 
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  local name = a:match('^%-%-(.+)$')
-  if a == '--help' or a == '-h' then bench.print_help(SCRIPT)
-  elseif a == '--no-torch' then o.torch = false
-  elseif name and (o[name] ~= nil or name == 'data' or name == 'seeds') and arg[i + 1] then
-    local v = arg[i + 1]
-    if name == 'seeds' then o.seeds = parse_seeds(v)
-    elseif NUMERIC[name] then o[name] = tonumber(v) or fail('--' .. name .. ": '" .. v .. "' is not a number")
-    else o[name] = v end
-    i = i + 1
-  else
-    fail("unknown or incomplete option '" .. a .. "' (see --help)")
-  end
-  i = i + 1
-end
+local o = cli.parse {name = 'study_fmnist', flags = FLAGS, argv = arg, exit_code = 2, description = cli.header(SCRIPT)}
+o.seeds = parse_seeds(o.seeds)
+o.torch = not o['no-torch']
 if o.opt ~= 'gam' and o.opt ~= 'sgd' then fail("--opt must be gam or sgd, got '" .. o.opt .. "'") end
 if o.steps < 1 or o.steps % 1 ~= 0 or o.steps > 468 then fail('--steps must be a whole number in [1, 468]') end
 if o.threads < 1 or o.threads % 1 ~= 0 then fail('--threads must be a whole number >= 1') end

@@ -13,6 +13,7 @@
 local gam = require 'gam'
 local ffi = require 'ffi'
 local now = require('gam.optim.util').now
+local cli = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or '') .. 'cli.lua')
 local optim, F = gam.optim, gam.F
 
 local CHECKPOINT_KIND = 'gamlua train_cifar checkpoint'
@@ -23,7 +24,8 @@ local ARCHS = {}
 for _, n in ipairs(gam.models.names) do if n ~= 'wrn' then ARCHS[#ARCHS + 1] = n end end
 
 -- ---- flags ---------------------------------------------------------------------------
--- {name, kind, default, help}; a default of nil is 'auto' (explained in help)
+-- {name, kind, default, help [, auto]}, one line per flag (kinds: scripts/cli.lua);
+-- a default of nil is 'auto', filled in by resolve() and explained by the 5th field
 local FLAGS = {
   {'arch', 'string', nil, 'network: ' .. table.concat(ARCHS, ', '), 'resnet18_c; cnn_small for FashionMNIST'},
   {'dataset', 'string', 'CIFAR10', 'CIFAR10 | CIFAR100 | FashionMNIST'},
@@ -72,70 +74,15 @@ local function fail(msg, code)
   os.exit(code or 1)
 end
 
-local function usage()
-  local lines = {'usage: gamlua scripts/train_cifar.lua [flags]', '', 'flags (default in brackets):'}
-  for _, f in ipairs(FLAGS) do
-    local name, kind, default = f[1], f[2], f[3]
-    local arg = ({int = ' N', number = ' X', string = ' S'})[kind] or ''
-    local d
-    if default == nil then d = f[5]
-    elseif kind == 'bool' or kind == 'optional' then d = default and 'on' or 'off'
-    else d = tostring(default) end
-    lines[#lines + 1] = string.format('  --%-18s %s [%s]', name .. arg, f[4], d)
-  end
-  lines[#lines + 1] = ''
-  lines[#lines + 1] = 'GAM defaults (rho, rho\', beta, alpha, gamma): CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03;'
-  lines[#lines + 1] = '  CIFAR-100/PyramidNet 0.2 0.04 0.3 0.5 0.05; CIFAR-10/ResNet 0.2 0.03 0.1 0.1 0.05;'
-  lines[#lines + 1] = '  CIFAR-10/PyramidNet 0.2 0.03 0.1 0.1 0.03; FashionMNIST 0.2 0.03 0.1 0.1 0.05.'
-  lines[#lines + 1] = 'FashionMNIST also defaults to --lr 0.05 and --arch cnn_small.'
-  return table.concat(lines, '\n')
-end
+local EPILOG = table.concat({
+  'GAM defaults (rho, rho\', beta, alpha, gamma): CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03;',
+  '  CIFAR-100/PyramidNet 0.2 0.04 0.3 0.5 0.05; CIFAR-10/ResNet 0.2 0.03 0.1 0.1 0.05;',
+  '  CIFAR-10/PyramidNet 0.2 0.03 0.1 0.1 0.03; FashionMNIST 0.2 0.03 0.1 0.1 0.05.',
+  'FashionMNIST also defaults to --lr 0.05 and --arch cnn_small.'}, '\n')
 
 local function parse(argv)
-  local spec, args = {}, {}
-  for _, f in ipairs(FLAGS) do spec[f[1]] = f end
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == '-h' or a == '--help' then
-      print(usage())
-      os.exit(0)
-    end
-    local name, value = a:match('^%-%-([%w%-]+)=(.*)$')
-    if not name then name = a:match('^%-%-([%w%-]+)$') end
-    if not name or not spec[name] then
-      fail(string.format("unknown argument '%s' (see --help)", a))
-    end
-    local kind = spec[name][2]
-    if kind == 'bool' then
-      if value then fail('--' .. name .. ' takes no value') end
-      value = true
-    elseif kind == 'optional' then
-      if not value and argv[i + 1] and not argv[i + 1]:match('^%-%-') then
-        i = i + 1
-        value = argv[i]
-      end
-      value = value or true
-    else
-      if not value then
-        i = i + 1
-        value = argv[i]
-        if value == nil then fail('--' .. name .. ' needs a value') end
-      end
-      if kind == 'int' or kind == 'number' then
-        local v = tonumber(value)
-        if not v or v ~= v then fail(string.format("--%s needs a number, got '%s'", name, value)) end
-        if kind == 'int' and v ~= math.floor(v) then fail(string.format('--%s needs an integer, got %s', name, value)) end
-        value = v
-      end
-    end
-    args[name] = value
-    i = i + 1
-  end
-  for _, f in ipairs(FLAGS) do
-    if args[f[1]] == nil then args[f[1]] = f[3] end
-  end
-  return args
+  return cli.parse {name = 'train_cifar', flags = FLAGS, argv = argv, epilog = EPILOG,
+                    usage = 'usage: gamlua scripts/train_cifar.lua [flags]'}
 end
 
 local function family(arch)

@@ -11,11 +11,12 @@ describe('scripts/study_fmnist.lua', function()
     for flags, msg in pairs {
       ['--opt adam'] = '--opt must be gam or sgd',
       ['--steps 0'] = '--steps must be a whole number in [1, 468]',
-      ['--steps 2.5'] = '--steps must be a whole number',
-      ['--lr fast'] = "--lr: 'fast' is not a number",
+      ['--steps 2.5'] = '--steps needs an integer, got 2.5',
+      ['--lr fast'] = "--lr needs a number, got 'fast'",
       ['--seeds a-b'] = '--seeds',
-      ['--bogus 1'] = "unknown or incomplete option '--bogus'",
-      ['--steps'] = "unknown or incomplete option '--steps'",
+      ['--bogus 1'] = "study_fmnist: unknown option '--bogus' (see --help)",
+      ['--steps'] = "option '--steps' requires an argument",
+      ['--threads 2 extra'] = "unknown argument 'extra'",
     } do
       local out, code = T.run(cmd .. ' ' .. flags)
       assert.are.equal(2, code, flags)
