@@ -3,7 +3,7 @@
 #   make deps       install the Debian packages the project needs (only those missing)
 #   make test       deps + build + every test; last line "N passed, N failed"
 #   make test-reference REFERENCE_DIR=dir   golden optimiser cases of a folder
-#   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU
+#   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU, and its curves (PNG)
 #   make install PREFIX=/usr/local
 #   make CUDA=0     build without the CUDA backend
 #   make test-cuda  the CUDA backend against the CPU backend (needs a GPU)
@@ -16,7 +16,7 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                lua-argparse
+                lua-argparse gnuplot-nox
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -138,7 +138,8 @@ test-reference: all
 	@$(BUILD)/gamlua tests/reference_harness.lua $(REFERENCE_DIR)
 
 train: deps all
-	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --arch cnn_small --opt gam --epochs 3
+	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --epochs 3
+	@$(BUILD)/gamlua scripts/plot.lua curves runs/FashionMNIST-cnn_small-gam --title 'make train: GAM, cnn_small, Fashion-MNIST'
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/gamlua $(DESTDIR)$(PREFIX)/share/gamlua/lua

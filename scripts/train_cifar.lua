@@ -23,6 +23,12 @@ local CHECKPOINT_VERSION = 1
 local ARCHS = {}
 for _, n in ipairs(gam.models.names) do if n ~= 'wrn' then ARCHS[#ARCHS + 1] = n end end
 
+-- The Fashion-MNIST recipe (README, "A GAM recipe that trains in every seed"):
+-- a linear warm-up of the learning rate and radii that follow it. CIFAR keeps
+-- the reference's (no warm-up, constant radii); --warmup-epochs 0 --radii
+-- constant gives the reference on Fashion-MNIST too.
+local RECIPE = {warmup_epochs = 0.5, radii = 'follow'}
+
 -- ---- flags ---------------------------------------------------------------------------
 -- {name, kind, default, help [, auto]}, one line per flag (kinds: scripts/cli.lua);
 -- a default of nil is 'auto', filled in by resolve() and explained by the 5th field
@@ -34,6 +40,11 @@ local FLAGS = {
   {'epochs', 'int', 200, 'epochs of training'},
   {'batch-size', 'int', 128, 'training batch size'},
   {'lr', 'number', nil, 'initial learning rate, cosine-annealed to 0 over the epochs', '0.1; 0.05 for FashionMNIST'},
+  {'warmup-epochs', 'number', nil, 'linear warm-up of the lr from 0 over X epochs, per step, then a per-step cosine '
+                                   .. '(0: the cosine alone, set once per epoch, as the reference)',
+   string.format('0; %g for FashionMNIST', RECIPE.warmup_epochs)},
+  {'radii', 'string', nil, 'follow | constant: SAM/GAM radii in proportion to the lr (ProportionScheduler) or fixed',
+   'constant; ' .. RECIPE.radii .. ' for FashionMNIST'},
   {'wd', 'number', 5e-4, 'weight decay'},
   {'momentum', 'number', 0.9, 'SGD momentum'},
   {'base-opt', 'string', 'SGD', 'base optimiser: SGD | Adam | AdamW'},
@@ -56,6 +67,7 @@ local FLAGS = {
   {'no-flip', 'bool', false, 'no random horizontal flips'},
   {'eval-batch-size', 'int', 500, 'batch size of the test pass'},
   {'train-limit', 'int', 0, 'use only the first N training images (0 = all)'},
+  {'val-split', 'int', 0, 'hold out the last N training images for validation (never augmented nor trained on)'},
   {'test-limit', 'int', 0, 'use only the first N test images (0 = all)'},
   {'steps-per-epoch', 'int', 0, 'stop each epoch after N steps (0 = a full pass)'},
   {'stop-after', 'int', 0, 'stop after epoch N as if interrupted; continue with --resume (0 = run to the end)'},
@@ -103,6 +115,11 @@ local function resolve(args)
   for _, n in ipairs(ARCHS) do if n == args.arch then known = true end end
   if not known then fail("--arch: unknown network '" .. args.arch .. "' (" .. table.concat(ARCHS, ', ') .. ')') end
   args.lr = args.lr or (fm and 0.05 or 0.1)
+  args['warmup-epochs'] = args['warmup-epochs'] or (fm and RECIPE.warmup_epochs or 0)
+  args.radii = args.radii or (fm and RECIPE.radii or 'constant')
+  if args.radii ~= 'follow' and args.radii ~= 'constant' then
+    fail("--radii must be follow or constant, got '" .. args.radii .. "'")
+  end
   args.opt = args.opt:lower()
   if not ({sgd = 1, sam = 1, asam = 1, gsam = 1, gam = 1})[args.opt] then
     fail("--opt must be sgd, sam, asam, gsam or gam, got '" .. args.opt .. "'")
@@ -124,13 +141,17 @@ local function resolve(args)
   for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size'} do
     if args[k] < 1 then fail('--' .. k .. ' must be at least 1') end
   end
-  for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed'} do
+  for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed',
+                      'val-split', 'warmup-epochs'} do
     if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
   end
   for _, k in ipairs {'lr', 'wd', 'momentum', 'label-smoothing', 'grad-rho', 'grad-norm-rho', 'grad-gamma', 'rho'} do
     if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
   end
   if args['label-smoothing'] >= 1 then fail('--label-smoothing must be below 1') end
+  if args['warmup-epochs'] >= args.epochs then
+    fail(string.format('--warmup-epochs (%g) must be less than --epochs (%d)', args['warmup-epochs'], args.epochs))
+  end
   args.out = args.out or string.format('runs/%s-%s-%s', ds, args.arch, args.opt)
   return args
 end
@@ -191,7 +212,16 @@ local function load_data(args)
   end
   if args['train-limit'] > 0 and args['train-limit'] < train:size() then train = train:slice(1, args['train-limit']) end
   if args['test-limit'] > 0 and args['test-limit'] < test:size() then test = test:slice(1, args['test-limit']) end
-  return train, test
+  local val
+  if args['val-split'] > 0 then
+    local n = train:size()
+    if args['val-split'] >= n then
+      fail(string.format('--val-split %d leaves no training image (%d in all)', args['val-split'], n))
+    end
+    val = train:slice(n - args['val-split'] + 1, n)
+    train = train:slice(1, n - args['val-split'])
+  end
+  return train, test, val
 end
 
 local function augmentation(args, ds)
@@ -202,7 +232,12 @@ local function augmentation(args, ds)
 end
 
 -- ---- model and optimisers -----------------------------------------------------------------
-local function build(args, train, device)
+-- The learning rate: with --warmup-epochs 0 the reference's cosine, set once
+-- per epoch; with a warm-up, per step: lr·t/W for steps t <= W, then a cosine
+-- from lr to 0 at the last step (the seed's CosineScheduler, stepped before
+-- each step). --radii follow: each radius r is r·lr_now/lr (the reference's
+-- ProportionScheduler wiring, min_value 0), stepped before each step.
+local function build(args, train, device, steps_per_epoch)
   gam.manual_seed(args.seed)
   local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
   if device ~= 'cpu' then model:to(device) end
@@ -214,18 +249,33 @@ local function build(args, train, device)
   else
     base = optim[args['base-opt']] {params = params, lr = args.lr, weight_decay = args.wd}
   end
+  local sched, per_step
+  if args['warmup-epochs'] > 0 then
+    sched = optim.CosineScheduler {T_max = args.epochs * steps_per_epoch, max_value = args.lr, optimizer = base,
+                                   warmup_steps = math.floor(args['warmup-epochs'] * steps_per_epoch)}
+    sched:step()   -- t = 0 (lr 0) is consumed here: training step t runs at the value of t
+    per_step = true
+  else
+    sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
+  end
+  local radii = {}
+  local function radius(r)
+    if args.radii ~= 'follow' or args.lr == 0 then return r end
+    local s = optim.ProportionScheduler {scheduler = base, max_lr = args.lr, max_value = r, min_value = 0}
+    radii[#radii + 1] = s
+    return s
+  end
   local opt
   if args.opt == 'sam' or args.opt == 'asam' then
-    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam'}
+    opt = optim.SAM {base = base, model = model, rho = radius(args.rho), adaptive = args.opt == 'asam'}
   elseif args.opt == 'gsam' then
-    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha']}
+    opt = optim.GSAM {base = base, model = model, rho = radius(args.rho), alpha = args['gsam-alpha']}
   elseif args.opt == 'gam' then
-    opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
-                     alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
-                     mode = args['gam-mode']}
+    opt = optim.GAM {base = base, model = model, grad_rho = radius(args['grad-rho']),
+                     grad_norm_rho = radius(args['grad-norm-rho']), alpha = args['grad-beta-1'],
+                     beta = args['grad-beta-0'], gamma = args['grad-gamma'], mode = args['gam-mode']}
   end
-  local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
-  return model, base, opt, sched
+  return model, base, opt, sched, per_step, radii
 end
 
 local function radii(args)
@@ -309,6 +359,8 @@ local function train_epoch(args, ctx, epoch)
   loader:epoch(epoch)
   for x, y in loader do
     step = step + 1
+    if ctx.per_step then ctx.sched:step() end
+    for _, r in ipairs(ctx.radii) do r:step() end
     local ok, err = pcall(gam.scope, function()
       local pred, loss
       if opt then
@@ -342,7 +394,8 @@ local function train_epoch(args, ctx, epoch)
 end
 
 -- ---- checkpoints and metrics -------------------------------------------------------------------
-local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second'
+local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second,'
+                   .. 'val_loss,val_acc'
 
 local function csv_append(path, row)
   local new = not file_exists(path)
@@ -380,7 +433,7 @@ local function save_checkpoint(path, args, ctx, epoch)
     kind = CHECKPOINT_KIND, version = CHECKPOINT_VERSION, epoch = epoch, args = plain_args(args),
     model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
     scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
-    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc,
+    best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc, last_val = ctx.last_val,
   })
 end
 
@@ -394,7 +447,8 @@ local function resume(path, args, ctx)
     fail(string.format('cannot resume: %s is a version %s train_cifar checkpoint, this program writes version %d',
                        path, tostring(ck.version), CHECKPOINT_VERSION))
   end
-  for _, k in ipairs {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit'} do
+  for _, k in ipairs {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit', 'val-split',
+                      'warmup-epochs', 'radii'} do
     if ck.args[k] ~= args[k] then
       fail(string.format('cannot resume: %s was made with --%s %s, this run has --%s %s', path, k,
                          tostring(ck.args[k]), k, tostring(args[k])))
@@ -405,7 +459,7 @@ local function resume(path, args, ctx)
   ctx.sched:load_state_dict(ck.scheduler)
   gam.set_rng_state(ck.rng)
   ctx.train_loader:load_state_dict(ck.loader)
-  ctx.best_acc, ctx.best_epoch, ctx.last_acc = ck.best_acc, ck.best_epoch, ck.last_acc
+  ctx.best_acc, ctx.best_epoch, ctx.last_acc, ctx.last_val = ck.best_acc, ck.best_epoch, ck.last_acc, ck.last_val
   return ck.epoch
 end
 
@@ -426,12 +480,22 @@ local function main(argv)
   if args.threads > 0 then gam.set_num_threads(args.threads) end
   local device = pick_device(args.device)
   local t_start = now()
-  local train, test = load_data(args)
+  local train, test, val = load_data(args)
   local ctx = {}
-  ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
                                       augment = augmentation(args, train), seed = args.seed, device = device}
   ctx.test_loader = gam.data.loader {dataset = test, batch_size = args['eval-batch-size'], device = device}
+  if val then
+    ctx.val_loader = gam.data.loader {dataset = val, batch_size = args['eval-batch-size'], device = device}
+  end
+  local steps = ctx.train_loader:size()
+  if args['steps-per-epoch'] > 0 then steps = math.min(steps, args['steps-per-epoch']) end
+  ctx.model, ctx.base, ctx.opt, ctx.sched, ctx.per_step, ctx.radii = build(args, train, device, steps)
+  local function close_loaders()
+    ctx.train_loader:close()
+    ctx.test_loader:close()
+    if ctx.val_loader then ctx.val_loader:close() end
+  end
   ctx.best_acc, ctx.best_epoch = -1, 0
 
   os.execute('mkdir -p ' .. shell_quote(args.out))
@@ -448,13 +512,17 @@ local function main(argv)
     os.remove(csv_path) -- a fresh run starts a fresh metrics file
   end
 
-  print(string.format('%s: %d training / %d test images; %s (%d parameters) on %s, %d threads',
-                      args.dataset, train:size(), test:size(), args.arch, ctx.model:num_parameters(), device,
-                      gam.get_num_threads()))
-  print(string.format('%s over %s, lr %g cosine over %d epochs, momentum %g, wd %g, label smoothing %g, '
-                      .. 'batch %d (%d steps/epoch), %s',
-                      args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
-                      args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  print(string.format('%s: %d training / %s%d test images; %s (%d parameters) on %s, %d threads',
+                      args.dataset, train:size(), val and string.format('%d validation / ', val:size()) or '',
+                      test:size(), args.arch, ctx.model:num_parameters(), device, gam.get_num_threads()))
+  local schedule = args['warmup-epochs'] > 0
+    and string.format('warm-up over %g epochs then cosine per step', args['warmup-epochs'])
+    or 'cosine'
+  print(string.format('%s over %s, lr %g %s over %d epochs, momentum %g, wd %g, label smoothing %g, '
+                      .. 'batch %d (%d steps/epoch), %s%s',
+                      args.opt:upper(), args['base-opt'], args.lr, schedule, args.epochs, args.momentum, args.wd,
+                      args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args),
+                      (#ctx.radii > 0) and ' following the lr' or ''))
   if args.opt == 'gam' then
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
@@ -465,6 +533,7 @@ local function main(argv)
     local t0 = now()
     local lr = ctx.base:get_lr()
     local ok, tr_loss, tr_acc, images = pcall(train_epoch, args, ctx, epoch)
+    if ctx.per_step then lr = ctx.base:get_lr() end   -- per step: the lr of the epoch's last step
     if not ok then
       local e = tr_loss
       if type(e) == 'table' and e.nonfinite then
@@ -476,30 +545,34 @@ local function main(argv)
     end
     local train_seconds = now() - t0
     local te_loss, te_acc = evaluate(ctx.model, ctx.test_loader, args['label-smoothing'])
-    ctx.sched:step()
+    local va_loss, va_acc
+    if ctx.val_loader then va_loss, va_acc = evaluate(ctx.model, ctx.val_loader, args['label-smoothing']) end
+    if not ctx.per_step then ctx.sched:step() end
     local seconds = now() - t0
-    ctx.last_acc = te_acc
+    ctx.last_acc, ctx.last_val = te_acc, va_acc
     if te_acc > ctx.best_acc then ctx.best_acc, ctx.best_epoch = te_acc, epoch end
-    print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
-                        epoch, args.epochs, tr_loss, 100 * tr_acc, te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
+    print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  %stest loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
+                        epoch, args.epochs, tr_loss, 100 * tr_acc,
+                        va_acc and string.format('val loss %.4f acc %.2f%%  ', va_loss, 100 * va_acc) or '',
+                        te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
     io.flush()
     save_checkpoint(ck_path, args, ctx, epoch)
-    csv_append(csv_path, string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
+    csv_append(csv_path, string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f,%s,%s', epoch, tr_loss, tr_acc,
       te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
-      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds))
+      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds,
+      va_loss and string.format('%.6f', va_loss) or '', va_acc and string.format('%.6f', va_acc) or ''))
     if epoch == args['stop-after'] and epoch < args.epochs then
       print(string.format('stopped after epoch %d (--stop-after); continue with --resume', epoch))
-      ctx.train_loader:close()
-      ctx.test_loader:close()
+      close_loaders()
       return
     end
   end
   if ctx.last_acc == nil then fail('no epoch was trained (--epochs ' .. args.epochs .. ')') end
+  if ctx.last_val then print(string.format('final validation accuracy: %.2f%%', 100 * ctx.last_val)) end
   print(string.format('final test accuracy: %.2f%%', 100 * ctx.last_acc))
   print(string.format('best test accuracy: %.2f%% at epoch %d; total time %s', 100 * ctx.best_acc, ctx.best_epoch,
                       hms(now() - t_start)))
-  ctx.train_loader:close()
-  ctx.test_loader:close()
+  close_loaders()
 end
 
 main(arg or {})
