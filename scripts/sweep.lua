@@ -13,7 +13,9 @@
 --
 -- Resumable: run the same command again. A finished run is skipped; one that
 -- was interrupted continues from its checkpoint (--resume); a failed one is
--- reported and skipped (--retry-failed runs it again from the start).
+-- reported and skipped (--retry-failed runs it again from the start). To stop
+-- a sweep: Ctrl-C, or create the file <out>/stop (from another shell, or a
+-- sweep started in the background); it stops its runs and exits.
 -- With --flatness, each finished run's model is measured by
 --   gamlua scripts/flatness.lua <run>/checkpoint.gam --csv <run>/flatness.csv
 -- (λmax and trace of the Hessian, first-order flatness).
@@ -322,6 +324,7 @@ local function write_progress(done, total)
                                                       #now_running > 0 and table.concat(now_running, ', ') or 'none'))
 end
 
+os.remove(o.out .. '/stop')
 local total, finished, t0 = #queue, 0, os.time()
 write_progress(0, total)
 local function interrupted()
@@ -335,7 +338,11 @@ local ok_loop, err = pcall(function()
     while #queue > 0 and #slots_free > 0 do start(table.remove(queue, 1)) end
     write_progress(finished, total)
     local r = os.execute('sleep 1')
-    if r ~= 0 then interrupted() end   -- Ctrl-C: stop the runs; a later sweep resumes them
+    -- Ctrl-C or <out>/stop: stop the runs; a later sweep resumes them
+    if r ~= 0 or U.file_exists(o.out .. '/stop') then
+      os.remove(o.out .. '/stop')
+      interrupted()
+    end
     for k = #running, 1, -1 do
       local job = running[k]
       local rc = U.read_file(job.rcfile)

@@ -90,7 +90,8 @@ local EPILOG = table.concat({
   'GAM defaults (rho, rho\', beta, alpha, gamma): CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03;',
   '  CIFAR-100/PyramidNet 0.2 0.04 0.3 0.5 0.05; CIFAR-10/ResNet 0.2 0.03 0.1 0.1 0.05;',
   '  CIFAR-10/PyramidNet 0.2 0.03 0.1 0.1 0.03; FashionMNIST 0.2 0.03 0.1 0.1 0.05.',
-  'FashionMNIST also defaults to --lr 0.05 and --arch cnn_small.'}, '\n')
+  'FashionMNIST also defaults to --lr 0.05, --arch cnn_small and the recipe of the README: --warmup-epochs 0.5',
+  '  --radii follow (the reference: --warmup-epochs 0 --radii constant).'}, '\n')
 
 local function parse(argv)
   return cli.parse {name = 'train_cifar', flags = FLAGS, argv = argv, epilog = EPILOG,
