@@ -16,7 +16,8 @@ REFERENCE_DIR ?= ../shared/reference
 
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
-                lua-argparse gnuplot-nox
+                lua-check clang-format lua-argparse \
+                gnuplot-nox
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -79,7 +80,9 @@ endif
 # the flags) in one build folder rebuilds them.
 BUILD_CONFIG := CUDA=$(CUDA_ON) $(subst ',,$(ALL_CFLAGS) $(ALL_NVCCFLAGS))
 
-.PHONY: all deps test test-lua test-reference test-cuda train install clean bench FORCE
+LINT_C := $(wildcard engine/*.c engine/*.h kernels/*.cu kernels/*.cuh)
+
+.PHONY: lint all deps test test-lua test-reference test-cuda train install clean bench FORCE
 
 all: $(BUILD)/libgam.so $(BUILD)/gamlua
 
@@ -146,6 +149,11 @@ install: all
 	install -m 755 $(BUILD)/gamlua $(DESTDIR)$(PREFIX)/bin/gamlua
 	install -m 755 $(BUILD)/libgam.so $(DESTDIR)$(PREFIX)/lib/gamlua/libgam.so
 	cp -r lua/gam $(DESTDIR)$(PREFIX)/share/gamlua/lua/
+
+# Lua: luacheck with .luacheckrc; C and CUDA: clang-format with .clang-format (check only).
+lint:
+	luacheck --no-color -q lua scripts tests
+	clang-format --dry-run -Werror $(LINT_C)
 
 clean:
 	rm -rf $(BUILD)
