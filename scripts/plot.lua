@@ -115,7 +115,8 @@ local function plot_curves()
                                           gq(r.dat), w[1], k, w[3], gq(r.label .. ' ' .. w[2]))
       end
     end
-    return string.format('set title %s\nset ylabel %s\nplot %s\n', gq(title), gq(ylabel), table.concat(parts, ', \\\n  '))
+    return string.format('set title %s\nset ylabel %s\nplot %s\n', gq(title), gq(ylabel),
+                         table.concat(parts, ', \\\n  '))
   end
   local script = table.concat {
     'set terminal pngcairo size 1400,560 font ",10" noenhanced\n',
