@@ -157,8 +157,8 @@ local function train_command(run)
 end
 
 local function flatness_command(run)
-  return q(GAMLUA) .. ' ' .. q(FLATNESS) .. ' ' .. q(run.dir .. '/checkpoint.gam') .. ' --csv '
-         .. q(run.dir .. '/flatness.csv') .. (o.flatness_args ~= '' and ' ' .. o.flatness_args or '')
+  return q(GAMLUA) .. ' ' .. q(FLATNESS) .. ' ' .. q(run.dir .. '/checkpoint.gam') .. ' --threads ' .. per_job
+         .. ' --csv ' .. q(run.dir .. '/flatness.csv') .. (o.flatness_args ~= '' and ' ' .. o.flatness_args or '')
 end
 
 -- ---- results --------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ local function results(run)
     end
     r.lambda_max = pick('^lambda_?max', 'lmax', 'lambda')
     r.trace = pick('^trace', 'trace')
-    r.flatness = pick('first_order', '^flatness', 'flat')
+    r.flatness = pick('^r1$', 'first_order', '^flatness')   -- flatness.lua's r1: first-order flatness
   end
   return r
 end

@@ -137,4 +137,37 @@ describe('scripts/sweep.lua', function()
     contains(out, 'no column epoch')
     os.execute('rm -rf ' .. q(dir))
   end)
+
+  it('measures finished runs with scripts/flatness.lua and collects lambda_max, trace and r1', function()
+    -- the sweep beside a stand-in flatness.lua that writes flatness.lua's CSV columns
+    local dir = T.tmpdir()
+    os.execute('mkdir -p ' .. q(dir .. '/scripts'))
+    for _, f in ipairs {'sweep.lua', 'study_util.lua'} do
+      T.write(dir .. '/scripts/' .. f, T.read(root .. '/scripts/' .. f))
+    end
+    T.write(dir .. '/scripts/flatness.lua', [[
+local ck, csv, threads
+for i = 1, #arg do
+  if arg[i] == '--csv' then csv = arg[i + 1] elseif arg[i] == '--threads' then threads = arg[i + 1]
+  elseif not arg[i - 1] or not arg[i - 1]:match('^%-%-') then ck = ck or arg[i] end
+end
+assert(io.open(ck, 'rb'), 'no checkpoint ' .. tostring(ck)):close()
+local f = assert(io.open(csv, 'w'))
+f:write('time,checkpoint,lambda_max,lambda_iters,trace,trace_se,r0,r1,seconds\n')
+f:write('t,' .. ck .. ',12.5,7,340,3,0.1,0.25,' .. threads .. '\n')
+f:close()
+]])
+    local out, code = T.run(q(gamlua) .. ' ' .. q(dir .. '/scripts/sweep.lua') .. ' --out ' .. q(dir .. '/s')
+                            .. ' --flatness --script ' .. q(root .. '/scripts/train_cifar.lua') .. ' --cores 1'
+                            .. ' -- --dataset FashionMNIST --opt sgd --epochs 1 --train-limit 64 --test-limit 32'
+                            .. ' --batch-size 32 --eval-batch-size 32')
+    assert.are.equal(0, code, out)
+    contains(out, 'sweep: [2/2')
+    contains(out, 'flatness run done')
+    local _, rows = U.read_csv(dir .. '/s/sweep.csv')
+    assert.are.equal(1, #rows)
+    assert.are.same({'12.5', '340', '0.25'}, {rows[1].lambda_max, rows[1].trace, rows[1].flatness})
+    assert.is_truthy(out:match('λmax%s+trace%s+flatness'), out)
+    os.execute('rm -rf ' .. q(dir))
+  end)
 end)
