@@ -3,7 +3,7 @@
 #   make deps       install the Debian packages the project needs (only those missing)
 #   make test       deps + build + every test; last line "N passed, N failed"
 #   make test-reference REFERENCE_DIR=dir   golden optimiser cases of a folder
-#   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU
+#   make train      deps + build + a 3-epoch Fashion-MNIST GAM run on the CPU, and its curves (PNG)
 #   make install PREFIX=/usr/local   (also DESTDIR=stage; C header and gam.pc for pkg-config)
 #   luarocks make                    gamlua-scm-1.rockspec: the Lua package, libgam and gamlua as a rock
 #   make CUDA=0     build without the CUDA backend
@@ -22,7 +22,7 @@ REFERENCE_DIR ?= ../shared/reference
 DEB_PACKAGES := build-essential pkg-config luajit libluajit-5.1-dev lua-busted libopenblas-dev \
                 libdnnl-dev zlib1g-dev libreadline-dev dataset-fashion-mnist tmux \
                 lua-check clang-format lua-argparse python3-venv luarocks clang libclang-rt-14-dev \
-                openmpi-bin libopenmpi-dev
+                openmpi-bin libopenmpi-dev gnuplot-nox
 
 LUAJIT_CFLAGS := $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 LUAJIT_LIBS   := $(shell pkg-config --libs luajit 2>/dev/null || echo -lluajit-5.1)
@@ -229,7 +229,8 @@ fuzz: fuzz-build
 	  ASAN_OPTIONS=detect_leaks=0 bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 train: deps all
-	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --arch cnn_small --opt gam --epochs 3
+	$(BUILD)/gamlua scripts/train_cifar.lua --dataset FashionMNIST --epochs 3
+	@$(BUILD)/gamlua scripts/plot.lua curves runs/FashionMNIST-cnn_small-gam --title 'make train: GAM, cnn_small, Fashion-MNIST'
 
 # Installs the host, libgam, the Lua package, the C header and gam.pc (pkg-config:
 # cc prog.c $(pkg-config --cflags --libs gam); the library keeps its place under

@@ -38,6 +38,12 @@ local CHECKPOINT_VERSION = 1
 local ARCHS = {}
 for _, n in ipairs(gam.models.names) do if n ~= 'wrn' then ARCHS[#ARCHS + 1] = n end end
 
+-- The Fashion-MNIST recipe (README, "A GAM recipe that trains in every seed"):
+-- a linear warm-up of the learning rate and radii that follow it. CIFAR keeps
+-- the reference's (no warm-up, constant radii); --warmup-epochs 0 --radii
+-- constant gives the reference on Fashion-MNIST too.
+local RECIPE = {warmup_epochs = 0.5, radii = 'follow'}
+
 -- ---- flags ---------------------------------------------------------------------------
 -- {name, kind, default, help [, auto]}, one line per flag (kinds: scripts/cli.lua);
 -- a default of nil is 'auto', filled in by resolve() and explained by the 5th field
@@ -49,6 +55,11 @@ local FLAGS = {
   {'epochs', 'int', 200, 'epochs of training'},
   {'batch-size', 'int', 128, 'training batch size'},
   {'lr', 'number', nil, 'initial learning rate, cosine-annealed to 0 over the epochs', '0.1; 0.05 for FashionMNIST'},
+  {'warmup-epochs', 'number', nil, 'linear warm-up of the lr from 0 over X epochs, per step, then a per-step cosine '
+                                   .. '(0: the cosine alone, set once per epoch, as the reference)',
+   string.format('0; %g for FashionMNIST', RECIPE.warmup_epochs)},
+  {'radii', 'string', nil, 'follow | constant: SAM/GAM radii in proportion to the lr (ProportionScheduler) or fixed',
+   'constant; ' .. RECIPE.radii .. ' for FashionMNIST'},
   {'wd', 'number', 5e-4, 'weight decay'},
   {'momentum', 'number', 0.9, 'SGD momentum'},
   {'base-opt', 'string', 'SGD', 'base optimiser: SGD | Adam | AdamW'},
@@ -71,6 +82,7 @@ local FLAGS = {
   {'no-flip', 'bool', false, 'no random horizontal flips'},
   {'eval-batch-size', 'int', 500, 'batch size of the test pass'},
   {'train-limit', 'int', 0, 'use only the first N training images (0 = all)'},
+  {'val-split', 'int', 0, 'hold out the last N training images for validation (never augmented nor trained on)'},
   {'test-limit', 'int', 0, 'use only the first N test images (0 = all)'},
   {'steps-per-epoch', 'int', 0, 'stop each epoch after N steps (0 = a full pass)'},
   {'stop-after', 'int', 0, 'stop after epoch N as if interrupted; continue with --resume (0 = run to the end)'},
@@ -98,7 +110,8 @@ local EPILOG = table.concat({
   'GAM defaults (rho, rho\', beta, alpha, gamma): CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03;',
   '  CIFAR-100/PyramidNet 0.2 0.04 0.3 0.5 0.05; CIFAR-10/ResNet 0.2 0.03 0.1 0.1 0.05;',
   '  CIFAR-10/PyramidNet 0.2 0.03 0.1 0.1 0.03; FashionMNIST 0.2 0.03 0.1 0.1 0.05.',
-  'FashionMNIST also defaults to --lr 0.05 and --arch cnn_small.'}, '\n')
+  'FashionMNIST also defaults to --lr 0.05, --arch cnn_small and the recipe of the README: --warmup-epochs 0.5',
+  '  --radii follow (the reference: --warmup-epochs 0 --radii constant).'}, '\n')
 
 local function parse(argv)
   return cli.parse {name = 'train_cifar', flags = FLAGS, argv = argv, epilog = EPILOG,
@@ -123,6 +136,11 @@ local function resolve(args)
   for _, n in ipairs(ARCHS) do if n == args.arch then known = true end end
   if not known then fail("--arch: unknown network '" .. args.arch .. "' (" .. table.concat(ARCHS, ', ') .. ')') end
   args.lr = args.lr or (fm and 0.05 or 0.1)
+  args['warmup-epochs'] = args['warmup-epochs'] or (fm and RECIPE.warmup_epochs or 0)
+  args.radii = args.radii or (fm and RECIPE.radii or 'constant')
+  if args.radii ~= 'follow' and args.radii ~= 'constant' then
+    fail("--radii must be follow or constant, got '" .. args.radii .. "'")
+  end
   args.opt = args.opt:lower()
   if not ({sgd = 1, sam = 1, asam = 1, gsam = 1, gam = 1})[args.opt] then
     fail("--opt must be sgd, sam, asam, gsam or gam, got '" .. args.opt .. "'")
@@ -143,17 +161,23 @@ local function resolve(args)
     fail("--sync must be final or every_pass, got '" .. args.sync .. "'")
   end
   if not ({auto = 1, cpu = 1, cuda = 1})[args.device] then fail('--device must be auto, cpu or cuda') end
-  if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then fail('--progress must be auto, bar, lines or none') end
+  if not ({auto = 1, bar = 1, lines = 1, none = 1})[args.progress] then
+    fail('--progress must be auto, bar, lines or none')
+  end
   for _, k in ipairs {'epochs', 'batch-size', 'eval-batch-size', 'tensorboard-every'} do
     if args[k] < 1 then fail('--' .. k .. ' must be at least 1') end
   end
-  for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed'} do
+  for _, k in ipairs {'threads', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'cutout', 'seed',
+                      'val-split', 'warmup-epochs'} do
     if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
   end
   for _, k in ipairs {'lr', 'wd', 'momentum', 'label-smoothing', 'grad-rho', 'grad-norm-rho', 'grad-gamma', 'rho'} do
     if args[k] < 0 then fail('--' .. k .. ' must be >= 0') end
   end
   if args['label-smoothing'] >= 1 then fail('--label-smoothing must be below 1') end
+  if args['warmup-epochs'] >= args.epochs then
+    fail(string.format('--warmup-epochs (%g) must be less than --epochs (%d)', args['warmup-epochs'], args.epochs))
+  end
   args.out = args.out or string.format('runs/%s-%s-%s', ds, args.arch, args.opt)
   return args
 end
@@ -209,10 +233,19 @@ local function load_data(args)
   end
   if args['train-limit'] > 0 and args['train-limit'] < train:size() then train = train:slice(1, args['train-limit']) end
   if args['test-limit'] > 0 and args['test-limit'] < test:size() then test = test:slice(1, args['test-limit']) end
-  return train, test
+  local val
+  if args['val-split'] > 0 then
+    local n = train:size()
+    if args['val-split'] >= n then
+      fail(string.format('--val-split %d leaves no training image (%d in all)', args['val-split'], n))
+    end
+    val = train:slice(n - args['val-split'] + 1, n)
+    train = train:slice(1, n - args['val-split'])
+  end
+  return train, test, val
 end
 
-local function augmentation(args, ds)
+local function augmentation(args)
   local a = {flip = not args['no-flip']}
   if args.dataset ~= 'FashionMNIST' then a.pad = 4 end
   if args.cutout > 0 then a.cutout = args.cutout end
@@ -220,7 +253,12 @@ local function augmentation(args, ds)
 end
 
 -- ---- model and optimisers -----------------------------------------------------------------
-local function build(args, train, device)
+-- The learning rate: with --warmup-epochs 0 the reference's cosine, set once
+-- per epoch; with a warm-up, per step: lr·t/W for steps t <= W, then a cosine
+-- from lr to 0 at the last step (the seed's CosineScheduler, stepped before
+-- each step). --radii follow: each radius r is r·lr_now/lr (the reference's
+-- ProportionScheduler wiring, min_value 0), stepped before each step.
+local function build(args, train, device, steps_per_epoch)
   gam.manual_seed(args.seed)
   local model = gam.models.get(args.arch, {num_classes = train.classes, in_channels = train.channels})
   if args['sync-bn'] then gam.nn.SyncBatchNorm.convert(model) end
@@ -234,18 +272,34 @@ local function build(args, train, device)
   else
     base = optim[args['base-opt']] {params = params, lr = args.lr, weight_decay = args.wd}
   end
+  local sched, per_step
+  if args['warmup-epochs'] > 0 then
+    sched = optim.CosineScheduler {T_max = args.epochs * steps_per_epoch, max_value = args.lr, optimizer = base,
+                                   warmup_steps = math.floor(args['warmup-epochs'] * steps_per_epoch)}
+    sched:step()   -- t = 0 (lr 0) is consumed here: training step t runs at the value of t
+    per_step = true
+  else
+    sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
+  end
+  local radii = {}
+  local function radius(r)
+    if args.radii ~= 'follow' or args.lr == 0 then return r end
+    local s = optim.ProportionScheduler {scheduler = base, max_lr = args.lr, max_value = r, min_value = 0}
+    radii[#radii + 1] = s
+    return s
+  end
   local opt
   if args.opt == 'sam' or args.opt == 'asam' then
-    opt = optim.SAM {base = base, model = model, rho = args.rho, adaptive = args.opt == 'asam', sync = args.sync}
+    opt = optim.SAM {base = base, model = model, rho = radius(args.rho), adaptive = args.opt == 'asam',
+                     sync = args.sync}
   elseif args.opt == 'gsam' then
-    opt = optim.GSAM {base = base, model = model, rho = args.rho, alpha = args['gsam-alpha'], sync = args.sync}
+    opt = optim.GSAM {base = base, model = model, rho = radius(args.rho), alpha = args['gsam-alpha'], sync = args.sync}
   elseif args.opt == 'gam' then
-    opt = optim.GAM {base = base, model = model, grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho'],
-                     alpha = args['grad-beta-1'], beta = args['grad-beta-0'], gamma = args['grad-gamma'],
-                     mode = args['gam-mode'], sync = args.sync}
+    opt = optim.GAM {base = base, model = model, grad_rho = radius(args['grad-rho']),
+                     grad_norm_rho = radius(args['grad-norm-rho']), alpha = args['grad-beta-1'],
+                     beta = args['grad-beta-0'], gamma = args['grad-gamma'], mode = args['gam-mode'], sync = args.sync}
   end
-  local sched = optim.CosineAnnealingLR {optimizer = base, T_max = args.epochs}
-  return model, base, opt, sched
+  return model, base, opt, sched, per_step, radii
 end
 
 local function radii(args)
@@ -281,7 +335,8 @@ function Progress:update(done, images, loss_sum, correct, seen)
     self.last = t
     local w = 24
     local fill = math.floor(w * done / self.total)
-    local bar = '[' .. string.rep('=', fill) .. (fill < w and '>' or '') .. string.rep(' ', math.max(0, w - fill - 1)) .. ']'
+    local bar = '[' .. string.rep('=', fill) .. (fill < w and '>' or '')
+                .. string.rep(' ', math.max(0, w - fill - 1)) .. ']'
     io.write('\r', text(bar .. ' '), '  ')
     io.flush()
   elseif done % self.every == 0 or done == self.total then
@@ -330,6 +385,8 @@ local function train_epoch(args, ctx, epoch)
   loader:epoch(epoch)
   for x, y in loader do
     step = step + 1
+    if ctx.per_step then ctx.sched:step() end
+    for _, r in ipairs(ctx.radii) do r:step() end
     local ok, err = pcall(gam.scope, function()
       local pred, loss
       if opt then
@@ -366,7 +423,8 @@ local function train_epoch(args, ctx, epoch)
 end
 
 -- ---- checkpoints and metrics -------------------------------------------------------------------
-local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,images_per_second'
+local CSV_HEADER = 'epoch,train_loss,train_acc,test_loss,test_acc,lr,grad_rho,grad_norm_rho,rho,seconds,'
+                   .. 'images_per_second,val_loss,val_acc'
 
 -- metrics.csv is rewritten whole, atomically, from the rows the checkpoint also
 -- carries (written first): a kill between the two leaves the csv one row short,
@@ -399,8 +457,10 @@ local function prepare_out(dir)
   if f then f:close() end
   if not is_dir then fail(string.format('output folder %s: it exists but is not a folder', dir)) end
   local probe = string.format('%s/.train_cifar.write-test.%d', dir, math.random(1e9))
-  local w, err = io.open(probe, 'w')
-  if not w then fail(string.format('output folder %s is not writable: %s', dir, tostring(err):gsub('^.-: ', ''))) end
+  local w, werr = io.open(probe, 'w')
+  if not w then
+    fail(string.format('output folder %s is not writable: %s', dir, (tostring(werr):gsub('^.-: ', ''))))
+  end
   w:close()
   os.remove(probe)
 end
@@ -420,13 +480,14 @@ local function save_checkpoint(path, args, ctx, epoch)
     model = ctx.model:state_dict(), optimizer = (ctx.opt or ctx.base):state_dict(),
     scheduler = ctx.sched:state_dict(), rng = gam.rng_state(), loader = ctx.train_loader:state_dict(),
     best_acc = ctx.best_acc, best_epoch = ctx.best_epoch, last_acc = ctx.last_acc, metrics = ctx.rows,
-    world_size = dist.size(),
+    world_size = dist.size(), last_val = ctx.last_val,
   })
 end
 
 local RESUME_FIXED = {'dataset', 'arch', 'opt', 'base-opt', 'seed', 'batch-size', 'train-limit', 'steps-per-epoch',
                       'wd', 'momentum', 'rho', 'gsam-alpha', 'grad-rho', 'grad-norm-rho', 'grad-beta-0',
-                      'grad-beta-1', 'grad-gamma', 'gam-mode', 'label-smoothing', 'cutout', 'no-flip'}
+                      'grad-beta-1', 'grad-gamma', 'gam-mode', 'label-smoothing', 'cutout', 'no-flip',
+                      'val-split', 'warmup-epochs', 'radii'}
 
 local function resume(path, args, ctx)
   local ok, ck = pcall(gam.load, path)
@@ -464,16 +525,18 @@ local function resume(path, args, ctx)
   ;(ctx.opt or ctx.base):load_state_dict(ck.optimizer)
   if ck.args.epochs == args.epochs and ck.args.lr == args.lr then
     ctx.sched:load_state_dict(ck.scheduler)
-  else
+  else -- the schedule built from the new flags, advanced to where the run stopped
     ctx.base.lr = args.lr
-    for _ = 1, ck.epoch do ctx.sched:step() end
-    print(string.format('resume: the schedule follows the new flags: lr %g cosine over %d epochs (the checkpoint '
-                        .. 'had lr %g over %d); lr at epoch %d: %g', args.lr, args.epochs, ck.args.lr,
-                        ck.args.epochs, ck.epoch + 1, ctx.base:get_lr()))
+    for _ = 1, ctx.per_step and ck.epoch * ctx.steps or ck.epoch do ctx.sched:step() end
+    print(string.format('resume: the schedule follows the new flags: lr %g %s over %d epochs (the checkpoint '
+                        .. 'had lr %g over %d); lr %s %d: %g', args.lr,
+                        ctx.per_step and 'warm-up and cosine per step' or 'cosine', args.epochs, ck.args.lr,
+                        ck.args.epochs, ctx.per_step and 'at the last step of epoch' or 'at epoch',
+                        ctx.per_step and ck.epoch or ck.epoch + 1, ctx.base:get_lr()))
   end
   gam.set_rng_state(ck.rng)
   ctx.train_loader:load_state_dict(ck.loader)
-  ctx.best_acc, ctx.best_epoch, ctx.last_acc = ck.best_acc, ck.best_epoch, ck.last_acc
+  ctx.best_acc, ctx.best_epoch, ctx.last_acc, ctx.last_val = ck.best_acc, ck.best_epoch, ck.last_acc, ck.last_val
   return ck.epoch, ck.metrics
 end
 
@@ -501,7 +564,7 @@ local function main(argv)
   if args.threads > 0 then gam.set_num_threads(args.threads) end
   local device = pick_device(args.device)
   local t_start = now()
-  local train, test = load_data(args)
+  local train, test, val = load_data(args)
   -- the ranks must run the same steps (else one waits in a collective forever)
   local agreed, why = pcall(dist.check_agree, 'train_cifar', {{'the device', device}, {'--opt', args.opt},
     {'training images', train:size()}, {'test images', test:size()}, {'--batch-size', args['batch-size']},
@@ -509,15 +572,26 @@ local function main(argv)
     {'--stop-after', args['stop-after']}, {'--resume', args.resume and 1 or 0}})
   if not agreed then fail(why) end
   local ctx = {}
-  ctx.model, ctx.base, ctx.opt, ctx.sched = build(args, train, device)
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
-                                      augment = augmentation(args, train), seed = args.seed, device = device,
+                                      augment = augmentation(args), seed = args.seed, device = device,
                                       rank = rank, world_size = world}
   -- each rank evaluates a contiguous share of the test set (every image once)
   if test:size() < world then fail(string.format('%d test images for %d processes', test:size(), world)) end
   local share = test:slice(math.floor(rank * test:size() / world) + 1,
                            math.floor((rank + 1) * test:size() / world) - math.floor(rank * test:size() / world))
   ctx.test_loader = gam.data.loader {dataset = share, batch_size = args['eval-batch-size'], device = device}
+  if val then
+    ctx.val_loader = gam.data.loader {dataset = val, batch_size = args['eval-batch-size'], device = device}
+  end
+  local steps = ctx.train_loader:size()
+  if args['steps-per-epoch'] > 0 then steps = math.min(steps, args['steps-per-epoch']) end
+  ctx.steps = steps
+  ctx.model, ctx.base, ctx.opt, ctx.sched, ctx.per_step, ctx.radii = build(args, train, device, steps)
+  local function close_loaders()
+    ctx.train_loader:close()
+    ctx.test_loader:close()
+    if ctx.val_loader then ctx.val_loader:close() end
+  end
   ctx.best_acc, ctx.best_epoch = -1, 0
 
   local ck_path = args.out .. '/checkpoint.gam'
@@ -537,13 +611,17 @@ local function main(argv)
     os.remove(csv_path) -- a fresh run starts a fresh metrics file
   end
 
-  print(string.format('%s: %d training / %d test images; %s (%d parameters) on %s, %d threads',
-                      args.dataset, train:size(), test:size(), args.arch, ctx.model:num_parameters(), device,
-                      gam.get_num_threads()))
-  print(string.format('%s over %s, lr %g cosine over %d epochs, momentum %g, wd %g, label smoothing %g, '
-                      .. 'batch %d (%d steps/epoch), %s',
-                      args.opt:upper(), args['base-opt'], args.lr, args.epochs, args.momentum, args.wd,
-                      args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args)))
+  print(string.format('%s: %d training / %s%d test images; %s (%d parameters) on %s, %d threads',
+                      args.dataset, train:size(), val and string.format('%d validation / ', val:size()) or '',
+                      test:size(), args.arch, ctx.model:num_parameters(), device, gam.get_num_threads()))
+  local schedule = args['warmup-epochs'] > 0
+    and string.format('warm-up over %g epochs then cosine per step', args['warmup-epochs'])
+    or 'cosine'
+  print(string.format('%s over %s, lr %g %s over %d epochs, momentum %g, wd %g, label smoothing %g, '
+                      .. 'batch %d (%d steps/epoch), %s%s',
+                      args.opt:upper(), args['base-opt'], args.lr, schedule, args.epochs, args.momentum, args.wd,
+                      args['label-smoothing'], args['batch-size'], ctx.train_loader:size(), radii(args),
+                      (#ctx.radii > 0) and ' following the lr' or ''))
   if world > 1 then
     print(string.format('data-parallel: %d processes (MPI), batch %d per process = %d global, sync %s%s',
                         world, args['batch-size'], world * args['batch-size'], args.sync,
@@ -551,7 +629,8 @@ local function main(argv)
   end
   if args.opt == 'gam' then
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
-                        args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'], args['gam-mode']))
+                        args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'],
+                        args['gam-mode']))
   end
   ctx.tb = main_rank and tblog.open(args, ctx.opt) or nil   -- rank 0's event files only
   print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
@@ -560,27 +639,35 @@ local function main(argv)
     local t0 = now()
     local lr = ctx.base:get_lr()
     local ok, tr_loss, tr_acc, images = pcall(train_epoch, args, ctx, epoch)
+    if ctx.per_step then lr = ctx.base:get_lr() end   -- per step: the lr of the epoch's last step
     if not ok then
       local e = tr_loss
       if type(e) == 'table' and e.nonfinite then
         local last = epoch > 1 and string.format('the last good checkpoint is %s (epoch %d)', ck_path, epoch - 1)
                      or 'no checkpoint was written'
-        fail(string.format('non-finite loss at epoch %d, step %d (%s); stopping: %s', epoch, e.step, e.message, last), 2)
+        fail(string.format('non-finite loss at epoch %d, step %d (%s); stopping: %s', epoch, e.step, e.message,
+                           last), 2)
       end
       error(e, 0)
     end
     local train_seconds = now() - t0
     local te_loss, te_acc = evaluate(ctx.model, ctx.test_loader, args['label-smoothing'])
-    ctx.sched:step()
+    local va_loss, va_acc
+    if ctx.val_loader then va_loss, va_acc = evaluate(ctx.model, ctx.val_loader, args['label-smoothing']) end
+    if not ctx.per_step then ctx.sched:step() end
     local seconds = now() - t0
-    ctx.last_acc = te_acc
+    ctx.last_acc, ctx.last_val = te_acc, va_acc
     if te_acc > ctx.best_acc then ctx.best_acc, ctx.best_epoch = te_acc, epoch end
-    print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
-                        epoch, args.epochs, tr_loss, 100 * tr_acc, te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
+    print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  %stest loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
+                        epoch, args.epochs, tr_loss, 100 * tr_acc,
+                        va_acc and string.format('val loss %.4f acc %.2f%%  ', va_loss, 100 * va_acc) or '',
+                        te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
     io.flush()
-    ctx.rows[#ctx.rows + 1] = string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f', epoch, tr_loss, tr_acc,
-      te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '', args.opt == 'gam' and args['grad-norm-rho'] or '',
-      (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '', seconds, images / train_seconds)
+    ctx.rows[#ctx.rows + 1] = string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f,%s,%s',
+      epoch, tr_loss, tr_acc, te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '',
+      args.opt == 'gam' and args['grad-norm-rho'] or '', (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '',
+      seconds, images / train_seconds,
+      va_loss and string.format('%.6f', va_loss) or '', va_acc and string.format('%.6f', va_acc) or '')
     local saved, err = pcall(save_checkpoint, ck_path, args, ctx, epoch)
     if not saved then
       fail(string.format('epoch %d: %s (the last good checkpoint stays: %s)', epoch, tostring(err),
@@ -591,23 +678,22 @@ local function main(argv)
       local r = args.opt == 'gam' and {grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho']}
                 or args.opt ~= 'sgd' and {rho = args.rho} or {}
       ctx.tb:epoch(epoch, {train_loss = tr_loss, train_acc = tr_acc, lr = lr, radii = r,
-                           evals = {test = {te_loss, te_acc}}})
+                           evals = {test = {te_loss, te_acc}, val = va_loss and {va_loss, va_acc} or nil}})
     end
     if epoch == args['stop-after'] and epoch < args.epochs then
       print(string.format('stopped after epoch %d (--stop-after); continue with --resume', epoch))
-      ctx.train_loader:close()
-      ctx.test_loader:close()
+      close_loaders()
       if ctx.tb then ctx.tb:close() end
       return
     end
   end
   if ctx.last_acc == nil then fail('no epoch was trained (--epochs ' .. args.epochs .. ')') end
+  if ctx.last_val then print(string.format('final validation accuracy: %.2f%%', 100 * ctx.last_val)) end
   print(string.format('final test accuracy: %.2f%%', 100 * ctx.last_acc))
   print(string.format('best test accuracy: %.2f%% at epoch %d; total time %s', 100 * ctx.best_acc, ctx.best_epoch,
                       hms(now() - t_start)))
   if ctx.tb then ctx.tb:close() end
-  ctx.train_loader:close()
-  ctx.test_loader:close()
+  close_loaders()
 end
 
 main(arg or {})

@@ -89,9 +89,10 @@ describe('train_cifar killed and starved', function()
   end)
   teardown(function() os.execute('rm -rf ' .. q(dir)) end)
 
-  local function train(extra, out)
+  local function train_run(extra, out)
     return run(string.format('%s %s %s %s --out %s', q(gamlua), q(script), flags, extra, q(out)))
   end
+  local train = train_run
 
   it('resumes after 20 SIGKILLs to the parameters and metrics of an uninterrupted run, no stray files', function()
     local ref = dir .. '/ref'
@@ -170,18 +171,20 @@ describe('train_cifar killed and starved', function()
 
   it('--resume follows a new --epochs/--lr schedule and refuses other changed flags, naming them', function()
     local o = dir .. '/flags'
-    local out, rc = train('--epochs 2 --stop-after 1', o)
+    -- the per-epoch cosine (no warm-up): its lr per epoch has a closed form
+    local function train_cos(extra, out) return train_run('--warmup-epochs 0 ' .. extra, out) end
+    local out, rc = train_cos('--epochs 2 --stop-after 1', o)
     assert.are.equal(0, rc, out)
-    out, rc = train('--epochs 2 --resume --wd 0.001 --cutout 8 --momentum 0.5', o)
+    out, rc = train_cos('--epochs 2 --resume --wd 0.001 --cutout 8 --momentum 0.5', o)
     assert.are.equal(1, rc, out)
     contains(out, '--wd 0.001 (checkpoint: 0.0005)')
     contains(out, '--momentum 0.5 (checkpoint: 0.9)')
     contains(out, '--cutout 8 (checkpoint: 0)')
-    out, rc = train('--epochs 1 --resume', o)
+    out, rc = train_cos('--epochs 1 --resume', o)
     assert.are.equal(1, rc, out)
     contains(out, 'has 1 epochs done; --epochs 1 leaves nothing to train')
     -- 4 epochs at lr 0.1: epoch 2 gets 0.1 * (1 + cos(pi/4)) / 2, not the old 2-epoch cosine's 0.025
-    out, rc = train('--epochs 4 --lr 0.1 --resume', o)
+    out, rc = train_cos('--epochs 4 --lr 0.1 --resume', o)
     assert.are.equal(0, rc, out)
     contains(out, 'the schedule follows the new flags: lr 0.1 cosine over 4 epochs (the checkpoint had lr 0.05 over 2)')
     local want = 0.1 * (1 + math.cos(math.pi / 4)) / 2
@@ -192,6 +195,25 @@ describe('train_cifar killed and starved', function()
     assert.are.equal(0.05, tonumber(lrs[1]))
     assert.is_true(math.abs(tonumber(lrs[2]) - want) < 1e-7)
     assert.is_true(tonumber(lrs[4]) > 0 and tonumber(lrs[4]) < tonumber(lrs[3]))
+  end)
+
+  it('--resume follows a new --epochs/--lr with the per-step warm-up schedule too', function()
+    local function lr_column(path)
+      local l = {}
+      for line in io.lines(path) do l[#l + 1] = line:match('^%d+,[^,]*,[^,]*,[^,]*,[^,]*,([^,]*)') end
+      return l
+    end
+    local o, fresh = dir .. '/steps', dir .. '/steps-fresh'
+    local out, rc = train_run('--warmup-epochs 0.5 --epochs 2 --stop-after 1', o)
+    assert.are.equal(0, rc, out)
+    out, rc = train_run('--warmup-epochs 0.5 --epochs 3 --lr 0.1 --resume', o)
+    assert.are.equal(0, rc, out)
+    contains(out, 'lr 0.1 warm-up and cosine per step over 3 epochs (the checkpoint had lr 0.05 over 2)')
+    out, rc = train_run('--warmup-epochs 0.5 --epochs 3 --lr 0.1', fresh)
+    assert.are.equal(0, rc, out)
+    local resumed, want = lr_column(o .. '/metrics.csv'), lr_column(fresh .. '/metrics.csv')
+    assert.are.equal(3, #resumed)
+    for e = 2, 3 do assert.are.equal(want[e], resumed[e]) end   -- epochs 2-3 as a run started with the new flags
   end)
 
   it('checks the output folder before any work and names the cause', function()

@@ -37,6 +37,8 @@ end
 
 local SMALL = '--dataset FashionMNIST --arch cnn_small --opt gam --train-limit 96 --test-limit 64 '
               .. '--batch-size 32 --eval-batch-size 64 --threads 1 --progress lines --lr 0.05'
+-- the reference's schedule (no warm-up, constant radii), which is not Fashion-MNIST's default
+local REFERENCE = ' --warmup-epochs 0 --radii constant'
 
 describe('scripts/train_cifar.lua', function()
   local dir
@@ -48,7 +50,7 @@ describe('scripts/train_cifar.lua', function()
   teardown(function() os.execute('rm -rf ' .. q(dir)) end)
 
   it('runs --device cuda on the CPU, saying so once, when no GPU is available', function()
-    local out, rc = run(SMALL .. ' --epochs 1 --device cuda --out ' .. q(dir .. '/dev'))
+    local out, rc = run(SMALL .. REFERENCE .. ' --epochs 1 --device cuda --out ' .. q(dir .. '/dev'))
     assert.are.equal(0, rc, out)
     if gam.cuda_available() then
       assert.truthy(out:find(' on cuda', 1, true), out)
@@ -67,7 +69,8 @@ describe('scripts/train_cifar.lua', function()
     for _, f in ipairs {'arch', 'dataset', 'data', 'epochs', 'batch-size', 'lr', 'wd', 'momentum', 'base-opt',
                         'opt', 'grad-rho', 'grad-norm-rho', 'grad-beta-0', 'grad-beta-1', 'grad-gamma',
                         'gam-mode', 'rho', 'gsam-alpha', 'label-smoothing', 'seed', 'device', 'threads', 'out',
-                        'resume', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after'} do
+                        'resume', 'train-limit', 'test-limit', 'steps-per-epoch', 'stop-after', 'val-split',
+                        'warmup-epochs', 'radii'} do
       assert.is_truthy(out:find('\n  %-%-' .. f:gsub('%-', '%%-') .. '[ =]'), 'flag --' .. f .. ' missing in:\n' .. out)
     end
     for _, d in ipairs {'[200]', '[128]', '[0.0005]', '[0.9]', '[SGD]', '[gam]', '[0.1]', '[reference]',
@@ -75,6 +78,8 @@ describe('scripts/train_cifar.lua', function()
       contains(out, d)
     end
     contains(out, 'CIFAR-100/ResNet 0.2 0.02 0.5 0.6 0.03')
+    contains(out, '0; 0.5 for FashionMNIST')
+    contains(out, 'constant; follow for FashionMNIST')
   end)
 
   it('rejects unknown flags and bad values', function()
@@ -96,6 +101,15 @@ describe('scripts/train_cifar.lua', function()
     contains(out, '--opt must be sgd, sam, asam, gsam or gam')
     out = run('--dataset MNIST')
     contains(out, '--dataset must be CIFAR10, CIFAR100 or FashionMNIST')
+    out = run('--radii sometimes')
+    contains(out, "--radii must be follow or constant, got 'sometimes'")
+    out = run('--epochs 2 --warmup-epochs 2')
+    contains(out, '--warmup-epochs (2) must be less than --epochs (2)')
+    out = run('--val-split=-1')
+    contains(out, '--val-split must be >= 0')
+    out, rc = run(SMALL .. ' --val-split 96 --out ' .. q(dir .. '/v'))
+    assert.are.equal(1, rc)
+    contains(out, '--val-split 96 leaves no training image (96 in all)')
   end)
 
   it('says where the CIFAR archive goes when it is missing', function()
@@ -108,7 +122,7 @@ describe('scripts/train_cifar.lua', function()
 
   it('trains, writes metrics and checkpoints, and a resumed run matches an uninterrupted one', function()
     local a, b = dir .. '/a', dir .. '/b'
-    local out, rc = run(SMALL .. ' --epochs 2 --out ' .. q(a))
+    local out, rc = run(SMALL .. REFERENCE .. ' --epochs 2 --out ' .. q(a))
     assert.are.equal(0, rc, out)
     assert.is_truthy(out:match('final test accuracy: %d+%.%d%d%%'), out)
     assert.is_truthy(out:match('best test accuracy: %d+%.%d%d%% at epoch [12]'), out)
@@ -127,12 +141,12 @@ describe('scripts/train_cifar.lua', function()
     assert.are.equal('GAM', ck.optimizer.name)
 
     -- the same run, interrupted after epoch 1 and resumed
-    out, rc = run(SMALL .. ' --epochs 2 --stop-after 1 --out ' .. q(b))
+    out, rc = run(SMALL .. REFERENCE .. ' --epochs 2 --stop-after 1 --out ' .. q(b))
     assert.are.equal(0, rc, out)
     contains(out, 'stopped after epoch 1')
     assert.is_nil(out:find('final test accuracy', 1, true))
     assert.are.equal(1, gam.load(b .. '/checkpoint.gam').epoch)
-    out, rc = run(SMALL .. ' --epochs 2 --resume --out ' .. q(b))
+    out, rc = run(SMALL .. REFERENCE .. ' --epochs 2 --resume --out ' .. q(b))
     assert.are.equal(0, rc, out)
     contains(out, 'resumed from ' .. b .. '/checkpoint.gam after epoch 1')
     assert.is_nil(out:find('epoch   1/2', 1, true))
@@ -153,21 +167,63 @@ describe('scripts/train_cifar.lua', function()
     assert.are.same(ck.scheduler, cb.scheduler)
     assert.are.same(metrics(a .. '/metrics.csv'), metrics(b .. '/metrics.csv'))
     -- a checkpoint of another configuration is refused
-    out, rc = run(SMALL:gsub('--opt gam', '--opt sam') .. ' --epochs 3 --resume --out ' .. q(b))
+    out, rc = run(SMALL:gsub('--opt gam', '--opt sam') .. REFERENCE .. ' --epochs 3 --resume --out ' .. q(b))
     assert.are.equal(1, rc)
     contains(out, 'was made with other values of flags its saved state depends on: --opt sam (checkpoint: gam)')
   end)
 
+  it("Fashion-MNIST's recipe: per-step warm-up then cosine, radii following the lr, a validation split; resumable",
+     function()
+    local a, b = dir .. '/wa', dir .. '/wb'
+    -- 64 training images in 2 steps of 32 per epoch; warm-up 0.5 epochs = 1 step; 4 steps in all
+    local flags = SMALL .. ' --val-split 32 --epochs 2'
+    local out, rc = run(flags .. ' --out ' .. q(a))
+    assert.are.equal(0, rc, out)
+    contains(out, 'FashionMNIST: 64 training / 32 validation / 64 test images')
+    contains(out, "lr 0.05 warm-up over 0.5 epochs then cosine per step over 2 epochs")
+    contains(out, "rho' 0.03 rho 0.2 following the lr")
+    assert.is_truthy(out:match('epoch   1/2  train loss [%d.]+ acc [%d.]+%%  val loss [%d.]+ acc [%d.]+%%  test loss '
+                               .. '[%d.]+ acc [%d.]+%%  lr 0%.037500'), out)
+    assert.is_truthy(out:match('\nfinal validation accuracy: %d+%.%d%d%%\nfinal test accuracy'), out)
+    local lines = {}
+    for line in io.lines(a .. '/metrics.csv') do lines[#lines + 1] = line end
+    assert.are.equal(3, #lines)
+    assert.is_truthy(lines[1]:match(',val_loss,val_acc$'), lines[1])
+    -- the lr of each epoch's last step: cosine from step 1 (0.05) to step 4 (0): 0.0375 after step 2, 0 after 4
+    local row = '^%d,[^,]+,[^,]+,[^,]+,[^,]+,%s,0%%.03,0%%.2,,[^,]+,[^,]+,[%%d.]+,[%%d.]+$'
+    assert.is_truthy(lines[2]:match(row:format(1, '0%.0375')), lines[2])
+    assert.is_truthy(lines[3]:match(row:format(2, '0')), lines[3])
+    -- interrupted after epoch 1 and resumed: the same figures
+    out, rc = run(flags .. ' --stop-after 1 --out ' .. q(b))
+    assert.are.equal(0, rc, out)
+    out, rc = run(flags .. ' --resume --out ' .. q(b))
+    assert.are.equal(0, rc, out)
+    local function strip(path)   -- metrics without the timing columns
+      local rows = {}
+      for line in io.lines(path) do
+        local c = {}
+        for f in (line .. ','):gmatch('([^,]*),') do c[#c + 1] = f end
+        rows[#rows + 1] = table.concat(c, ',', 1, 9) .. ',' .. c[12] .. ',' .. c[13]
+      end
+      return rows
+    end
+    assert.are.same(strip(a .. '/metrics.csv'), strip(b .. '/metrics.csv'))
+    -- another split is another run
+    out, rc = run(flags:gsub('--val%-split 32', '--val-split 16') .. ' --resume --out ' .. q(b))
+    assert.are.equal(1, rc)
+    contains(out, '--val-split 16 (checkpoint: 32)')
+  end)
+
   it('stops on a non-finite loss naming epoch and step, keeping the last good checkpoint', function()
     local c = dir .. '/c'
-    local out, rc = run(SMALL .. ' --opt sgd --epochs 3 --stop-after 1 --out ' .. q(c))
+    local out, rc = run(SMALL .. REFERENCE .. ' --opt sgd --epochs 3 --stop-after 1 --out ' .. q(c))
     assert.are.equal(0, rc, out)
     -- poison the saved weights: the next step's loss is not finite
     local ck = gam.load(c .. '/checkpoint.gam')
     ck.model['11.bias']:fill_(1 / 0)
     gam.save(c .. '/checkpoint.gam', ck)
     local before = read(c .. '/checkpoint.gam')
-    out, rc = run(SMALL .. ' --opt sgd --epochs 3 --resume --out ' .. q(c))
+    out, rc = run(SMALL .. REFERENCE .. ' --opt sgd --epochs 3 --resume --out ' .. q(c))
     assert.are.equal(2, rc, out)
     contains(out, 'non-finite loss at epoch 2, step 1')
     contains(out, 'the last good checkpoint is ' .. c .. '/checkpoint.gam (epoch 1)')
