@@ -19,6 +19,7 @@
 local gam = require 'gam'
 local argparse = require 'argparse'
 local optim, F = gam.optim, gam.F
+local U = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or '') .. 'study_util.lua')
 local now = require('gam.optim.util').now
 
 local parser = argparse('screen_recipe.lua', 'screen Fashion-MNIST recipes over seeds (first steps only)')
@@ -61,18 +62,7 @@ local train = gam.data.fashion_mnist {root = o.data, train = true}
 local test = gam.data.fashion_mnist {root = o.data, train = false}
 local probe, held = test:slice(1, 1000), test:slice(1001, 3000)
 
-local function hidden_alive(model)
-  local h = gam.no_grad(function()
-    local x = gam.data.loader {dataset = probe, batch_size = probe:size()}()
-    for k = 1, 11 do x = model:get(k)(x) end
-    return x
-  end)
-  local rows, alive = h:totable(), 0
-  for j = 1, #rows[1] do
-    for r = 1, #rows do if rows[r][j] > 0 then alive = alive + 1; break end end
-  end
-  return alive
-end
+local function hidden_alive(model) return U.hidden_alive(gam, model, probe) end
 
 local function accuracy(model)
   model:evaluate()
@@ -117,25 +107,14 @@ local function run(seed)
     end
     loader:epoch(1)
     model:train()
+    local stepper = {opt = opt, base = base, model = model, flat_grad = flat_grad, loss_fn = loss_fn}
     local losses, step = {}, 0
     while step < o.steps do
       for x, y in loader do
         step = step + 1
         sched:step()
         for _, r in ipairs(radii) do r:step() end
-        gam.scope(function()
-          if opt then
-            opt:set_closure(loss_fn, x, y)
-            local _, loss = opt:step()
-            losses[step] = loss
-          else
-            flat_grad:fill_(0)
-            local l = loss_fn(model(x), y)
-            losses[step] = l:item()
-            l:backward()
-            base:step()
-          end
-        end)
+        losses[step] = U.train_step(gam, stepper, x, y)
         if step >= o.steps then break end
       end
       if step < o.steps then loader:epoch(math.floor(step / loader:size()) + 1) end

@@ -21,6 +21,7 @@ local gam = require 'gam'
 local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
 local bench = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'bench_util.lua')
 local optim, F = gam.optim, gam.F
+local U = dofile((debug.getinfo(1, 'S').source:sub(2):match('^(.*[/\\])') or '') .. 'study_util.lua')
 
 -- ---- options -----------------------------------------------------------------------------
 local cli = dofile((SCRIPT:match('^(.*[/\\])') or '') .. 'cli.lua')
@@ -69,20 +70,7 @@ local probe = gam.data.fashion_mnist {root = o.data, train = false}:slice(1, 100
 -- ---- gamlua ------------------------------------------------------------------------------------
 -- hidden units of cnn_small (outputs of module 11, the ReLU after Linear 3136->128)
 -- active on some probe image, with batch statistics as in training
-local function hidden_alive(model)
-  local h = gam.no_grad(function()
-    local x = gam.data.loader {dataset = probe, batch_size = probe:size()}()
-    for k = 1, 11 do x = model:get(k)(x) end
-    return x
-  end)
-  local rows, alive = h:totable(), 0
-  for j = 1, #rows[1] do
-    for r = 1, #rows do
-      if rows[r][j] > 0 then alive = alive + 1; break end
-    end
-  end
-  return alive
-end
+local function hidden_alive(model) return U.hidden_alive(gam, model, probe) end
 
 local function loss_fn(pred, y) return F.smooth_cross_entropy(pred, y, 0.1):mean() end
 
@@ -101,22 +89,11 @@ local function run_gamlua(seed)
                                     seed = seed}
     loader:epoch(1)
     model:train()
+    local stepper = {opt = opt, base = base, model = model, flat_grad = flat_grad, loss_fn = loss_fn}
     local losses, step = {}, 0
     for x, y in loader do
       step = step + 1
-      gam.scope(function()
-        if opt then
-          opt:set_closure(loss_fn, x, y)
-          local _, loss = opt:step()
-          losses[step] = loss
-        else
-          flat_grad:fill_(0)
-          local l = loss_fn(model(x), y)
-          losses[step] = l:item()
-          l:backward()
-          base:step()
-        end
-      end)
+      losses[step] = U.train_step(gam, stepper, x, y)
       if step >= o.steps then break end
     end
     loader:close()

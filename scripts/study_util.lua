@@ -201,4 +201,41 @@ end
 
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+-- ---- the Fashion-MNIST studies (study_fmnist.lua, screen_recipe.lua) ----------------------
+--- hidden_alive(gam, model, probe): hidden units of cnn_small (outputs of module 11, the ReLU
+-- after Linear 3136->128) active on some image of the dataset probe, with batch statistics
+function M.hidden_alive(gam, model, probe)
+  local h = gam.no_grad(function()
+    local x = gam.data.loader {dataset = probe, batch_size = probe:size()}()
+    for k = 1, 11 do x = model:get(k)(x) end
+    return x
+  end)
+  local rows, alive = h:totable(), 0
+  for j = 1, #rows[1] do
+    for r = 1, #rows do
+      if rows[r][j] > 0 then alive = alive + 1; break end
+    end
+  end
+  return alive
+end
+
+--- train_step(gam, s, x, y): one step on batch (x, y), in a scope; returns pass 0's loss.
+-- s: {opt = a SAM-family optimiser, or nil for plain s.base with s.model, s.flat_grad, s.loss_fn}
+function M.train_step(gam, s, x, y)
+  local loss
+  gam.scope(function()
+    if s.opt then
+      s.opt:set_closure(s.loss_fn, x, y)
+      loss = select(2, s.opt:step())
+    else
+      s.flat_grad:fill_(0)
+      local l = s.loss_fn(s.model(x), y)
+      loss = l:item()
+      l:backward()
+      s.base:step()
+    end
+  end)
+  return loss
+end
+
 return M
