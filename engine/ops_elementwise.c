@@ -281,6 +281,11 @@ int gam_cpu_unary(int op, const float *x, float *y, int64_t n, float s) {
   return 0;
 }
 
+/* a gradient passed where the sign says so; both values are read first, so the
+ * loops vectorise (a conditional read of g would be a mispredicted branch) */
+static inline float pass_if_positive(float gv, float yv) { return yv > 0.f ? gv : 0.f; }
+static inline float pass_signed(float gv, float xv) { return xv > 0.f ? gv : xv < 0.f ? -gv : 0.f; }
+
 /* gx = g * dy/dx, from x, y = f(x) and the scalar */
 int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, float *gx, int64_t n,
                        float s) {
@@ -296,9 +301,9 @@ int gam_cpu_unary_grad(int op, const float *g, const float *x, const float *y, f
     case U_SQRT:
       LOOP(g[i] * 0.5f / y[i]) break;
     case U_ABS:
-      LOOP(x[i] > 0.f ? g[i] : x[i] < 0.f ? -g[i] : 0.f) break;
+      LOOP(pass_signed(g[i], x[i])) break;
     case U_RELU:
-      LOOP(y[i] > 0.f ? g[i] : 0.f) break;
+      LOOP(pass_if_positive(g[i], y[i])) break;
     case U_POW:
       LOOP(g[i] * s * powf(x[i], s - 1.f)) break;
     case U_ADDS:

@@ -95,9 +95,46 @@ static int max_pool_backward(gam_node *n, gam_tensor *g) {
   return accumulate_new(n, 0, gx);
 }
 
+/* one step of a window's scan: v (at iv) replaces the best so far when it is
+ * larger or NaN, unless the best is NaN already (the first NaN wins). Written
+ * without branches: the comparisons of random activations mispredict. */
+static inline void max_step(float v, int64_t iv, float *best, int64_t *at) {
+  int take = (v > *best || v != v) && *best == *best;
+  *best = take ? v : *best;
+  *at = take ? iv : *at;
+}
+
+/* 2x2 windows, stride 2, no padding, every window inside the plane (the
+ * networks' usual pooling): the same scan order and result as the loop below */
+static void max_pool_2x2(const gam_pool_geom *g, const float *xp, float *yp, int64_t *ip) {
+  int64_t w = g->w, oh = g->oh, ow = g->ow, plane = g->h * w;
+#pragma omp parallel for schedule(static) if (g->planes * plane > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < g->planes; pl++)
+    for (int64_t r = 0; r < oh; r++) {
+      const float *r0 = xp + pl * plane + 2 * r * w, *r1 = r0 + w;
+      float *y = yp + (pl * oh + r) * ow;
+      int64_t *ix = ip ? ip + (pl * oh + r) * ow : NULL;
+      for (int64_t c = 0; c < ow; c++) {
+        int64_t i0 = 2 * r * w + 2 * c;
+        float best = r0[2 * c];
+        int64_t at = i0;
+        max_step(r0[2 * c + 1], i0 + 1, &best, &at);
+        max_step(r1[2 * c], i0 + w, &best, &at);
+        max_step(r1[2 * c + 1], i0 + w + 1, &best, &at);
+        y[c] = best;
+        if (ix) ix[c] = at;
+      }
+    }
+}
+
 /* y and, when ip is not NULL, the flat in-plane index of each maximum */
 int gam_cpu_max_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp, int64_t *ip) {
   const gam_pool_geom g = *gg;
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && 2 * g.oh <= g.h &&
+      2 * g.ow <= g.w) {
+    max_pool_2x2(&g, xp, yp, ip);
+    return 0;
+  }
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > GAM_PAR_MIN)
   for (int64_t pl = 0; pl < g.planes; pl++) {
     const float *xpl = xp + pl * g.h * g.w;

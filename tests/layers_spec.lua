@@ -418,6 +418,43 @@ describe('pooling', function()
     assert(nan ~= nan, 'NaN propagates through max pooling')
   end)
 
+  it('max_pool2d 2x2 (its own loop) and the general loop agree with the scan rule on ties, NaN and -inf', function()
+    -- every window of 4 values drawn from {-inf, -1, 0, 1, NaN}: 625 windows side by side
+    local vals, top, bot = {-math.huge, -1, 0, 1, 0 / 0}, {}, {}
+    local want_y, want_at = {}, {}
+    for code = 0, 624 do
+      local w, c = {}, code
+      for k = 1, 4 do w[k] = vals[c % 5 + 1]; c = math.floor(c / 5) end
+      top[#top + 1], top[#top + 2], bot[#bot + 1], bot[#bot + 2] = w[1], w[2], w[3], w[4]
+      local best, at = w[1], 1 -- scan order: row 0 then row 1; the first NaN, else the first maximum
+      for k = 2, 4 do
+        if best == best and (w[k] > best or w[k] ~= w[k]) then best, at = w[k], k end
+      end
+      want_y[#want_y + 1], want_at[#want_at + 1] = best, at
+    end
+    local function check(y, gx, odd)
+      local row = 2 * 625 + (odd and 1 or 0)
+      for o = 1, 625 do
+        local got, want = y[o], want_y[o]
+        assert(got == want or (got ~= got and want ~= want), ('window %d: %s, want %s'):format(o, got, want))
+        local pos = {2 * o - 1, 2 * o, row + 2 * o - 1, row + 2 * o}
+        for k = 1, 4 do
+          assert.are.equal(k == want_at[o] and 1 or 0, gx[pos[k]], ('window %d: gradient at %d'):format(o, k))
+        end
+      end
+    end
+    local function run(odd)
+      local t, b = {table.unpack(top)}, {table.unpack(bot)}
+      if odd then t[#t + 1], b[#b + 1] = 0, 0 end -- a partial last window: the general loop
+      local x = gam.tensor({{{t, b}}}):requires_grad_(true)
+      local y = F.max_pool2d(x, 2, 2, 0, odd)
+      y:backward(gam.ones(y:size()))
+      check(y:view(-1):tolist(), x.grad:view(-1):tolist(), odd)
+    end
+    run(false)
+    run(true)
+  end)
+
   local avg_variants = {
     {name = '2x2', k = 2},
     {name = '3x3 stride 2 padding 1 ceil_mode, count_include_pad', k = 3, s = 2, p = 1, ceil = true, inc = true},
