@@ -89,21 +89,13 @@ local function run(seed)
     local base = optim.SGD {params = model:parameters(), lr = o.lr, momentum = 0.9, weight_decay = 5e-4}
     local loader = gam.data.loader {dataset = train, batch_size = 128, shuffle = true, augment = {flip = true},
                                     seed = seed}
-    local total = o.epochs * loader:size()
-    local sched = optim.CosineScheduler {T_max = total, max_value = o.lr, warmup_steps = o.warmup, optimizer = base}
-    sched:step()   -- t = 0 (lr 0) is consumed here: step k trains at the value of t = k
-    local function radius(r)
-      return optim.ProportionScheduler {scheduler = sched, max_lr = o.lr, max_value = r,
-                                        min_value = o.radii == 'constant' and r or 0}
-    end
-    local radii, opt = {}, nil
+    local radius, schedule = U.recipe(gam, base, o, o.epochs * loader:size())
+    local opt
     if o.opt == 'gam' then
-      radii = {radius(o.grad_rho), radius(o.grad_norm_rho)}
-      opt = optim.GAM {base = base, model = model, grad_rho = radii[1], grad_norm_rho = radii[2],
-                       alpha = o.alpha, beta = o.beta, gamma = o.gamma}
+      opt = optim.GAM {base = base, model = model, grad_rho = radius(o.grad_rho),
+                       grad_norm_rho = radius(o.grad_norm_rho), alpha = o.alpha, beta = o.beta, gamma = o.gamma}
     elseif o.opt == 'sam' then
-      radii = {radius(o.rho)}
-      opt = optim.SAM {base = base, model = model, rho = radii[1]}
+      opt = optim.SAM {base = base, model = model, rho = radius(o.rho)}
     end
     loader:epoch(1)
     model:train()
@@ -112,8 +104,7 @@ local function run(seed)
     while step < o.steps do
       for x, y in loader do
         step = step + 1
-        sched:step()
-        for _, r in ipairs(radii) do r:step() end
+        schedule()
         losses[step] = U.train_step(gam, stepper, x, y)
         if step >= o.steps then break end
       end

@@ -5,12 +5,15 @@
 --
 --   gamlua scripts/study_fmnist.lua [--seeds 0-7] [--steps 150] [--threads 2] [--opt gam|sgd]
 --          [--lr 0.05] [--grad-rho 0.03] [--grad-norm-rho 0.2] [--alpha 0.1] [--beta 0.1]
---          [--gamma 0.05] [--data DIR] [--no-torch]
+--          [--gamma 0.05] [--warmup 0] [--radii constant] [--epochs 3] [--data DIR] [--no-torch]
 --
--- Each seed trains the first STEPS steps of `make train`'s first epoch: batch
--- 128, SGD (momentum 0.9, weight decay 5e-4) at the epoch's learning rate,
--- label smoothing 0.1, random flips, GAM with the given radii and weights
--- (the defaults are `make train`'s). Printed per seed and side: the mean loss
+-- Each seed trains the first STEPS steps of a 3-epoch run's first epoch: batch
+-- 128, SGD (momentum 0.9, weight decay 5e-4), label smoothing 0.1, random
+-- flips, GAM with the given radii and weights. The defaults are the
+-- reference's settings (the old `make train`): the epoch's learning rate,
+-- constant radii. --warmup 234 --radii follow is today's recipe (README): a
+-- per-step warm-up over 234 steps, then a cosine to 0 at the end of --epochs,
+-- with the radii in proportion to the learning rate, on both sides. Printed per seed and side: the mean loss
 -- of the last 20 steps and how many of the 128 hidden units (the ReLU after
 -- Linear 3136->128) are active on some of the first 1000 test images. With no
 -- live hidden unit the network predicts the same for every image: the loss
@@ -36,6 +39,9 @@ local FLAGS = {   -- {name, kind, default, help [, auto]} (scripts/cli.lua)
   {'alpha', 'number', 0.1, 'GAM alpha'},
   {'beta', 'number', 0.1, 'GAM beta'},
   {'gamma', 'number', 0.05, 'GAM gamma'},
+  {'warmup', 'int', 0, 'linear warm-up steps of the lr, then a per-step cosine (0: the constant lr of epoch 1)'},
+  {'radii', 'string', 'constant', "follow | constant: GAM's radii in proportion to the lr, or fixed"},
+  {'epochs', 'int', 3, 'epochs of the run whose start is trained (the cosine ends with them)'},
   {'data', 'string', nil, 'Fashion-MNIST folder', gam.data.FASHION_MNIST_SYSTEM_DIR},
   {'no-torch', 'bool', false, 'gamlua only, no PyTorch side'},
 }
@@ -62,6 +68,13 @@ o.torch = not o['no-torch']
 if o.opt ~= 'gam' and o.opt ~= 'sgd' then fail("--opt must be gam or sgd, got '" .. o.opt .. "'") end
 if o.steps < 1 or o.steps % 1 ~= 0 or o.steps > 468 then fail('--steps must be a whole number in [1, 468]') end
 if o.threads < 1 or o.threads % 1 ~= 0 then fail('--threads must be a whole number >= 1') end
+if o.radii ~= 'follow' and o.radii ~= 'constant' then
+  fail("--radii must be follow or constant, got '" .. o.radii .. "'")
+end
+if o.epochs < 1 then fail('--epochs must be at least 1') end
+if o.warmup < 0 or o.warmup >= o.epochs * 469 then
+  fail(string.format('--warmup must be a whole number in [0, %d)', o.epochs * 469))
+end
 gam.set_num_threads(o.threads)
 
 local train = gam.data.fashion_mnist {root = o.data, train = true}
@@ -80,19 +93,25 @@ local function run_gamlua(seed)
     local model = gam.models.cnn_small {num_classes = 10, in_channels = 1}
     local _, flat_grad = model:flat_parameters()
     local base = optim.SGD {params = model:parameters(), lr = o.lr, momentum = 0.9, weight_decay = 5e-4}
-    local opt
-    if o.opt == 'gam' then
-      opt = optim.GAM {base = base, model = model, grad_rho = o['grad-rho'], grad_norm_rho = o['grad-norm-rho'],
-                       alpha = o.alpha, beta = o.beta, gamma = o.gamma}
-    end
     local loader = gam.data.loader {dataset = train, batch_size = 128, shuffle = true, augment = {flip = true},
                                     seed = seed}
+    local radius, schedule = function(r) return r end, function() end
+    if o.warmup > 0 then
+      radius, schedule = U.recipe(gam, base, {lr = o.lr, warmup = o.warmup, radii = o.radii},
+                                  o.epochs * loader:size())
+    end
+    local opt
+    if o.opt == 'gam' then
+      opt = optim.GAM {base = base, model = model, grad_rho = radius(o['grad-rho']),
+                       grad_norm_rho = radius(o['grad-norm-rho']), alpha = o.alpha, beta = o.beta, gamma = o.gamma}
+    end
     loader:epoch(1)
     model:train()
     local stepper = {opt = opt, base = base, model = model, flat_grad = flat_grad, loss_fn = loss_fn}
     local losses, step = {}, 0
     for x, y in loader do
       step = step + 1
+      schedule()
       losses[step] = U.train_step(gam, stepper, x, y)
       if step >= o.steps then break end
     end
@@ -107,7 +126,8 @@ end
 local function run_torch(seed)
   local out = bench.run_peer(o.threads, {'fmnist', train.root, seed, o.steps, o.threads, o.opt,
                                          string.format('%.17g %.17g %.17g %.17g %.17g %.17g', o.lr, o['grad-rho'],
-                                                       o['grad-norm-rho'], o.alpha, o.beta, o.gamma)})
+                                                       o['grad-norm-rho'], o.alpha, o.beta, o.gamma),
+                                         o.warmup, o.epochs * 469, o.radii})
   local loss, alive = out:match('loss=([%d%.]+) alive=(%d+)')
   if not loss then
     io.stderr:write('study_fmnist: PyTorch peer failed: ', (out:gsub('%s+$', '')):sub(-600), '\n')
@@ -117,10 +137,12 @@ local function run_torch(seed)
 end
 
 -- ---- run ---------------------------------------------------------------------------------------
-print(string.format('study_fmnist: first %d steps of cnn_small on Fashion-MNIST, %s, lr %g, %d thread(s)%s', o.steps,
+print(string.format('study_fmnist: first %d steps of cnn_small on Fashion-MNIST, %s, lr %g%s, %d thread(s)%s', o.steps,
                     o.opt == 'gam' and string.format("GAM rho' %g rho %g alpha %g beta %g gamma %g", o['grad-rho'],
                                                      o['grad-norm-rho'], o.alpha, o.beta, o.gamma) or 'SGD',
-                    o.lr, o.threads, o.torch and '' or ', gamlua only'))
+                    o.lr, o.warmup > 0 and string.format(' (warm-up %d steps, cosine over %d epochs, radii %s)',
+                                                         o.warmup, o.epochs, o.radii) or '',
+                    o.threads, o.torch and '' or ', gamlua only'))
 print(string.format('%6s  %22s  %22s', 'seed', 'gamlua loss / alive', 'pytorch loss / alive'))
 local kept_g, kept_t, ran_t = 0, 0, 0
 for _, seed in ipairs(o.seeds) do

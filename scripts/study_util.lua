@@ -219,6 +219,30 @@ function M.hidden_alive(gam, model, probe)
   return alive
 end
 
+--- recipe(gam, base, o, total): the learning-rate schedule of train_cifar.lua's Fashion-MNIST
+-- recipe on optimiser base: a linear warm-up from 0 over o.warmup steps, then a cosine to 0 at
+-- step total (per step; the t = 0 value is consumed here, so step k trains at the value of t = k),
+-- and radii (o.radii: 'follow' in proportion to the lr, the reference's ProportionScheduler
+-- wiring with min_value 0; 'constant': fixed). Returns radius(r) (a scheduler to hand to the
+-- optimiser as a radius) and step() (to call before each training step).
+function M.recipe(gam, base, o, total)
+  local optim = gam.optim
+  local sched = optim.CosineScheduler {T_max = total, max_value = o.lr, warmup_steps = o.warmup, optimizer = base}
+  sched:step()
+  local radii = {}
+  local function radius(r)
+    local s = optim.ProportionScheduler {scheduler = sched, max_lr = o.lr, max_value = r,
+                                         min_value = o.radii == 'constant' and r or 0}
+    radii[#radii + 1] = s
+    return s
+  end
+  local function step()
+    sched:step()
+    for _, r in ipairs(radii) do r:step() end
+  end
+  return radius, step
+end
+
 --- train_step(gam, s, x, y): one step on batch (x, y), in a scope; returns pass 0's loss.
 -- s: {opt = a SAM-family optimiser, or nil for plain s.base with s.model, s.flat_grad, s.loss_fn}
 function M.train_step(gam, s, x, y)

@@ -8,8 +8,10 @@
 #       forward+backward (mean cross-entropy) per iteration  -> TIME <median seconds>
 #   torch_peer.py step MODEL OPT BATCH STEPS WARMUP THREADS DEVICE
 #       whole optimiser steps on one random batch            -> params=<n>, median_ms=<ms>
-#   torch_peer.py fmnist DATA_DIR SEED STEPS THREADS OPT LR GRAD_RHO GRAD_NORM_RHO ALPHA BETA GAMMA
-#       the first STEPS steps of `make train` on Fashion-MNIST  -> seed=, loss=, alive=
+#   torch_peer.py fmnist DATA_DIR SEED STEPS THREADS OPT LR GRAD_RHO GRAD_NORM_RHO ALPHA BETA GAMMA WARMUP TOTAL RADII
+#       the first STEPS steps of a Fashion-MNIST run            -> seed=, loss=, alive=
+#       (WARMUP 0: the constant lr of epoch 1, as the reference; WARMUP > 0: the recipe, a per-step
+#       warm-up, then a cosine to 0 at step TOTAL, radii follow|constant)
 #   torch_peer.py train DATA_DIR SEED EPOCHS THREADS OPT LR GRAD_RHO GRAD_NORM_RHO ALPHA BETA GAMMA
 #       all of `make train` (cosine lr per epoch)            -> a line per epoch, final test accuracy
 #
@@ -17,7 +19,7 @@
 # pyramidnet110_c (same parameter counts); SAM, GSAM and GAM keep the released
 # reference code's structure: per-parameter loops and state, norms as the norm
 # of a stack of per-parameter norms, BatchNorm momentum 0 after the first pass.
-import gzip, os, statistics, sys, time
+import gzip, math, os, statistics, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 
 
@@ -375,12 +377,13 @@ def fmnist_setup(root, seed, threads, opt_name, lr, grad_rho, grad_norm_rho, alp
     return data, model, base, opt
 
 
-def fmnist_epoch(data, model, base, opt, steps):
+def fmnist_epoch(data, model, base, opt, steps, before_step=None):
     # one epoch's first `steps` batches of 128 (shuffled, random flips); returns the losses
     images, labels = data['train']
     model.train()
     perm, losses = torch.randperm(images.size(0)), []
     for step in range(steps):
+        if before_step: before_step(step + 1)
         idx = perm[step * 128:(step + 1) * 128]
         x, y = images[idx].clone(), labels[idx]
         flip = torch.rand(x.size(0)) < 0.5
@@ -394,9 +397,28 @@ def fmnist_epoch(data, model, base, opt, steps):
     return losses
 
 
-def cmd_fmnist(root, seed, steps, *setup):
+def recipe(base, opt, lr, warmup, total, radii):
+    # before step k (from 1): train_cifar.lua's recipe (a CosineScheduler with warm-up, radii by the
+    # ProportionScheduler wiring with min_value 0), or nothing (warmup 0: epoch 1's constant lr)
+    if warmup == 0: return None
+    rhos = (opt.grad_rho, opt.grad_norm_rho) if opt is not None else None
+
+    def before_step(k):
+        if k < warmup: v = lr * k / warmup
+        elif k == warmup: v = lr
+        else: v = lr * (math.cos((k - warmup) / (total - warmup) * math.pi) + 1) / 2
+        for g in base.param_groups: g['lr'] = v
+        if rhos and radii == 'follow':
+            opt.grad_rho, opt.grad_norm_rho = rhos[0] * v / lr, rhos[1] * v / lr
+    return before_step
+
+
+def cmd_fmnist(root, seed, steps, *rest):
+    setup, (warmup, total, radii) = rest[:8], rest[8:]
+    if radii not in ('follow', 'constant'): raise SystemExit('torch_peer: RADII must be follow or constant')
     data, model, base, opt = fmnist_setup(root, seed, *setup)
-    losses = fmnist_epoch(data, model, base, opt, int(steps))
+    hook = recipe(base, opt, float(setup[2]), int(warmup), int(total), radii)
+    losses = fmnist_epoch(data, model, base, opt, int(steps), hook)
     tail = losses[-min(20, len(losses)):]
     print('seed=%d loss=%.4f alive=%d' % (int(seed), sum(tail) / len(tail), hidden_alive(model, data['test'][0][:1000])))
 
@@ -420,11 +442,11 @@ def cmd_train(root, seed, epochs, *setup):
     print('final test accuracy: %.2f%%; total time %.0fs' % (acc, time.perf_counter() - t0))
 
 
-COMMANDS = {'layers': (cmd_layers, 5), 'step': (cmd_step, 7), 'fmnist': (cmd_fmnist, 11), 'train': (cmd_train, 11)}
+COMMANDS = {'layers': (cmd_layers, 5), 'step': (cmd_step, 7), 'fmnist': (cmd_fmnist, 14), 'train': (cmd_train, 11)}
 
 if __name__ == '__main__':
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS or len(sys.argv) - 2 != COMMANDS[sys.argv[1]][1]:
         lines = open(__file__).read().split('\n')
-        raise SystemExit('\n'.join(l[2:] for l in lines[:lines.index('import gzip, os, statistics, sys, time')]))
+        raise SystemExit('\n'.join(l[2:] for l in lines[:lines.index('import gzip, math, os, statistics, sys, time')]))
     fn, _ = COMMANDS[sys.argv[1]]
     fn(*sys.argv[2:])

@@ -444,7 +444,7 @@ describe('pooling', function()
       end
     end
     local function run(odd)
-      local t, b = {table.unpack(top)}, {table.unpack(bot)}
+      local t, b = {unpack(top)}, {unpack(bot)}
       if odd then t[#t + 1], b[#b + 1] = 0, 0 end -- a partial last window: the general loop
       local x = gam.tensor({{{t, b}}}):requires_grad_(true)
       local y = F.max_pool2d(x, 2, 2, 0, odd)

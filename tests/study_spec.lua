@@ -17,6 +17,10 @@ describe('scripts/study_fmnist.lua', function()
       ['--bogus 1'] = "study_fmnist: unknown option '--bogus' (see --help)",
       ['--steps'] = "option '--steps' requires an argument",
       ['--threads 2 extra'] = "unknown argument 'extra'",
+      ['--radii some'] = "--radii must be follow or constant, got 'some'",
+      ['--warmup 1407'] = '--warmup must be a whole number in [0, 1407)',
+      ['--warmup=-1'] = '--warmup must be a whole number in [0, 1407)',
+      ['--epochs 0'] = '--epochs must be at least 1',
     } do
       local out, code = T.run(cmd .. ' ' .. flags)
       assert.are.equal(2, code, flags)
@@ -40,5 +44,13 @@ describe('scripts/study_fmnist.lua', function()
     assert.is_true(rows[1][3] >= 0 and rows[1][3] <= 128, out)
     local kept = rows[1][3] > 0 and 2 or 0
     contains(out, string.format('after 2 steps: gamlua %d of 2, pytorch -', kept))
+
+    -- the recipe: step 1 at lr 0.05/234, so step 2's loss is not the constant-lr run's
+    local rout, rcode = T.run(cmd .. flags .. ' --warmup 234 --radii follow')
+    assert.are.equal(0, rcode, rout)
+    contains(rout, 'lr 0.05 (warm-up 234 steps, cosine over 3 epochs, radii follow)')
+    local rloss = tonumber(rout:match('\n%s+3%s+([%d%.]+) /'))
+    assert.is_number(rloss, rout)
+    assert.are_not.equal(rows[1][2], rloss)
   end)
 end)
