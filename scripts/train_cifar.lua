@@ -302,13 +302,21 @@ local function build(args, train, device, steps_per_epoch)
   return model, base, opt, sched, per_step, radii
 end
 
-local function radii(args)
-  if args.opt == 'gam' then
-    return string.format("rho' %g rho %g", args['grad-rho'], args['grad-norm-rho'])
-  elseif args.opt == 'sgd' then
-    return 'no radius'
-  end
-  return string.format('rho %g', args.rho)
+-- the radii at learning rate lr: the flags' values, or (--radii follow) r·lr/args.lr as the
+-- ProportionScheduler gives them; {grad_rho =, grad_norm_rho =} for GAM, {rho =} for SAM & co
+local function radii_at(args, lr)
+  local k = (args.radii == 'follow' and args.lr ~= 0 and lr) and lr / args.lr or 1
+  if args.opt == 'gam' then return {grad_rho = k * args['grad-rho'], grad_norm_rho = k * args['grad-norm-rho']} end
+  if args.opt == 'sgd' then return {} end
+  return {rho = k * args.rho}
+end
+
+-- the radii in words (at lr when given: those of the epoch's last step)
+local function radii(args, lr)
+  local r = radii_at(args, lr)
+  if args.opt == 'gam' then return string.format("rho' %.4g rho %.4g", r.grad_rho, r.grad_norm_rho) end
+  if args.opt == 'sgd' then return 'no radius' end
+  return string.format('rho %.4g', r.rho)
 end
 
 -- ---- progress display ----------------------------------------------------------------------
@@ -661,11 +669,12 @@ local function main(argv)
     print(string.format('epoch %3d/%d  train loss %.4f acc %.2f%%  %stest loss %.4f acc %.2f%%  lr %.6f  %s  time %s',
                         epoch, args.epochs, tr_loss, 100 * tr_acc,
                         va_acc and string.format('val loss %.4f acc %.2f%%  ', va_loss, 100 * va_acc) or '',
-                        te_loss, 100 * te_acc, lr, radii(args), hms(seconds)))
+                        te_loss, 100 * te_acc, lr, radii(args, lr), hms(seconds)))
     io.flush()
+    local r = radii_at(args, lr)
+    local function g(v) return v and string.format('%.8g', v) or '' end
     ctx.rows[#ctx.rows + 1] = string.format('%d,%.6f,%.6f,%.6f,%.6f,%.8g,%s,%s,%s,%.3f,%.1f,%s,%s',
-      epoch, tr_loss, tr_acc, te_loss, te_acc, lr, args.opt == 'gam' and args['grad-rho'] or '',
-      args.opt == 'gam' and args['grad-norm-rho'] or '', (args.opt ~= 'gam' and args.opt ~= 'sgd') and args.rho or '',
+      epoch, tr_loss, tr_acc, te_loss, te_acc, lr, g(r.grad_rho), g(r.grad_norm_rho), g(r.rho),
       seconds, images / train_seconds,
       va_loss and string.format('%.6f', va_loss) or '', va_acc and string.format('%.6f', va_acc) or '')
     local saved, err = pcall(save_checkpoint, ck_path, args, ctx, epoch)
@@ -675,8 +684,6 @@ local function main(argv)
     end
     write_csv(csv_path, ctx.rows)
     if ctx.tb then
-      local r = args.opt == 'gam' and {grad_rho = args['grad-rho'], grad_norm_rho = args['grad-norm-rho']}
-                or args.opt ~= 'sgd' and {rho = args.rho} or {}
       ctx.tb:epoch(epoch, {train_loss = tr_loss, train_acc = tr_acc, lr = lr, radii = r,
                            evals = {test = {te_loss, te_acc}, val = va_loss and {va_loss, va_acc} or nil}})
     end

@@ -189,10 +189,11 @@ describe('scripts/train_cifar.lua', function()
     for line in io.lines(a .. '/metrics.csv') do lines[#lines + 1] = line end
     assert.are.equal(3, #lines)
     assert.is_truthy(lines[1]:match(',val_loss,val_acc$'), lines[1])
-    -- the lr of each epoch's last step: cosine from step 1 (0.05) to step 4 (0): 0.0375 after step 2, 0 after 4
-    local row = '^%d,[^,]+,[^,]+,[^,]+,[^,]+,%s,0%%.03,0%%.2,,[^,]+,[^,]+,[%%d.]+,[%%d.]+$'
-    assert.is_truthy(lines[2]:match(row:format(1, '0%.0375')), lines[2])
-    assert.is_truthy(lines[3]:match(row:format(2, '0')), lines[3])
+    -- the lr of each epoch's last step: cosine from step 1 (0.05) to step 4 (0): 0.0375 after step 2, 0 after 4;
+    -- the radii in effect then: 0.03 and 0.2 times lr/0.05
+    local row = '^%d,[^,]+,[^,]+,[^,]+,[^,]+,%s,%s,%s,,[^,]+,[^,]+,[%%d.]+,[%%d.]+$'
+    assert.is_truthy(lines[2]:match(row:format(1, '0%.0375', '0%.0225', '0%.15')), lines[2])
+    assert.is_truthy(lines[3]:match(row:format(2, '0', '0', '0')), lines[3])
     -- interrupted after epoch 1 and resumed: the same figures
     out, rc = run(flags .. ' --stop-after 1 --out ' .. q(b))
     assert.are.equal(0, rc, out)
@@ -212,6 +213,37 @@ describe('scripts/train_cifar.lua', function()
     out, rc = run(flags:gsub('--val%-split 32', '--val-split 16') .. ' --resume --out ' .. q(b))
     assert.are.equal(1, rc)
     contains(out, '--val-split 16 (checkpoint: 32)')
+  end)
+
+  it('reports the radii in effect: following the lr with --radii follow, the flags with constant', function()
+    for _, c in ipairs {{opt = 'gam', radii = 'follow'}, {opt = 'sam', radii = 'follow'},
+                        {opt = 'gam', radii = 'constant'}} do
+      local o = dir .. '/radii-' .. c.opt .. '-' .. c.radii
+      local out, rc = run(SMALL:gsub('--opt gam', '--opt ' .. c.opt) .. ' --epochs 2 --warmup-epochs 0.5 --radii '
+                          .. c.radii .. ' --out ' .. q(o))
+      assert.are.equal(0, rc, out)
+      local n = 0
+      for line in io.lines(o .. '/metrics.csv') do
+        local col = {}
+        for v in (line .. ','):gmatch('([^,]*),') do col[#col + 1] = v end
+        if col[1] ~= 'epoch' then
+          local lr, k = tonumber(col[6]), 1
+          if c.radii == 'follow' then k = lr / 0.05 end
+          if lr > 0 and lr < 0.05 then n = n + 1 end   -- mid-cosine: following differs from the flags
+          if c.opt == 'gam' then
+            assert.is_true(math.abs(tonumber(col[7]) - 0.03 * k) < 1e-9, line)
+            assert.is_true(math.abs(tonumber(col[8]) - 0.2 * k) < 1e-9, line)
+            assert.are.equal('', col[9], line)
+            contains(out, string.format("rho' %.4g rho %.4g", 0.03 * k, 0.2 * k))
+          else
+            assert.are.equal('', col[7], line)
+            assert.is_true(math.abs(tonumber(col[9]) - 0.05 * k) < 1e-9, line)
+            contains(out, string.format('rho %.4g  time', 0.05 * k))
+          end
+        end
+      end
+      assert.is_true(n >= 1, 'no epoch ended mid-cosine')
+    end
   end)
 
   it('stops on a non-finite loss naming epoch and step, keeping the last good checkpoint', function()
