@@ -75,8 +75,43 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
 }
 
 /* ---- max pooling ---------------------------------------------------------------- */
+/* the 2x2, stride 2 windows of max_pool_2x2 below: they tile the plane without
+ * overlap, so each input element gets its window's gradient or 0, written once
+ * (0 + g, as the general loop's sum into zeros gives: -0 becomes +0) */
+static int is_2x2(const gam_pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && 2 * g->oh <= g->h &&
+         2 * g->ow <= g->w;
+}
+
+static void max_pool_2x2_backward(const gam_pool_geom *g, const float *gp, const int64_t *ip, float *p) {
+  int64_t h = g->h, w = g->w, oh = g->oh, ow = g->ow, plane = h * w;
+#pragma omp parallel for schedule(static) if (g->planes * plane > GAM_PAR_MIN)
+  for (int64_t pl = 0; pl < g->planes; pl++) {
+    float *xpl = p + pl * plane;
+    for (int64_t r = 0; r < oh; r++) {
+      float *r0 = xpl + 2 * r * w, *r1 = r0 + w;
+      const float *gr = gp + (pl * oh + r) * ow;
+      const int64_t *ir = ip + (pl * oh + r) * ow;
+      for (int64_t c = 0; c < ow; c++) {
+        int64_t k = ir[c] - (2 * r * w + 2 * c); /* 0, 1, w or w + 1 */
+        float v = 0.f + gr[c];
+        r0[2 * c] = k == 0 ? v : 0.f;
+        r0[2 * c + 1] = k == 1 ? v : 0.f;
+        r1[2 * c] = k == w ? v : 0.f;
+        r1[2 * c + 1] = k == w + 1 ? v : 0.f;
+      }
+      for (int64_t c = 2 * ow; c < w; c++) r0[c] = r1[c] = 0.f; /* an odd last column */
+    }
+    for (int64_t i = 2 * oh * w; i < plane; i++) xpl[i] = 0.f; /* an odd last row */
+  }
+}
+
 /* dx (every element written: zeroed, then each output's gradient added at its maximum) */
 int gam_cpu_max_pool_backward(const gam_pool_geom *g, const float *gp, const int64_t *ip, float *p) {
+  if (is_2x2(g)) {
+    max_pool_2x2_backward(g, gp, ip, p);
+    return 0;
+  }
   int64_t plane = g->h * g->w, oplane = g->oh * g->ow, planes = g->planes;
   memset(p, 0, (size_t)(planes * plane) * sizeof(float));
 #pragma omp parallel for schedule(static) if (planes * plane > GAM_PAR_MIN)
@@ -104,7 +139,7 @@ static inline void max_step(float v, int64_t iv, float *best, int64_t *at) {
   *at = take ? iv : *at;
 }
 
-/* 2x2 windows, stride 2, no padding, every window inside the plane (the
+/* 2x2 windows, stride 2, no padding, every window inside the plane (is_2x2: the
  * networks' usual pooling): the same scan order and result as the loop below */
 static void max_pool_2x2(const gam_pool_geom *g, const float *xp, float *yp, int64_t *ip) {
   int64_t w = g->w, oh = g->oh, ow = g->ow, plane = g->h * w;
@@ -130,8 +165,7 @@ static void max_pool_2x2(const gam_pool_geom *g, const float *xp, float *yp, int
 /* y and, when ip is not NULL, the flat in-plane index of each maximum */
 int gam_cpu_max_pool_forward(const gam_pool_geom *gg, const float *xp, float *yp, int64_t *ip) {
   const gam_pool_geom g = *gg;
-  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && 2 * g.oh <= g.h &&
-      2 * g.ow <= g.w) {
+  if (is_2x2(&g)) {
     max_pool_2x2(&g, xp, yp, ip);
     return 0;
   }
