@@ -79,8 +79,8 @@ static int accumulate_new(gam_node *n, int i, gam_tensor *g) {
  * overlap, so each input element gets its window's gradient or 0, written once
  * (0 + g, as the general loop's sum into zeros gives: -0 becomes +0) */
 static int is_2x2(const gam_pool_geom *g) {
-  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && 2 * g->oh <= g->h &&
-         2 * g->ow <= g->w;
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+         2 * g->oh <= g->h && 2 * g->ow <= g->w;
 }
 
 static void max_pool_2x2_backward(const gam_pool_geom *g, const float *gp, const int64_t *ip, float *p) {
