@@ -57,6 +57,8 @@ local C = require 'gam.lib'
 local tensor = require 'gam.tensor'
 local frozen = require 'gam.frozen'
 local passes = require 'gam.optim.passes'
+local argcheck = require 'gam.argcheck'
+local fail, raise = argcheck.fail, argcheck.raise
 
 local M = {}
 local Flatness = {}
@@ -65,8 +67,7 @@ M.Flatness = Flatness
 M.FD_SCALE = 3e-3
 
 local WHO = 'flatness'
-local OPTIONS = {model = true, loss = true, batches = true, loader = true, n_batches = true,
-                 train_mode = true, fd_scale = true, freeze = true, progress = true}
+local OPTIONS = {'model', 'loss', 'batches', 'loader', 'n_batches', 'train_mode', 'fd_scale', 'freeze', 'progress'}
 
 -- ---- vector helpers (engine passes, reductions in double) ----------------------------
 local function dot(a, b)
@@ -80,50 +81,36 @@ local function scale_(v, s)
   tensor.scope(function() v:copy_(v * s) end)
 end
 
+-- an integer (integer = true) or a number, >= lo; argcheck's checks and wording
 local function check_number(who, name, v, lo, integer)
-  if type(v) ~= 'number' or v ~= v or (integer and v ~= math.floor(v)) or (lo and v < lo) then
-    error(string.format('%s: %s must be %s%s, got %s', who, name, integer and 'an integer' or 'a number',
-                        lo and (' >= ' .. lo) or '', tostring(v)), 3)
-  end
-  return v
-end
-
-local function opts_table(who, o, known)
-  if o == nil then return {} end
-  if type(o) ~= 'table' then error(string.format('%s: options must be a table, got %s', who, type(o)), 3) end
-  for k in pairs(o) do
-    if not known[k] then error(string.format("%s: unknown option '%s'", who, tostring(k)), 3) end
-  end
-  return o
+  if integer then return argcheck.int(v, who, name, lo) end
+  return argcheck.number(v, who, name, lo)
 end
 
 -- ---- construction ---------------------------------------------------------------------
 --- gam.flatness.new{model, loss, batches = {{x, y}, ...} | loader = L, n_batches = k,
 ---                  train_mode = false, freeze = true, fd_scale = 3e-3, progress = nil}
 function M.new(o)
-  if type(o) ~= 'table' then error(WHO .. '.new: expected a table {model = ..., loss = ..., batches = ...}', 2) end
-  for k in pairs(o) do
-    if not OPTIONS[k] then error(string.format("%s.new: unknown option '%s'", WHO, tostring(k)), 2) end
-  end
+  argcheck.options(WHO .. '.new', o, OPTIONS)
   local model = o.model
   if type(model) ~= 'table' or type(model.flat_parameters) ~= 'function' then
-    error(WHO .. '.new: model must be an nn module', 2)
+    raise(WHO .. '.new: model must be an nn module')
   end
   local lf = o.loss
   if type(lf) ~= 'function' and not (type(lf) == 'table' and getmetatable(lf) and getmetatable(lf).__call) then
-    error(WHO .. '.new: loss must be a function(pred, target) returning a scalar', 2)
+    raise(WHO .. '.new: loss must be a function(pred, target) returning a scalar')
   end
   local batches = {}
-  if o.batches ~= nil and o.loader ~= nil then error(WHO .. '.new: give batches or loader, not both', 2) end
+  if o.batches ~= nil and o.loader ~= nil then raise(WHO .. '.new: give batches or loader, not both') end
   if o.loader ~= nil then
     local n = o.n_batches
     if type(n) ~= 'number' or n < 1 or n ~= math.floor(n) then
-      error(WHO .. '.new: n_batches must be a positive integer (the batches taken from the loader), got '
-            .. tostring(n), 2)
+      raise(WHO .. '.new: n_batches must be a positive integer (the batches taken from the loader), got '
+            .. tostring(n))
     end
     local L = o.loader
     if type(L) ~= 'table' or type(L.next) ~= 'function' then
-      error(WHO .. '.new: loader must be a gam.data.loader', 2)
+      raise(WHO .. '.new: loader must be a gam.data.loader')
     end
     for i = 1, n do
       local x, y = L:next()
@@ -134,26 +121,26 @@ function M.new(o)
   elseif type(o.batches) == 'table' then
     for i, b in ipairs(o.batches) do
       if type(b) ~= 'table' or not tensor.is_tensor(b[1]) or b[2] == nil then
-        error(string.format('%s.new: batches[%d] must be {inputs, targets} with inputs a tensor', WHO, i), 2)
+        fail('%s.new: batches[%d] must be {inputs, targets} with inputs a tensor', WHO, i)
       end
       batches[i] = {b[1], b[2]}
     end
   elseif o.batches ~= nil then
-    error(WHO .. '.new: batches must be a list {{x, y}, ...}, got ' .. type(o.batches), 2)
+    raise(WHO .. '.new: batches must be a list {{x, y}, ...}, got ' .. type(o.batches))
   end
   if #batches == 0 then
-    error(WHO .. '.new: no batches (give batches = {{x, y}, ...} or a loader that yields some)', 2)
+    raise(WHO .. '.new: no batches (give batches = {{x, y}, ...} or a loader that yields some)')
   end
   local fd = o.fd_scale or M.FD_SCALE
   if type(fd) ~= 'number' or not (fd > 0 and fd < 1) then
-    error(WHO .. '.new: fd_scale must be a number in (0, 1), got ' .. tostring(fd), 2)
+    raise(WHO .. '.new: fd_scale must be a number in (0, 1), got ' .. tostring(fd))
   end
   local self = setmetatable({model = model, loss_fn = lf, batches = batches, fd_scale = fd,
                              train_mode = o.train_mode and true or false}, Flatness)
-  if o.freeze ~= nil and type(o.freeze) ~= 'boolean' then error(WHO .. '.new: freeze must be true or false', 2) end
+  if o.freeze ~= nil and type(o.freeze) ~= 'boolean' then raise(WHO .. '.new: freeze must be true or false') end
   self.freeze = o.freeze ~= false
   if o.progress ~= nil and type(o.progress) ~= 'function' then
-    error(WHO .. '.new: progress must be a function(what, i, n, value)', 2)
+    raise(WHO .. '.new: progress must be a function(what, i, n, value)')
   end
   self.progress = o.progress
   self._rec = frozen.new()
@@ -275,8 +262,7 @@ end
 
 local function check_vector(self, who, v)
   if not tensor.is_tensor(v) or v:numel() ~= self.n or v:dtype() ~= 'float32' then
-    error(string.format('%s: v must be a float32 tensor of %d values (laid out like model:flat_parameters())', who,
-                        self.n), 3)
+    fail('%s: v must be a float32 tensor of %d values (laid out like model:flat_parameters())', who, self.n)
   end
 end
 
@@ -358,14 +344,14 @@ function Flatness:_power(theta0, iters, tol, seed, deflate, what)
   return lambda, v, {iters = it, converged = converged}
 end
 
-local POWER_OPTS = {iters = true, tol = true, seed = true}
+local POWER_OPTS = {'iters', 'tol', 'seed'}
 --- fl:lambda_max{iters = 100, tol = 1e-4, seed = 0} -> λmax, its unit eigenvector, {iters, converged}
 -- Power iteration: it finds the eigenvalue of largest magnitude (at a minimum,
 -- where H is positive semi-definite, the largest); stops when the Rayleigh
 -- quotient changes by at most tol relative.
 function Flatness:lambda_max(o)
   local who = 'flatness:lambda_max'
-  o = opts_table(who, o, POWER_OPTS)
+  o = argcheck.opts(o, who, POWER_OPTS)
   local iters = check_number(who, 'iters', o.iters or 100, 1, true)
   local tol = check_number(who, 'tol', o.tol or 1e-4, 0)
   local seed = check_number(who, 'seed', o.seed or 0, 0, true)
@@ -380,10 +366,10 @@ end
 -- the j − 1 before it (start vector from seed + j − 1); λ sorted descending.
 function Flatness:eigenvalues(o)
   local who = 'flatness:eigenvalues'
-  o = opts_table(who, o, {k = true, iters = true, tol = true, seed = true})
+  o = argcheck.opts(o, who, {'k', 'iters', 'tol', 'seed'})
   local k = check_number(who, 'k', o.k or 5, 1, true)
   if k > self.n then
-    error(string.format('%s: k = %d is larger than the number of parameters (%d)', who, k, self.n), 2)
+    fail('%s: k = %d is larger than the number of parameters (%d)', who, k, self.n)
   end
   local iters = check_number(who, 'iters', o.iters or 100, 1, true)
   local tol = check_number(who, 'tol', o.tol or 1e-4, 0)
@@ -410,7 +396,7 @@ end
 -- deviation over √samples.
 function Flatness:trace(o)
   local who = 'flatness:trace'
-  o = opts_table(who, o, {samples = true, seed = true})
+  o = argcheck.opts(o, who, {'samples', 'seed'})
   local m = check_number(who, 'samples', o.samples or 100, 1, true)
   local seed = check_number(who, 'seed', o.seed or 0, 0, true)
   return self:_guard(function(theta0)
@@ -435,12 +421,12 @@ function Flatness:trace(o)
 end
 
 -- ---- the paper's flatness measures --------------------------------------------------------------
-local FLAT_OPTS = {rho = true, steps = true, tol = true}
+local FLAT_OPTS = {'rho', 'steps', 'tol'}
 local function flat_args(who, o)
-  o = opts_table(who, o, FLAT_OPTS)
+  o = argcheck.opts(o, who, FLAT_OPTS)
   local rho = o.rho or 0.05
   if type(rho) ~= 'number' or not (rho > 0) or rho == math.huge then
-    error(string.format('%s: rho must be a number > 0, got %s', who, tostring(rho)), 3)
+    fail('%s: rho must be a number > 0, got %s', who, tostring(rho))
   end
   local steps = check_number(who, 'steps', o.steps or 20, 1, true)
   local tol = check_number(who, 'tol', o.tol or 1e-6, 0)
