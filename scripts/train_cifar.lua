@@ -640,7 +640,7 @@ local function main(argv)
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'],
                         args['gam-mode']))
   end
-  ctx.tb = main_rank and tblog.open(args, ctx.opt) or nil   -- rank 0's event files only
+  ctx.tb = main_rank and tblog.open(args, ctx.opt, ctx.model) or nil   -- rank 0's event files only
   print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
 
   for epoch = first, args.epochs do

@@ -8,20 +8,22 @@
 --   every epoch (x = epoch):
 --     epoch/train_loss, epoch/train_acc, epoch/lr     as the row of metrics.csv
 --     <set>/loss, <set>/acc        each evaluated set: test, and val when there is one
---     radius/grad_rho, radius/grad_norm_rho (GAM) or radius/rho (SAM, ASAM, GSAM)
+--     radius/grad_rho, radius/grad_norm_rho (GAM) or radius/rho (SAM, ASAM, GSAM): those in effect
+--     weights/<name>               a histogram of each parameter tensor (model:named_parameters())
 --   once, at step 0:  flags (a markdown table of the run's flags)
 local gam = require 'gam'
 
 local M = {}
 M.__index = M
 
---- opens the writer for the run, or returns nil when args.tensorboard is 'off'
+--- opens the writer for the run of model and opt, or returns nil when args.tensorboard is 'off'
 -- ('on': the folder args.out; anything else: that folder)
-function M.open(args, opt)
+function M.open(args, opt, model)
   local where = args.tensorboard
   if where == 'off' then return nil end
   local dir = where == 'on' and args.out or where
-  local self = setmetatable({tb = gam.log.tensorboard(dir), every = args['tensorboard-every'], opt = opt}, M)
+  local self = setmetatable({tb = gam.log.tensorboard(dir), every = args['tensorboard-every'], opt = opt,
+                             model = model}, M)
   if opt and opt.diagnostics then opt:diagnostics(true) end
   local names = {}
   for k in pairs(args) do names[#names + 1] = k end
@@ -64,6 +66,7 @@ function M:epoch(epoch, e)
     tb:scalar(name .. '/acc', e.evals[name][2], epoch)
   end
   for name, v in pairs(e.radii) do tb:scalar('radius/' .. name, v, epoch) end
+  for _, p in ipairs(self.model:named_parameters()) do tb:histogram('weights/' .. p.name, p.tensor, epoch) end
 end
 
 function M:close() self.tb:close() end

@@ -221,6 +221,26 @@ describe('scripts/train_cifar.lua with TensorBoard', function()
     end
     contains(r.text.flags[0], '| --opt | gam |')
     contains(r.text.flags[0], '| --tensorboard-every | 2 |')
+    -- each parameter's histogram per epoch; the last one is of the checkpoint's parameters
+    local ck = gam.load(out_dir .. '/checkpoint.gam')
+    local m = gam.models.cnn_small {num_classes = 10, in_channels = 1}
+    m:load_state_dict(ck.model)
+    local named = m:named_parameters()
+    assert.are.equal(12, #named)   -- 2 x (conv, BN) + 2 linear layers, weight and bias each
+    for _, p in ipairs(named) do
+      local h = r.histo['weights/' .. p.name]
+      assert(h and h[1] and h[2], 'no histogram of ' .. p.name)
+      local buf, n = p.tensor:data_copy()
+      local sum, lo, hi = 0, math.huge, -math.huge
+      for i = 0, n - 1 do
+        local x = buf[i]
+        sum, lo, hi = sum + x, math.min(lo, x), math.max(hi, x)
+      end
+      assert.are.equal(n, h[2].num, p.name)
+      near(h[2].sum, sum, 1e-6, p.name .. ' sum')
+      near(h[2].max, hi, 1e-7, p.name .. ' max')
+      near(h[2].min, lo, 1e-7, p.name .. ' min')
+    end
     os.execute('rm -rf ' .. q(out_dir))
   end)
 
