@@ -4,10 +4,11 @@
 --       loss (left) and accuracy (right) per epoch of each run, overlaid: train
 --       solid, test dashed, validation dotted. RUN is a train_cifar.lua output
 --       folder or its metrics.csv. Default --out: <first RUN folder>/curves.png.
---   gamlua scripts/plot.lua bars SWEEP.csv [--out bars.png] [--metric test_acc] [--by config]
+--   gamlua scripts/plot.lua bars SWEEP.csv [--out bars.png] [--metric test_acc[,trace,...]] [--by config]
 --       mean ± standard deviation over the finished runs of each configuration
---       (or of each value of the column --by) of a sweep.csv of scripts/sweep.lua.
---       Accuracies are shown in percent. Default --out: beside the CSV, bars_<metric>.png.
+--       (or of each value of the column --by) of a sweep.csv of scripts/sweep.lua;
+--       several metrics: a panel for each, side by side. Accuracies are shown in
+--       percent. Default --out: beside the CSV, bars_<metric>[-<metric>...].png.
 --
 -- Prints the path of the PNG it wrote. Needs gnuplot (Debian: gnuplot-nox).
 local SCRIPT = debug.getinfo(1, 'S').source:sub(2)
@@ -28,10 +29,15 @@ curves:option('--title', 'title of the picture')
 local bars = parser:command('bars', 'a sweep: mean ± std per configuration')
 bars:argument('csv', 'sweep.csv of scripts/sweep.lua')
 bars:option('--out', 'PNG file (default: bars_<metric>.png beside the CSV)')
-bars:option('--metric', 'column to show', 'test_acc')
+bars:option('--metric', 'column to show; a comma list draws a panel for each, side by side', 'test_acc')
 bars:option('--by', 'column that names the groups', 'config')
 bars:option('--title', 'title of the picture')
 local o = parser:parse()
+if o.command == 'bars' then
+  o.metrics = {}
+  for m in o.metric:gmatch('[^,]+') do o.metrics[#o.metrics + 1] = m end
+  if #o.metrics == 0 then fail('--metric names no column') end
+end
 
 local function dirname(p) return p:match('^(.*)/[^/]*$') or '.' end
 local function basename(p) return p:match('([^/]+)/*$') or p end
@@ -134,51 +140,70 @@ local function plot_curves()
 end
 
 -- ---- bars ----------------------------------------------------------------------------------------
-local function plot_bars()
-  local ok, header, rows = pcall(U.read_csv, o.csv)
-  if not ok then fail(header) end
-  local has = {}
-  for _, h in ipairs(header) do has[h] = true end
-  if not has[o.metric] then fail(string.format("%s has no column '%s' (columns: %s)", o.csv, o.metric,
-                                              table.concat(header, ', '))) end
-  if not has[o.by] then fail(string.format("%s has no column '%s' to group by", o.csv, o.by)) end
-  local scale = o.metric:match('acc') and 100 or 1
+-- one panel of bars: the mean ± std of metric per group of the rows; returns its gnuplot
+-- commands and the data file they read
+local function bars_panel(rows, metric)
+  local scale = metric:match('acc') and 100 or 1
   local groups, order = {}, {}
   for _, r in ipairs(rows) do
-    local v = tonumber(r[o.metric])
+    local v = tonumber(r[metric])
     if v and (r.status == nil or r.status == 'done') then
       local key = r[o.by] ~= '' and r[o.by] or '(none)'
       if not groups[key] then groups[key] = {}; order[#order + 1] = key end
       table.insert(groups[key], v * scale)
     end
   end
-  if #order == 0 then fail(o.csv .. ': no finished run has a value of ' .. o.metric) end
+  if #order == 0 then fail(o.csv .. ': no finished run has a value of ' .. metric) end
   local lines, lo, hi = {'# index label mean std n'}, math.huge, -math.huge
   for k, key in ipairs(order) do
-    local m, s = U.mean_std(groups[key])
-    lo, hi = math.min(lo, m - s), math.max(hi, m + s)
-    lines[#lines + 1] = string.format('%d %s %.6g %.6g %d', k, gq(key), m, s, #groups[key])
+    local m, sd = U.mean_std(groups[key])
+    lo, hi = math.min(lo, m - sd), math.max(hi, m + sd)
+    lines[#lines + 1] = string.format('%d %s %.6g %.6g %d', k, gq(key), m, sd, #groups[key])
   end
   local tmp = os.tmpname()
   write_dat(tmp, lines)
-  local out = o.out or (dirname(o.csv) .. '/bars_' .. o.metric .. '.png')
   -- accuracies sit in a narrow band: start the axis below the lowest bar, not at 0
   local span = math.max(hi - lo, math.abs(hi) * 0.01, 1e-9)
   local ymin = (scale == 100 or lo > 0) and math.max(0, lo - 0.5 * span) or lo - 0.5 * span
-  local script = table.concat {
-    'set terminal pngcairo size ', tostring(math.max(640, 140 * #order)), ',480 font ",10" noenhanced\n',
-    'set output ', gq(out .. '.tmp.png'), '\n',
-    'set title ', gq(o.title or (o.metric .. (scale == 100 and ' %' or '') .. ': mean ± std over runs')), '\n',
-    'set style fill solid 0.5 border -1\nset boxwidth 0.6\nset grid ytics\nunset key\n',
+  local title = o.title and #o.metrics == 1 and o.title or (metric .. (scale == 100 and ' %' or '') .. ': mean ± std')
+  return table.concat {
+    'set title ', gq(title), '\n',
     'set xrange [0.4:', tostring(#order + 0.6), ']\n',
     string.format('set yrange [%.6g:%.6g]\n', ymin, hi + 0.25 * span),
-    'set xtics rotate by -20\n',
-    'set ylabel ', gq(o.metric .. (scale == 100 and ' (%)' or '')), '\n',
+    'set ylabel ', gq(metric .. (scale == 100 and ' (%)' or '')), '\n',
     'plot ', gq(tmp), ' using 1:3:4:xtic(2) with boxerrorbars lc rgb "#4472c4", ',
-    gq(tmp), ' using 1:($3+$4):(sprintf("%.2f±%.2f (n=%d)", $3, $4, $5)) with labels offset 0,1 font ",9"\n',
+    gq(tmp), ' using 1:($3+$4):(sprintf("%.3g±%.2g (n=%d)", $3, $4, $5)) with labels offset 0,1 font ",9"\n',
+  }, tmp, #order
+end
+
+local function plot_bars()
+  local ok, header, rows = pcall(U.read_csv, o.csv)
+  if not ok then fail(header) end
+  local has = {}
+  for _, h in ipairs(header) do has[h] = true end
+  for _, m in ipairs(o.metrics) do
+    if not has[m] then
+      fail(string.format("%s has no column '%s' (columns: %s)", o.csv, m, table.concat(header, ', ')))
+    end
+  end
+  if not has[o.by] then fail(string.format("%s has no column '%s' to group by", o.csv, o.by)) end
+  local panels, tmps, width = {}, {}, 0
+  for k, m in ipairs(o.metrics) do
+    local cmds, tmp, n = bars_panel(rows, m)
+    panels[k], tmps[k], width = cmds, tmp, math.max(width, math.max(640, 140 * n))
+  end
+  local n = #o.metrics
+  local out = o.out or (dirname(o.csv) .. '/bars_' .. table.concat(o.metrics, '-') .. '.png')
+  local script = table.concat {
+    'set terminal pngcairo size ', tostring(n == 1 and width or 420 * n), ',480 font ",10" noenhanced\n',
+    'set output ', gq(out .. '.tmp.png'), '\n',
+    'set style fill solid 0.5 border -1\nset boxwidth 0.6\nset grid ytics\nunset key\nset xtics rotate by -20\n',
+    n > 1 and string.format('set multiplot layout 1,%d%s\n', n, o.title and ' title ' .. gq(o.title) or '') or '',
+    table.concat(panels),
+    n > 1 and 'unset multiplot\n' or '',
   }
   gnuplot(script, out)
-  os.remove(tmp)
+  for _, tmp in ipairs(tmps) do os.remove(tmp) end
   print('wrote ' .. out)
 end
 

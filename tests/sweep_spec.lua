@@ -134,6 +134,18 @@ describe('scripts/sweep.lua', function()
     assert.are.equal(0, code, out)
     assert.are.equal('\137PNG', T.read(dir .. '/b.png'):sub(1, 4))
 
+    -- two metrics: two panels side by side in one picture, named after both
+    out, code = T.run(plot .. ' bars ' .. q(dir .. '/sweep.csv') .. ' --by seed --metric test_acc,seconds')
+    assert.are.equal(0, code, out)
+    local png = T.read(dir .. '/bars_test_acc-seconds.png')
+    assert.are.equal('\137PNG', png:sub(1, 4))
+    local w = 0
+    for i = 17, 20 do w = w * 256 + png:byte(i) end   -- IHDR: the width
+    assert.are.equal(840, w)
+    out, code = T.run(plot .. ' bars ' .. q(dir .. '/sweep.csv') .. ' --metric test_acc,nope')
+    assert.are.equal(2, code)
+    contains(out, "has no column 'nope'")
+
     out, code = T.run(plot .. ' bars ' .. q(dir .. '/sweep.csv') .. ' --metric nope')
     assert.are.equal(2, code)
     contains(out, "has no column 'nope'")
