@@ -172,7 +172,7 @@ local function bars_panel(rows, metric)
     string.format('set yrange [%.6g:%.6g]\n', ymin, hi + 0.25 * span),
     'set ylabel ', gq(metric .. (scale == 100 and ' (%)' or '')), '\n',
     'plot ', gq(tmp), ' using 1:3:4:xtic(2) with boxerrorbars lc rgb "#4472c4", ',
-    gq(tmp), ' using 1:($3+$4):(sprintf("%.3g±%.2g (n=%d)", $3, $4, $5)) with labels offset 0,1 font ",9"\n',
+    gq(tmp), ' using 1:($3+$4):(sprintf("%.4g±%.2g (n=%d)", $3, $4, $5)) with labels offset 0,1 font ",9"\n',
   }, tmp, #order
 end
 
