@@ -89,12 +89,7 @@ local function loss_fn(pred, y) return F.smooth_cross_entropy(pred, y, 0.1):mean
 
 local function run_gamlua(seed)
   return gam.scope(function()
-    gam.manual_seed(seed)
-    local model = gam.models.cnn_small {num_classes = 10, in_channels = 1}
-    local _, flat_grad = model:flat_parameters()
-    local base = optim.SGD {params = model:parameters(), lr = o.lr, momentum = 0.9, weight_decay = 5e-4}
-    local loader = gam.data.loader {dataset = train, batch_size = 128, shuffle = true, augment = {flip = true},
-                                    seed = seed}
+    local model, flat_grad, base, loader = U.start(gam, train, seed, o.lr)
     local radius, schedule = function(r) return r end, function() end
     if o.warmup > 0 then
       radius, schedule = U.recipe(gam, base, {lr = o.lr, warmup = o.warmup, radii = o.radii},

@@ -219,6 +219,19 @@ function M.hidden_alive(gam, model, probe)
   return alive
 end
 
+--- start(gam, train, seed, lr) -> model, flat_grad, base, loader: a fresh cnn_small from seed, its
+-- SGD (momentum 0.9, weight decay 5e-4) at lr, and the loader of make train (batch 128, shuffled
+-- and flipped from seed), as train_cifar.lua builds them
+function M.start(gam, train, seed, lr)
+  gam.manual_seed(seed)
+  local model = gam.models.cnn_small {num_classes = 10, in_channels = 1}
+  local _, flat_grad = model:flat_parameters()
+  local base = gam.optim.SGD {params = model:parameters(), lr = lr, momentum = 0.9, weight_decay = 5e-4}
+  local loader = gam.data.loader {dataset = train, batch_size = 128, shuffle = true, augment = {flip = true},
+                                  seed = seed}
+  return model, flat_grad, base, loader
+end
+
 --- recipe(gam, base, o, total): the learning-rate schedule of train_cifar.lua's Fashion-MNIST
 -- recipe on optimiser base: a linear warm-up from 0 over o.warmup steps, then a cosine to 0 at
 -- step total (per step; the t = 0 value is consumed here, so step k trains at the value of t = k),
