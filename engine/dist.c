@@ -123,17 +123,27 @@ int gam__dist_bcast_bytes(void *p, size_t bytes, int root) {
 
 /* The cpu backend's collectives: data[0..n) summed over the ranks in place
  * (mean: then divided by the size), or set to root's. Counts above INT_MAX go
- * in chunks (MPI counts are int). */
-int gam_cpu_all_reduce(void *data, int64_t n, int dtype, int mean) {
-  if (dist_state != 2 || n == 0) return 0;
+ * in chunks (MPI counts are int): root < 0 sums, else broadcasts from root. */
 #ifdef GAM_HAVE_MPI
+static int mpi_chunks(void *data, int64_t n, int dtype, int root) {
   const int64_t chunk = 1 << 30;
   size_t es = gam__dtype_size(dtype);
   for (int64_t i = 0; i < n; i += chunk) {
     int c = (int)(n - i < chunk ? n - i : chunk);
-    MPI_TRY("all_reduce",
-            MPI_Allreduce(MPI_IN_PLACE, (char *)data + i * es, c, mpi_type(dtype), MPI_SUM, MPI_COMM_WORLD));
+    char *p = (char *)data + i * es;
+    if (root < 0)
+      MPI_TRY("all_reduce", MPI_Allreduce(MPI_IN_PLACE, p, c, mpi_type(dtype), MPI_SUM, MPI_COMM_WORLD));
+    else
+      MPI_TRY("broadcast", MPI_Bcast(p, c, mpi_type(dtype), root, MPI_COMM_WORLD));
   }
+  return 0;
+}
+#endif
+
+int gam_cpu_all_reduce(void *data, int64_t n, int dtype, int mean) {
+  if (dist_state != 2 || n == 0) return 0;
+#ifdef GAM_HAVE_MPI
+  if (mpi_chunks(data, n, dtype, -1) != 0) return -1;
   if (mean) { /* float32 only (the front half checks) */
     float *x = data, inv = 1.0f / (float)dist_size;
     for (int64_t i = 0; i < n; i++) x[i] *= inv;
@@ -145,12 +155,7 @@ int gam_cpu_all_reduce(void *data, int64_t n, int dtype, int mean) {
 int gam_cpu_broadcast(void *data, int64_t n, int dtype, int root) {
   if (dist_state != 2 || n == 0) return 0;
 #ifdef GAM_HAVE_MPI
-  const int64_t chunk = 1 << 30;
-  size_t es = gam__dtype_size(dtype);
-  for (int64_t i = 0; i < n; i += chunk) {
-    int c = (int)(n - i < chunk ? n - i : chunk);
-    MPI_TRY("broadcast", MPI_Bcast((char *)data + i * es, c, mpi_type(dtype), root, MPI_COMM_WORLD));
-  }
+  if (mpi_chunks(data, n, dtype, root) != 0) return -1;
 #endif
   return 0;
 }
