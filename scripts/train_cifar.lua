@@ -63,11 +63,12 @@ local FLAGS = {
   {'wd', 'number', 5e-4, 'weight decay'},
   {'momentum', 'number', 0.9, 'SGD momentum'},
   {'base-opt', 'string', 'SGD', 'base optimiser: SGD | Adam | AdamW'},
-  {'opt', 'string', 'gam', 'sgd | sam | asam | gsam | gam'},
+  {'opt', 'string', 'gam', 'sgd | sam | asam | gsam | gam | gam-original (Algorithm 1: Hessian-vector products)'},
   {'grad-rho', 'number', nil, "GAM rho': radius of the gradient ascent steps", 'per dataset/arch, below'},
   {'grad-norm-rho', 'number', nil, 'GAM rho: radius of the gradient-norm step', 'per dataset/arch, below'},
   {'grad-beta-0', 'number', nil, 'GAM beta: weight of g0 in h-', 'per dataset/arch, below'},
-  {'grad-beta-1', 'number', nil, 'GAM alpha: weight of g1 in h+', 'per dataset/arch, below'},
+  {'grad-beta-1', 'number', nil, 'GAM alpha: weight of g1 in h+ (gam-original: of the flatness term)',
+   'per dataset/arch, below'},
   {'grad-gamma', 'number', nil, 'GAM gamma: weight of the h- correction', 'per dataset/arch, below'},
   {'gam-mode', 'string', 'reference', "GAM's h-: reference (the released code) | paper (Algorithm 2 as printed)"},
   {'rho', 'number', nil, 'SAM / ASAM / GSAM radius', '0.05; 0.5 for asam'},
@@ -142,8 +143,8 @@ local function resolve(args)
     fail("--radii must be follow or constant, got '" .. args.radii .. "'")
   end
   args.opt = args.opt:lower()
-  if not ({sgd = 1, sam = 1, asam = 1, gsam = 1, gam = 1})[args.opt] then
-    fail("--opt must be sgd, sam, asam, gsam or gam, got '" .. args.opt .. "'")
+  if not ({sgd = 1, sam = 1, asam = 1, gsam = 1, gam = 1, ['gam-original'] = 1})[args.opt] then
+    fail("--opt must be sgd, sam, asam, gsam, gam or gam-original, got '" .. args.opt .. "'")
   end
   local bases = {sgd = 'SGD', adam = 'Adam', adamw = 'AdamW'}
   args['base-opt'] = bases[args['base-opt']:lower()] or fail("--base-opt must be SGD, Adam or AdamW")
@@ -298,6 +299,9 @@ local function build(args, train, device, steps_per_epoch)
     opt = optim.GAM {base = base, model = model, grad_rho = radius(args['grad-rho']),
                      grad_norm_rho = radius(args['grad-norm-rho']), alpha = args['grad-beta-1'],
                      beta = args['grad-beta-0'], gamma = args['grad-gamma'], mode = args['gam-mode'], sync = args.sync}
+  elseif args.opt == 'gam-original' then   -- rho and alpha only (GAMOriginal.lua)
+    opt = optim.GAM {variant = 'original', base = base, model = model,
+                     grad_norm_rho = radius(args['grad-norm-rho']), alpha = args['grad-beta-1']}
   end
   return model, base, opt, sched, per_step, radii
 end
@@ -307,6 +311,7 @@ end
 local function radii_at(args, lr)
   local k = (args.radii == 'follow' and args.lr ~= 0 and lr) and lr / args.lr or 1
   if args.opt == 'gam' then return {grad_rho = k * args['grad-rho'], grad_norm_rho = k * args['grad-norm-rho']} end
+  if args.opt == 'gam-original' then return {grad_norm_rho = k * args['grad-norm-rho']} end
   if args.opt == 'sgd' then return {} end
   return {rho = k * args.rho}
 end
@@ -315,6 +320,7 @@ end
 local function radii(args, lr)
   local r = radii_at(args, lr)
   if args.opt == 'gam' then return string.format("rho' %.4g rho %.4g", r.grad_rho, r.grad_norm_rho) end
+  if args.opt == 'gam-original' then return string.format('rho %.4g', r.grad_norm_rho) end
   if args.opt == 'sgd' then return 'no radius' end
   return string.format('rho %.4g', r.rho)
 end
@@ -579,6 +585,9 @@ local function main(argv)
     {'--epochs', args.epochs}, {'--steps-per-epoch', args['steps-per-epoch']}, {'--seed', args.seed},
     {'--stop-after', args['stop-after']}, {'--resume', args.resume and 1 or 0}})
   if not agreed then fail(why) end
+  if world > 1 and args.opt == 'gam-original' then
+    fail('--opt gam-original does not run under mpirun (one process only)')
+  end
   local ctx = {}
   ctx.train_loader = gam.data.loader {dataset = train, batch_size = args['batch-size'], shuffle = true,
                                       augment = augmentation(args), seed = args.seed, device = device,
@@ -639,6 +648,9 @@ local function main(argv)
     print(string.format('GAM: rho %g, rho\' %g, alpha %g, beta %g, gamma %g, mode %s', args['grad-norm-rho'],
                         args['grad-rho'], args['grad-beta-1'], args['grad-beta-0'], args['grad-gamma'],
                         args['gam-mode']))
+  elseif args.opt == 'gam-original' then
+    print(string.format('GAM, original (Algorithm 1, Hessian-vector products): rho %g, alpha %g',
+                        args['grad-norm-rho'], args['grad-beta-1']))
   end
   ctx.tb = main_rank and tblog.open(args, ctx.opt, ctx.model) or nil   -- rank 0's event files only
   print('writing ' .. csv_path .. ' and ' .. ck_path .. (ctx.tb and ' and ' .. ctx.tb.tb.path or ''))
