@@ -120,6 +120,16 @@ function M.mean_std(t)
   return mean, math.sqrt(q / (n - 1))
 end
 
+-- median of the numbers in t (t is left unchanged; nil when empty)
+function M.median(t)
+  if #t == 0 then return nil end
+  local s = {}
+  for k, v in ipairs(t) do s[k] = v end
+  table.sort(s)
+  local n = #s
+  return n % 2 == 1 and s[(n + 1) / 2] or (s[n / 2] + s[n / 2 + 1]) / 2
+end
+
 -- ---- CSV -----------------------------------------------------------------------------------
 -- Fields never hold commas, quotes or newlines here (names are sanitised), so
 -- a CSV line is the fields joined by ','.

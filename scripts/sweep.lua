@@ -21,7 +21,8 @@
 -- (λmax and trace of the Hessian, first-order flatness).
 --
 -- <out>/sweep.csv gets one row per run: its flags, status, epochs, final test
--- and validation accuracy (fractions), training seconds, and the flatness
+-- and validation accuracy (fractions), training seconds (in all, and the
+-- median epoch's: seconds_per_epoch), and the flatness
 -- figures; <out>/progress.txt says what is done and what runs. At the end a
 -- table of mean ± standard deviation per configuration (the flags other than
 -- --seed) is printed.
@@ -169,10 +170,13 @@ local function results(run)
   for _, e in ipairs(run.point) do r[e[1]] = e[2] == true and 'on' or e[2] end
   local okm, _, rows = pcall(U.read_csv, run.dir .. '/metrics.csv')
   if okm and #rows > 0 then
-    local last, secs = rows[#rows], 0
-    for _, row in ipairs(rows) do secs = secs + (num(row.seconds) or 0) end
+    local last, secs, each = rows[#rows], 0, {}
+    for _, row in ipairs(rows) do
+      secs = secs + (num(row.seconds) or 0)
+      each[#each + 1] = num(row.seconds)
+    end
     r.epochs_done, r.test_acc, r.val_acc, r.seconds = num(last.epoch), num(last.test_acc), num(last.val_acc), secs
-    r.seconds_per_epoch = secs / #rows
+    r.seconds_per_epoch = U.median(each)   -- the median: an epoch slowed by a pause or a restart does not move it
   end
   local okf, header, frows = pcall(U.read_csv, run.dir .. '/flatness.csv')
   if okf and #frows > 0 then

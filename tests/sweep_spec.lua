@@ -110,7 +110,15 @@ describe('scripts/sweep.lua', function()
       local acc = tonumber(r.test_acc)
       assert.is_true(acc >= 0 and acc <= 1)
       assert.is_true(tonumber(r.seconds) > 0)
+      -- seconds: the epochs' sum; seconds_per_epoch: their median (2 epochs: the mean of both)
+      local _, m = U.read_csv(dir .. '/' .. r.run .. '/metrics.csv')
+      local s1, s2 = tonumber(m[1].seconds), tonumber(m[2].seconds)
+      assert.is_true(math.abs(tonumber(r.seconds) - (s1 + s2)) < 1e-6 * (s1 + s2) + 1e-3, r.seconds)
+      assert.is_true(math.abs(tonumber(r.seconds_per_epoch) - (s1 + s2) / 2) < 1e-6 * (s1 + s2) + 1e-3)
     end
+    assert.are.equal(3, U.median {5, 1, 3})
+    assert.are.equal(2.5, U.median {4, 1, 2, 3})
+    assert.is_nil(U.median {})
     assert.is_truthy(out:match('\nall%s+2%s'), out)   -- the summary table: one configuration, two runs
     if not U.file_exists(root .. '/scripts/flatness.lua') then
       contains(out, 'flatness.lua does not exist')
