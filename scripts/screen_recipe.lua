@@ -92,23 +92,9 @@ local function run(seed)
     elseif o.opt == 'sam' then
       opt = optim.SAM {base = base, model = model, rho = radius(o.rho)}
     end
-    loader:epoch(1)
-    model:train()
     local stepper = {opt = opt, base = base, model = model, flat_grad = flat_grad, loss_fn = loss_fn}
-    local losses, step = {}, 0
-    while step < o.steps do
-      for x, y in loader do
-        step = step + 1
-        schedule()
-        losses[step] = U.train_step(gam, stepper, x, y)
-        if step >= o.steps then break end
-      end
-      if step < o.steps then loader:epoch(math.floor(step / loader:size()) + 1) end
-    end
-    loader:close()
-    local tail, n = 0, math.min(20, #losses)
-    for k = #losses - n + 1, #losses do tail = tail + losses[k] end
-    return tail / n, hidden_alive(model), accuracy(model), base.lr
+    local tail = U.run_steps(gam, stepper, loader, o.steps, schedule)
+    return tail, hidden_alive(model), accuracy(model), base.lr
   end)
 end
 

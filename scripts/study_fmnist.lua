@@ -100,20 +100,9 @@ local function run_gamlua(seed)
       opt = optim.GAM {base = base, model = model, grad_rho = radius(o['grad-rho']),
                        grad_norm_rho = radius(o['grad-norm-rho']), alpha = o.alpha, beta = o.beta, gamma = o.gamma}
     end
-    loader:epoch(1)
-    model:train()
     local stepper = {opt = opt, base = base, model = model, flat_grad = flat_grad, loss_fn = loss_fn}
-    local losses, step = {}, 0
-    for x, y in loader do
-      step = step + 1
-      schedule()
-      losses[step] = U.train_step(gam, stepper, x, y)
-      if step >= o.steps then break end
-    end
-    loader:close()
-    local tail, n = 0, math.min(20, #losses)
-    for k = #losses - n + 1, #losses do tail = tail + losses[k] end
-    return tail / n, hidden_alive(model)
+    local tail = U.run_steps(gam, stepper, loader, o.steps, schedule)
+    return tail, hidden_alive(model)
   end)
 end
 

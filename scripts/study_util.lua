@@ -266,6 +266,28 @@ function M.recipe(gam, base, o, total)
   return radius, step
 end
 
+--- run_steps(gam, s, loader, steps, schedule) -> the mean loss of the last 20 steps: the first
+-- `steps` steps from epoch 1 of loader (into later epochs when needed), schedule() before each,
+-- s as for train_step; the loader is closed after
+function M.run_steps(gam, s, loader, steps, schedule)
+  loader:epoch(1)
+  s.model:train()
+  local losses, step = {}, 0
+  while step < steps do
+    for x, y in loader do
+      step = step + 1
+      schedule()
+      losses[step] = M.train_step(gam, s, x, y)
+      if step >= steps then break end
+    end
+    if step < steps then loader:epoch(math.floor(step / loader:size()) + 1) end
+  end
+  loader:close()
+  local tail, n = 0, math.min(20, #losses)
+  for k = #losses - n + 1, #losses do tail = tail + losses[k] end
+  return tail / n
+end
+
 --- train_step(gam, s, x, y): one step on batch (x, y), in a scope; returns pass 0's loss.
 -- s: {opt = a SAM-family optimiser, or nil for plain s.base with s.model, s.flat_grad, s.loss_fn}
 function M.train_step(gam, s, x, y)
